@@ -1,0 +1,238 @@
+//! A certificate chain with its private key, parsed from PEM and checked: the chain parses,
+//! the key matches the leaf, the leaf is within its validity and covers the site's names.
+//! Nothing here touches the network or the certificate table.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::extensions::GeneralName;
+
+use super::names::HostName;
+
+/// What we know about a certificate after parsing its leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// DNS names of the subjectAltName extension, lowercase.
+    pub names: Vec<String>,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    /// Serial number, lowercase hex with `:` separators, as openssl prints it.
+    pub serial: String,
+}
+
+/// A parsed chain and signing key, ready to be served.
+#[derive(Clone)]
+pub struct CertBundle {
+    pub certified: Arc<CertifiedKey>,
+    pub info: CertInfo,
+}
+
+impl std::fmt::Debug for CertBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The signing key is never printed.
+        f.debug_struct("CertBundle")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a certificate/key pair cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("no certificate found in the PEM data")]
+    NoCertificate,
+    #[error("no private key found in the PEM data")]
+    NoKey,
+    #[error("PEM data is malformed")]
+    Pem(#[source] rustls_pki_types::pem::Error),
+    #[error("certificate #{index} of the chain does not parse: {reason}")]
+    Chain { index: usize, reason: String },
+    #[error("private key is not usable")]
+    Key(#[source] rustls::Error),
+    #[error("private key does not match the certificate")]
+    KeyMismatch,
+    #[error("certificate expired at {0}")]
+    Expired(humantime::Rfc3339Timestamp),
+    #[error("certificate is not valid before {0}")]
+    NotYetValid(humantime::Rfc3339Timestamp),
+    #[error("certificate does not cover `{name}` (it covers: {covered})")]
+    NameNotCovered { name: String, covered: String },
+}
+
+impl CertBundle {
+    /// Parses a PEM chain (leaf first) and a PEM private key; checks that they match.
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, CertError> {
+        let chain = CertificateDer::pem_slice_iter(chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CertError::Pem)?;
+        if chain.is_empty() {
+            return Err(CertError::NoCertificate);
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+            rustls_pki_types::pem::Error::NoItemsFound => CertError::NoKey,
+            other => CertError::Pem(other),
+        })?;
+        Self::from_der(chain, key)
+    }
+
+    /// Builds a bundle from DER parts (leaf first).
+    pub fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, CertError> {
+        let Some(leaf) = chain.first() else {
+            return Err(CertError::NoCertificate);
+        };
+        let info = parse_leaf(leaf)?;
+        for (index, cert) in chain.iter().enumerate().skip(1) {
+            x509_parser::parse_x509_certificate(cert).map_err(|e| CertError::Chain {
+                index,
+                reason: e.to_string(),
+            })?;
+        }
+        let signing_key =
+            rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(CertError::Key)?;
+        let certified = CertifiedKey::new(chain, signing_key);
+        match certified.keys_match() {
+            Ok(()) => {}
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                return Err(CertError::KeyMismatch);
+            }
+            Err(other) => return Err(CertError::Key(other)),
+        }
+        Ok(Self {
+            certified: Arc::new(certified),
+            info,
+        })
+    }
+
+    /// Checks that the certificate is valid at `now` and covers every one of `hosts`.
+    pub fn check_serves(&self, hosts: &[HostName], now: SystemTime) -> Result<(), CertError> {
+        if now > self.info.not_after {
+            return Err(CertError::Expired(humantime::format_rfc3339_seconds(
+                self.info.not_after,
+            )));
+        }
+        if now < self.info.not_before {
+            return Err(CertError::NotYetValid(humantime::format_rfc3339_seconds(
+                self.info.not_before,
+            )));
+        }
+        for host in hosts {
+            if !self.covers(host) {
+                return Err(CertError::NameNotCovered {
+                    name: host.to_string(),
+                    covered: self.info.names.join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether some subjectAltName of the leaf covers `host` (a wildcard host needs the same
+    /// wildcard in the certificate).
+    pub fn covers(&self, host: &HostName) -> bool {
+        self.info
+            .names
+            .iter()
+            .any(|san| match HostName::parse(san) {
+                Ok(san) if host.is_wildcard() => san == *host,
+                Ok(san) => san.covers(host.as_str()),
+                Err(_) => false,
+            })
+    }
+}
+
+fn parse_leaf(leaf: &CertificateDer<'_>) -> Result<CertInfo, CertError> {
+    let chain_err = |reason: String| CertError::Chain { index: 0, reason };
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(leaf).map_err(|e| chain_err(e.to_string()))?;
+    let mut names = Vec::new();
+    if let Some(san) = cert
+        .subject_alternative_name()
+        .map_err(|e| chain_err(format!("subjectAltName: {e}")))?
+    {
+        for name in &san.value.general_names {
+            if let GeneralName::DNSName(dns) = name {
+                names.push(dns.to_ascii_lowercase());
+            }
+        }
+    }
+    let validity = cert.validity();
+    Ok(CertInfo {
+        names,
+        not_before: unix_to_system(validity.not_before.timestamp()),
+        not_after: unix_to_system(validity.not_after.timestamp()),
+        serial: cert.raw_serial_as_string(),
+    })
+}
+
+fn unix_to_system(secs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::selfsigned;
+
+    fn hosts(names: &[&str]) -> Vec<HostName> {
+        names.iter().map(|n| HostName::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn parses_a_generated_pair_and_checks_names() {
+        let pair = selfsigned::generate(&hosts(&["example.com", "*.example.com"]), 30).unwrap();
+        let bundle =
+            CertBundle::from_pem(pair.chain_pem.as_bytes(), pair.key_pem.as_bytes()).unwrap();
+        assert_eq!(bundle.info.names, vec!["example.com", "*.example.com"]);
+        let now = SystemTime::now();
+        bundle
+            .check_serves(
+                &hosts(&["example.com", "a.example.com", "*.example.com"]),
+                now,
+            )
+            .unwrap();
+        let err = bundle
+            .check_serves(&hosts(&["other.com"]), now)
+            .unwrap_err();
+        assert!(matches!(err, CertError::NameNotCovered { .. }), "{err}");
+        let later = now + Duration::from_secs(31 * 86400);
+        assert!(matches!(
+            bundle.check_serves(&[], later),
+            Err(CertError::Expired(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_a_key_of_another_certificate() {
+        let a = selfsigned::generate(&hosts(&["a.test"]), 1).unwrap();
+        let b = selfsigned::generate(&hosts(&["a.test"]), 1).unwrap();
+        let err = CertBundle::from_pem(a.chain_pem.as_bytes(), b.key_pem.as_bytes()).unwrap_err();
+        assert!(matches!(err, CertError::KeyMismatch), "{err}");
+    }
+
+    #[test]
+    fn refuses_malformed_pem() {
+        let a = selfsigned::generate(&hosts(&["a.test"]), 1).unwrap();
+        assert!(matches!(
+            CertBundle::from_pem(b"", a.key_pem.as_bytes()),
+            Err(CertError::NoCertificate)
+        ));
+        assert!(matches!(
+            CertBundle::from_pem(a.chain_pem.as_bytes(), b"junk"),
+            Err(CertError::NoKey)
+        ));
+        let truncated = &a.chain_pem[..a.chain_pem.len() / 2];
+        assert!(CertBundle::from_pem(truncated.as_bytes(), a.key_pem.as_bytes()).is_err());
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(CertBundle::from_pem(garbage.as_bytes(), a.key_pem.as_bytes()).is_err());
+    }
+}

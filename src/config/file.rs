@@ -1,0 +1,103 @@
+//! The config file exactly as written: serde structs that reject unknown keys and keep the
+//! span of every value that is checked later, so errors can point at file:line:column.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    #[serde(default)]
+    pub(crate) server: FileServer,
+    #[serde(default)]
+    pub(crate) tls: FileTls,
+    #[serde(default)]
+    pub(crate) proxy: FileProxy,
+    #[serde(default)]
+    pub(crate) log: FileLog,
+    #[serde(default)]
+    pub(crate) site: Vec<FileSite>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileServer {
+    pub(crate) https: Option<Spanned<String>>,
+    pub(crate) http: Option<Spanned<String>>,
+    pub(crate) admin: Option<Spanned<String>>,
+    pub(crate) data_dir: Option<Spanned<String>>,
+    pub(crate) https_public_port: Option<Spanned<u16>>,
+    pub(crate) max_connections: Option<Spanned<u32>>,
+    pub(crate) handshake_timeout: Option<Spanned<String>>,
+    pub(crate) header_timeout: Option<Spanned<String>>,
+    pub(crate) idle_timeout: Option<Spanned<String>>,
+    pub(crate) max_header_bytes: Option<Spanned<u32>>,
+    pub(crate) shutdown_grace: Option<Spanned<String>>,
+    pub(crate) welcome_page: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTls {
+    pub(crate) min_version: Option<Spanned<String>>,
+    pub(crate) hsts: Option<Spanned<Hsts>>,
+    pub(crate) session_tickets: Option<bool>,
+    pub(crate) session_cache: Option<Spanned<u32>>,
+    pub(crate) default_host: Option<Spanned<String>>,
+    pub(crate) watch_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileProxy {
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) response_timeout: Option<Spanned<String>>,
+    pub(crate) origin_down_for: Option<Spanned<String>>,
+    pub(crate) pool_idle_timeout: Option<Spanned<String>>,
+    pub(crate) pool_max_idle_per_origin: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileLog {
+    pub(crate) format: Option<Spanned<String>>,
+    pub(crate) level: Option<Spanned<String>>,
+    pub(crate) access: Option<bool>,
+}
+
+/// One `[[site]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileSite {
+    pub(crate) host: Spanned<OneOrMany>,
+    pub(crate) origins: Spanned<Vec<Spanned<String>>>,
+    pub(crate) cert: Option<Spanned<String>>,
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) hsts: Option<Spanned<Hsts>>,
+}
+
+/// `host = "a"` or `host = ["a", "b"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// `hsts = "max-age=…"` or `hsts = false`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Hsts {
+    Enabled(bool),
+    Value(String),
+}

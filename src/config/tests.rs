@@ -1,0 +1,112 @@
+use std::path::Path;
+
+use super::*;
+
+fn issues_of(source: &str) -> Vec<ConfigIssue> {
+    Config::parse(source, Path::new("/nonexistent")).expect_err("config should be refused")
+}
+
+#[test]
+fn minimal_config_takes_defaults() {
+    let c = Config::parse(
+        "[[site]]\nhost = \"a.example\"\norigins = [\"http://127.0.0.1:8080\"]\n",
+        Path::new("/etc/onehttps"),
+    )
+    .unwrap();
+    assert_eq!(c.server.https.port(), 443);
+    assert_eq!(c.server.https_public_port, 443);
+    assert_eq!(c.tls.hsts.as_deref(), Some(DEFAULT_HSTS));
+    assert_eq!(c.sites[0].hsts.as_deref(), Some(DEFAULT_HSTS));
+    assert_eq!(c.sites[0].origins[0].to_string(), "http://127.0.0.1:8080");
+    assert_eq!(c.server.data_dir, Path::new("/var/lib/onehttps"));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_line() {
+    let src = "[server]\nhttps = \"nope\"\nheader_timeout = \"soon\"\n\n[[site]]\nhost = \"*.com\"\norigins = [\"ftp://x\"]\n";
+    let issues = issues_of(src);
+    let lines: Vec<(usize, &str)> = issues.iter().map(|i| (i.line, i.key.as_str())).collect();
+    assert_eq!(
+        lines,
+        vec![
+            (2, "server.https"),
+            (3, "server.header_timeout"),
+            (6, "site[0].host"),
+            (7, "site[0].origins"),
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let issues = issues_of("[server]\nhttps = \"0.0.0.0:443\"\nlisten = 1\n");
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].line, 3);
+    assert!(
+        issues[0].message.contains("listen"),
+        "{}",
+        issues[0].message
+    );
+}
+
+#[test]
+fn site_rules() {
+    let table = [
+        (
+            "[[site]]\nhost = []\norigins = [\"http://a:1\"]\n",
+            "at least one host",
+        ),
+        (
+            "[[site]]\nhost = \"a.b\"\norigins = []\n",
+            "at least one origin",
+        ),
+        (
+            "[[site]]\nhost = \"a.b\"\norigins = [\"http://a:1/x\"]\n",
+            "path",
+        ),
+        (
+            "[[site]]\nhost = \"a.b\"\norigins = [\"http://a:1\"]\ncert = \"c.pem\"\n",
+            "`key` is missing",
+        ),
+        (
+            "[[site]]\nhost = \"a.b\"\norigins = [\"http://a:1\"]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+            "cannot read",
+        ),
+        (
+            "[[site]]\nhost = \"a.b\"\norigins = [\"http://a:1\"]\n[[site]]\nhost = \"A.b\"\norigins = [\"http://a:1\"]\n",
+            "already a host",
+        ),
+        (
+            "[[site]]\nhost = \"a.b\"\norigins = [\"http://a:1\"]\nhsts = \"preload\"\n",
+            "max-age",
+        ),
+        ("[tls]\ndefault_host = \"x.y\"\n", "not a host of any"),
+        ("[tls]\nmin_version = \"1.0\"\n", "not one of"),
+        ("[server]\nmax_header_bytes = 10\n", "at least"),
+    ];
+    for (src, want) in table {
+        let issues = issues_of(src);
+        assert!(
+            issues.iter().any(|i| i.message.contains(want)),
+            "{src:?}: wanted {want:?} in {issues:?}"
+        );
+    }
+}
+
+#[test]
+fn hsts_can_be_turned_off_per_site() {
+    let c = Config::parse(
+        "[tls]\nhsts = \"max-age=60\"\n[[site]]\nhost = \"a.b\"\norigins = [\"http://a:1\"]\nhsts = false\n[[site]]\nhost = \"c.d\"\norigins = [\"http://a:1\"]\n",
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(c.sites[0].hsts, None);
+    assert_eq!(c.sites[1].hsts.as_deref(), Some("max-age=60"));
+}
+
+#[test]
+fn embedded_demo_parses() {
+    let c = Config::embedded_demo().unwrap();
+    assert!(!c.sites.is_empty());
+    assert!(c.server.welcome_page.is_some());
+}

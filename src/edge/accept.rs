@@ -1,0 +1,55 @@
+//! Accept loops: a connection slot from the global limit, then accept; errors are logged
+//! and backed off, never fatal. Each connection runs in its own tracked task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::{Edge, connection, plain_http};
+
+/// Backoff after an accept error (EMFILE and friends), doubling up to the maximum.
+const ACCEPT_BACKOFF_START: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Which listener a loop serves.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    Https,
+    Http,
+}
+
+pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Kind) {
+    let mut backoff = ACCEPT_BACKOFF_START;
+    loop {
+        let permit = tokio::select! {
+            () = edge.cancel.cancelled() => return,
+            permit = edge.conn_limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let (tcp, client) = tokio::select! {
+            () = edge.cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, ?kind, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            },
+        };
+        backoff = ACCEPT_BACKOFF_START;
+        let _ = tcp.set_nodelay(true);
+        let edge2 = edge.clone();
+        edge.tracker.spawn(async move {
+            let _permit = permit;
+            match kind {
+                Kind::Https => connection::serve_tls(edge2, tcp, client).await,
+                Kind::Http => plain_http::serve(edge2, tcp, client).await,
+            }
+        });
+    }
+}

@@ -1,0 +1,244 @@
+//! The running edge: listeners, accept loops, connection serving, reload and shutdown.
+//! `Edge::start` is what the binary and the tests call; the `run` function adds signals.
+
+mod accept;
+pub mod challenge;
+mod connection;
+mod plain_http;
+mod reload;
+mod welcome;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ServerSettings};
+use crate::proxy::Proxy;
+use crate::sites::cert_files::CertFileError;
+use crate::tls::{self, SiteTable, TableResolver};
+pub use reload::ReloadSummary;
+
+/// Largest number of concurrent HTTP/2 streams per client connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Why the edge could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("cannot listen on {addr} ({what})")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the certificate of site {site}")]
+    SiteCert {
+        site: String,
+        #[source]
+        source: Box<CertFileError>,
+    },
+    #[error("cannot build the TLS configuration")]
+    Tls(#[source] rustls::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot install signal handlers")]
+    Signal(#[source] std::io::Error),
+    #[error("reload task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// Bound sockets, so tests (and socket activation) can hand them in.
+pub struct Listeners {
+    pub https: TcpListener,
+    pub http: TcpListener,
+    pub welcome: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address of `server`.
+    pub async fn bind(server: &ServerSettings) -> Result<Self, EdgeError> {
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| EdgeError::Bind { what, addr, source })
+        };
+        let welcome = match server.welcome_page {
+            Some(addr) => Some(bind("welcome page", addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            https: bind("https", server.https).await?,
+            http: bind("http", server.http).await?,
+            welcome,
+        })
+    }
+}
+
+/// Everything connections and background tasks share.
+pub struct Edge {
+    pub table: Arc<SiteTable>,
+    pub challenges: Arc<challenge::Http01Tokens>,
+    tls: Arc<ServerConfig>,
+    proxy: Arc<Proxy>,
+    http: auto::Builder<TokioExecutor>,
+    server: ServerSettings,
+    conn_limit: Arc<Semaphore>,
+    /// The config in force, for the next reload's diff.
+    config: Mutex<Config>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Edge {
+    /// Builds every site (reading or generating certificates), the table and TLS config.
+    pub fn new(config: Config) -> Result<Arc<Self>, EdgeError> {
+        let table = Arc::new(SiteTable::new());
+        let tls =
+            tls::server_config::build(&config.tls, Arc::new(TableResolver::new(table.clone())))
+                .map_err(EdgeError::Tls)?;
+        let tracker = TaskTracker::new();
+        let proxy = Arc::new(Proxy::new(
+            &config.proxy,
+            config.log.access,
+            tracker.clone(),
+        ));
+        let server = config.server.clone();
+        let edge = Arc::new(Self {
+            table,
+            challenges: Arc::new(challenge::Http01Tokens::default()),
+            tls,
+            proxy,
+            http: http_builder(&server),
+            conn_limit: Arc::new(Semaphore::new(server.max_connections)),
+            server,
+            config: Mutex::new(config.clone()),
+            cancel: CancellationToken::new(),
+            tracker,
+        });
+        edge.apply(config)?;
+        Ok(edge)
+    }
+
+    /// Starts accept loops, the certificate watcher and the welcome origin.
+    pub fn start(self: &Arc<Self>, listeners: Listeners) {
+        let interval = self.lock_config().tls.watch_interval;
+        self.tracker.spawn(crate::sites::watch::run(
+            self.table.clone(),
+            interval,
+            self.cancel.clone(),
+        ));
+        self.tracker.spawn(accept::accept_loop(
+            self.clone(),
+            listeners.https,
+            accept::Kind::Https,
+        ));
+        self.tracker.spawn(accept::accept_loop(
+            self.clone(),
+            listeners.http,
+            accept::Kind::Http,
+        ));
+        if let Some(listener) = listeners.welcome {
+            self.tracker
+                .spawn(welcome::serve(listener, self.cancel.clone()));
+        }
+    }
+
+    /// Re-reads the config file in force and applies it; on any error nothing changes.
+    pub async fn reload_from_file(self: &Arc<Self>) -> Result<ReloadSummary, EdgeError> {
+        let Some(path) = self.lock_config().path.clone() else {
+            return Ok(ReloadSummary::default());
+        };
+        let edge = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let config = Config::load(&path)?;
+            edge.apply(config)
+        })
+        .await
+        .map_err(EdgeError::Task)?
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to the grace period.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        let grace = self.server.shutdown_grace;
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_s = grace.as_secs_f64(),
+                "shutdown grace period over; closing the remaining connections"
+            );
+        }
+    }
+
+    fn lock_config(&self) -> std::sync::MutexGuard<'_, Config> {
+        // A panic while holding this lock cannot leave the config half-written: recover it.
+        self.config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The HTTP server settings shared by every client connection.
+fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_timeout)
+        .max_buf_size(server.max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(server.idle_timeout))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// Runs the edge for `config` until SIGTERM or SIGINT; SIGHUP reloads the config file.
+pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), EdgeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listeners = Listeners::bind(&config.server).await?;
+    let mut config = config;
+    config.path = config_path;
+    let (https, http) = (config.server.https, config.server.http);
+    let sites = config.sites.len();
+    let edge = Edge::new(config)?;
+    edge.start(listeners);
+    tracing::info!(%https, %http, sites, "onehttps ready");
+
+    let mut term = signal(SignalKind::terminate()).map_err(EdgeError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(EdgeError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(EdgeError::Signal)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match edge.reload_from_file().await {
+                Ok(summary) => tracing::info!(%summary, "configuration reloaded"),
+                Err(e) => tracing::error!(
+                    error = %crate::config::error_chain(&e),
+                    "configuration reload refused; the previous configuration stays in force"
+                ),
+            },
+        }
+    }
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    edge.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

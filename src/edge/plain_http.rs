@@ -1,0 +1,72 @@
+//! The plain HTTP listener: ACME HTTP-01 challenge answers, and a 308 to HTTPS (path and
+//! query kept) for every configured site. Nothing is proxied in plain text.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::Edge;
+use super::challenge::HTTP01_PREFIX;
+use super::connection::drive;
+use crate::certs::names::normalize_authority;
+use crate::proxy::ProxyBody;
+use crate::proxy::responses::{error_page, full, permanent_redirect};
+
+pub(super) async fn serve(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr) {
+    let service_edge = edge.clone();
+    let service = service_fn(move |req| {
+        let edge = service_edge.clone();
+        async move { Ok::<_, Infallible>(respond(&edge, &req)) }
+    });
+    let http = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(edge.server.header_timeout)
+        .max_buf_size(edge.server.max_header_bytes)
+        .serve_connection(TokioIo::new(tcp), service);
+    tracing::trace!(client.addr = %client, "plain http connection");
+    drive(http, None, &edge.cancel).await;
+}
+
+fn respond(edge: &Edge, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let path = req.uri().path();
+    if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
+        return match edge.challenges.get(token) {
+            Some(key_authorization) => {
+                let mut response = Response::new(full(key_authorization));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                response
+            }
+            None => error_page(StatusCode::NOT_FOUND, "No such challenge."),
+        };
+    }
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+        .and_then(normalize_authority);
+    match host {
+        Some(host) if edge.table.lookup(Some(&host)).is_some() => {
+            let port = match edge.server.https_public_port {
+                443 => String::new(),
+                p => format!(":{p}"),
+            };
+            let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            permanent_redirect(&format!("https://{host}{port}{path_and_query}"))
+        }
+        _ => error_page(
+            StatusCode::NOT_FOUND,
+            "No site is configured for this host.",
+        ),
+    }
+}

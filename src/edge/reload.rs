@@ -1,0 +1,104 @@
+//! Applying a configuration to the running edge: sites whose definition is unchanged keep
+//! their object (and its certificate and origin health); new and changed sites are built
+//! off to the side; the table is published in one swap. Any failure changes nothing.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::{Edge, EdgeError};
+use crate::config::Config;
+use crate::sites::Site;
+use crate::tls::Routes;
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+impl fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} added, {} changed, {} removed, {} unchanged",
+            self.added, self.changed, self.removed, self.unchanged
+        )
+    }
+}
+
+impl Edge {
+    /// Makes `config`'s sites the ones served. Listener, TLS and proxy settings are read at
+    /// start only; a change to them is reported and waits for a restart.
+    pub fn apply(&self, config: Config) -> Result<ReloadSummary, EdgeError> {
+        let old = self.table.sites();
+        let mut summary = ReloadSummary::default();
+        let mut sites = Vec::with_capacity(config.sites.len());
+        for site_config in &config.sites {
+            let same = old.iter().find(|s| s.config().same_definition(site_config));
+            if let Some(site) = same {
+                summary.unchanged += 1;
+                sites.push(site.clone());
+                continue;
+            }
+            let existed = old
+                .iter()
+                .any(|s| s.hosts().iter().any(|h| site_config.hosts.contains(h)));
+            if existed {
+                summary.changed += 1;
+            } else {
+                summary.added += 1;
+            }
+            let site = Site::build(
+                site_config.clone(),
+                &config.server.data_dir,
+                config.proxy.origin_down_for,
+            )
+            .map_err(|source| EdgeError::SiteCert {
+                site: site_config.name().to_owned(),
+                source: Box::new(source),
+            })?;
+            sites.push(Arc::new(site));
+        }
+        summary.removed = old
+            .len()
+            .saturating_sub(summary.unchanged + summary.changed);
+        self.table
+            .publish(Routes::new(sites, config.tls.default_host.as_ref()));
+
+        let mut current = self.lock_config();
+        if current.path.is_some() {
+            warn_restart_needed(&current, &config);
+        }
+        let path = current.path.clone();
+        *current = config;
+        if current.path.is_none() {
+            current.path = path;
+        }
+        Ok(summary)
+    }
+}
+
+fn warn_restart_needed(old: &Config, new: &Config) {
+    let mut parts = Vec::new();
+    if old.server != new.server {
+        parts.push("[server]");
+    }
+    if old.tls != new.tls {
+        parts.push("[tls]");
+    }
+    if old.proxy != new.proxy {
+        parts.push("[proxy]");
+    }
+    if old.log != new.log {
+        parts.push("[log]");
+    }
+    if !parts.is_empty() {
+        tracing::warn!(
+            sections = parts.join(" "),
+            "these settings changed and take effect at the next restart; sites were reloaded"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! onehttps: a TLS-terminating edge reverse proxy that gives websites HTTPS in one step.
+//!
+//! Where things live: `config` (the file, checked), `certs` (certificate model), `tls`
+//! (certificate table, resolver, rustls config), `sites` (what is served per host name),
+//! `proxy` (request forwarding), `edge` (listeners, connections, reload, shutdown), `cli`.
+
+pub mod certs;
+pub mod cli;
+pub mod config;
+pub mod edge;
+pub mod logging;
+pub mod proxy;
+pub mod sites;
+pub mod tls;

@@ -1,0 +1,289 @@
+//! The request path: check the Host against the connection's site, pick an origin, forward
+//! with rewritten headers and streamed bodies, tunnel upgrades, and turn every failure into a
+//! response (the hyper service never returns `Err`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio_util::task::TaskTracker;
+
+use super::ProxyBody;
+use super::access_log::{AccessRecord, LoggedBody};
+use super::client::{self, OriginClient, OriginError};
+use super::conn::ClientConn;
+use super::headers::{is_upgrade, set_forwarded, strip_hop_by_hop};
+use super::responses::error_page;
+use crate::certs::names::normalize_authority;
+use crate::config::{OriginUrl, ProxySettings};
+
+/// Why a request got no response from an origin. The variant says who is at fault.
+#[derive(Debug, thiserror::Error)]
+enum ProxyError {
+    /// Client: no Host header and no authority.
+    #[error("request names no host")]
+    NoHost,
+    /// Client: a host the connection's certificate was not chosen for.
+    #[error("host `{0}` is not served on this connection")]
+    Misdirected(String),
+    /// Origin: connection refused, unreachable or connect timeout.
+    #[error("origin {origin} could not be reached")]
+    OriginUnreachable {
+        origin: String,
+        #[source]
+        source: OriginError,
+    },
+    /// Origin: no response head in time.
+    #[error("origin {origin} sent no response within {timeout:?}")]
+    OriginTimeout { origin: String, timeout: Duration },
+    /// Origin: broke the exchange after connecting.
+    #[error("origin {origin} failed")]
+    OriginFailed {
+        origin: String,
+        #[source]
+        source: OriginError,
+    },
+    /// Us: the site has no origin (the config refuses this; kept total).
+    #[error("site has no origin")]
+    NoOrigin,
+    /// Us: a request we could not rebuild for the origin.
+    #[error("cannot build the origin request")]
+    Rebuild(#[source] http::Error),
+}
+
+impl ProxyError {
+    fn response(&self) -> Response<ProxyBody> {
+        match self {
+            Self::NoHost => error_page(StatusCode::BAD_REQUEST, "The request names no host."),
+            Self::Misdirected(_) => error_page(
+                StatusCode::MISDIRECTED_REQUEST,
+                "This connection does not serve that host; open a new connection for it.",
+            ),
+            Self::OriginUnreachable { .. } | Self::OriginFailed { .. } | Self::NoOrigin => {
+                error_page(
+                    StatusCode::BAD_GATEWAY,
+                    "The site's server could not be reached. Try again shortly.",
+                )
+            }
+            Self::OriginTimeout { .. } => error_page(
+                StatusCode::GATEWAY_TIMEOUT,
+                "The site's server took too long to answer.",
+            ),
+            Self::Rebuild(_) => {
+                error_page(StatusCode::BAD_REQUEST, "The request cannot be forwarded.")
+            }
+        }
+    }
+
+    fn log(&self, site: &str) {
+        let error = crate::config::error_chain(self);
+        match self {
+            Self::NoHost | Self::Misdirected(_) | Self::Rebuild(_) => {
+                tracing::debug!(site, %error, "request refused");
+            }
+            Self::OriginUnreachable { .. }
+            | Self::OriginTimeout { .. }
+            | Self::OriginFailed { .. }
+            | Self::NoOrigin => {
+                tracing::warn!(site, %error, "origin error");
+            }
+        }
+    }
+}
+
+/// Shared state of the request path.
+pub struct Proxy {
+    client: OriginClient,
+    response_timeout: Duration,
+    access_log: bool,
+    /// Upgraded tunnels outlive their request: tracked for shutdown.
+    tunnels: TaskTracker,
+}
+
+/// A response from the origin and how long its head took.
+type Forwarded = (Response<ProxyBody>, Duration);
+
+impl Proxy {
+    pub fn new(settings: &ProxySettings, access_log: bool, tunnels: TaskTracker) -> Self {
+        Self {
+            client: client::build(settings),
+            response_timeout: settings.response_timeout,
+            access_log,
+            tunnels,
+        }
+    }
+
+    /// The hyper service body: never fails; errors become responses.
+    pub async fn handle(
+        self: Arc<Self>,
+        conn: Arc<ClientConn>,
+        req: Request<Incoming>,
+    ) -> Result<Response<LoggedBody>, Infallible> {
+        let started = Instant::now();
+        let in_flight = conn.begin();
+        let authority = request_authority(&req);
+        let host = authority
+            .as_ref()
+            .and_then(|a| a.to_str().ok())
+            .and_then(normalize_authority);
+        let (method, version) = (req.method().clone(), req.version());
+        let path = req.uri().path().to_owned();
+        let result = match (&host, authority) {
+            (Some(h), Some(authority)) if conn.site.covers(h) => {
+                self.forward(&conn, req, authority).await
+            }
+            (Some(h), _) => Err(ProxyError::Misdirected(h.clone())),
+            _ => Err(ProxyError::NoHost),
+        };
+        let (mut response, origin_time) = match result {
+            Ok((response, origin_time)) => (response, Some(origin_time)),
+            Err(e) => {
+                e.log(conn.site.name());
+                (e.response(), None)
+            }
+        };
+        if let Some(hsts) = conn.site.hsts() {
+            response
+                .headers_mut()
+                .entry(STRICT_TRANSPORT_SECURITY)
+                .or_insert_with(|| hsts.clone());
+        }
+        let record = self.access_log.then(|| AccessRecord {
+            client: conn.client,
+            host: host.unwrap_or_default(),
+            method,
+            path,
+            version,
+            status: response.status(),
+            started,
+            origin_time,
+            tls_version: conn.tls_version,
+            resumed: conn.resumed,
+        });
+        Ok(response.map(|body| LoggedBody::new(body, record, in_flight)))
+    }
+
+    async fn forward(
+        &self,
+        conn: &Arc<ClientConn>,
+        mut req: Request<Incoming>,
+        authority: HeaderValue,
+    ) -> Result<Forwarded, ProxyError> {
+        let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers, upgrade);
+        set_forwarded(&mut headers, conn.client.ip(), &authority);
+        headers.insert(HOST, authority);
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+
+        let pool = conn.site.origins();
+        // Only a request that can be sent again unchanged is retried: idempotent, no body.
+        let retry_headers =
+            (pool.len() > 1 && !upgrade && is_idempotent(&parts.method) && body.is_end_stream())
+                .then(|| headers.clone());
+        let Some((first, origin)) = pool.pick(None) else {
+            return Err(ProxyError::NoOrigin);
+        };
+        let sent = self
+            .send(origin, &parts.method, path, headers, body.boxed())
+            .await;
+        let (mut response, origin_time) = match (sent, retry_headers) {
+            (Err(e @ ProxyError::OriginUnreachable { .. }), retry) => {
+                pool.mark_down(first);
+                let next = pool.pick(Some(first)).filter(|(i, _)| *i != first);
+                let (Some(headers), Some((second, origin))) = (retry, next) else {
+                    return Err(e);
+                };
+                e.log(conn.site.name());
+                let empty = Empty::new().map_err(|never| match never {}).boxed();
+                let retried = self.send(origin, &parts.method, path, headers, empty).await;
+                if matches!(retried, Err(ProxyError::OriginUnreachable { .. })) {
+                    pool.mark_down(second);
+                }
+                retried?
+            }
+            (sent, _) => sent?,
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let origin_upgrade = hyper::upgrade::on(&mut response);
+            let in_flight = conn.begin();
+            self.tunnels.spawn(async move {
+                let _in_flight = in_flight;
+                match tokio::try_join!(client_upgrade, origin_upgrade) {
+                    Ok((client, origin)) => {
+                        let (mut client, mut origin) = (TokioIo::new(client), TokioIo::new(origin));
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut origin).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+                }
+            });
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers, true);
+            return Ok((Response::from_parts(parts, body), origin_time));
+        }
+        strip_hop_by_hop(response.headers_mut(), false);
+        Ok((response, origin_time))
+    }
+
+    /// One attempt at one origin, bounded by the response timeout.
+    async fn send(
+        &self,
+        origin: &OriginUrl,
+        method: &Method,
+        path: &str,
+        headers: HeaderMap,
+        body: ProxyBody,
+    ) -> Result<Forwarded, ProxyError> {
+        let uri = format!("http://{}{path}", origin.authority);
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .version(Version::HTTP_11)
+            .body(body)
+            .map_err(ProxyError::Rebuild)?;
+        *req.headers_mut() = headers;
+        let started = Instant::now();
+        let origin_name = || origin.to_string();
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Ok(Ok(response)) => Ok((response.map(BodyExt::boxed), started.elapsed())),
+            Ok(Err(source)) if source.is_connect() => Err(ProxyError::OriginUnreachable {
+                origin: origin_name(),
+                source,
+            }),
+            Ok(Err(source)) => Err(ProxyError::OriginFailed {
+                origin: origin_name(),
+                source,
+            }),
+            Err(_) => Err(ProxyError::OriginTimeout {
+                origin: origin_name(),
+                timeout: self.response_timeout,
+            }),
+        }
+    }
+}
+
+/// The host the client asked for: the URI authority (HTTP/2, absolute-form) or `Host`.
+fn request_authority(req: &Request<Incoming>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(HOST).cloned(),
+    }
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}

@@ -1,0 +1,92 @@
+//! Watches uploaded certificate files and swaps a new pair in when they change. A pair that
+//! fails its checks twice in a row (so not merely caught half-written) is refused with an
+//! ERROR naming the file and why; the certificate in service stays.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::cert_files;
+use super::{CertSource, ServedCert, Site, Stamps};
+use crate::config::error_chain;
+use crate::tls::SiteTable;
+
+/// What the watcher last saw of a site's files.
+#[derive(Debug)]
+pub(crate) struct WatchState {
+    /// Stamps whose content is in service, or was refused and logged.
+    settled: Stamps,
+    /// Stamps that failed once; retried at the next tick before complaining.
+    failed_once: Option<Stamps>,
+}
+
+impl WatchState {
+    pub(crate) fn new(settled: Stamps) -> Self {
+        Self {
+            settled,
+            failed_once: None,
+        }
+    }
+}
+
+/// Polls every site's certificate files each `interval` until `cancel`.
+pub async fn run(table: Arc<SiteTable>, interval: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let table = table.clone();
+        // File reads and PEM parsing are blocking work: keep them off the reactor.
+        if let Err(e) = tokio::task::spawn_blocking(move || check_all(&table)).await {
+            tracing::error!(error = %e, "certificate watcher pass panicked");
+        }
+    }
+}
+
+/// One pass over every site with certificate files.
+pub fn check_all(table: &SiteTable) {
+    for site in table.sites() {
+        check_site(&site);
+    }
+}
+
+fn check_site(site: &Site) {
+    let Some(files) = site.cert_files() else {
+        return;
+    };
+    let Ok(mut state) = site.watch.lock() else {
+        return;
+    };
+    let current = cert_files::stamps(files);
+    if current == state.settled {
+        return;
+    }
+    match cert_files::load(files, site.hosts()) {
+        Ok(bundle) => {
+            tracing::info!(
+                site = site.name(),
+                file = %files.cert.display(),
+                serial = %bundle.info.serial,
+                not_after = %humantime::format_rfc3339_seconds(bundle.info.not_after),
+                "certificate files changed: new certificate in service"
+            );
+            site.replace_cert(ServedCert {
+                bundle,
+                source: CertSource::Uploaded,
+            });
+            *state = WatchState::new(current);
+        }
+        Err(e) if state.failed_once == Some(current) => {
+            tracing::error!(
+                site = site.name(),
+                file = %files.cert.display(),
+                reason = %error_chain(&e),
+                "refused new certificate files; the previous certificate keeps serving"
+            );
+            *state = WatchState::new(current);
+        }
+        Err(_) => state.failed_once = Some(current),
+    }
+}

@@ -89,6 +89,31 @@ impl<'a> Issues<'a> {
     }
 }
 
+/// The dotted key whose line holds byte `offset`: the nearest `[table]` header above and the
+/// `key =` of the line, e.g. `server.max_connections`. Empty when the line holds no key.
+pub(crate) fn key_at(source: &str, offset: usize) -> String {
+    let offset = offset.min(source.len());
+    let line_start = source[..offset].rfind('\n').map_or(0, |p| p + 1);
+    let line_end = source[offset..]
+        .find('\n')
+        .map_or(source.len(), |p| offset + p);
+    let key = source[line_start..line_end]
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+        .unwrap_or_default();
+    let table = source[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    match (table, key.is_empty()) {
+        (_, true) => String::new(),
+        (Some(table), false) => format!("{table}.{key}"),
+        (None, false) => key,
+    }
+}
+
 /// 1-based line and column of byte `offset` in `source`.
 pub(crate) fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
@@ -113,5 +138,14 @@ mod tests {
         assert_eq!(line_column(src, 6), (2, 1));
         assert_eq!(line_column(src, 9), (2, 4));
         assert_eq!(line_column(src, 999), (3, 1));
+    }
+
+    #[test]
+    fn key_at_names_table_and_key() {
+        let src = "top = 1\n[server]\nhttps = \"x\"\n\n[[site]]\nhost = 3\n";
+        assert_eq!(key_at(src, 2), "top");
+        assert_eq!(key_at(src, src.find("\"x").unwrap()), "server.https");
+        assert_eq!(key_at(src, src.find("3").unwrap()), "site.host");
+        assert_eq!(key_at(src, src.find("[[").unwrap()), "");
     }
 }

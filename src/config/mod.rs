@@ -197,7 +197,9 @@ impl Config {
             Ok(file) => file,
             Err(e) => {
                 let mut issues = Issues::new(source);
-                issues.at(e.span().unwrap_or(0..0), "", e.message().trim().to_owned());
+                let span = e.span().unwrap_or(0..0);
+                let key = error::key_at(source, span.start);
+                issues.at(span, key, e.message().trim().to_owned());
                 return Err(issues.list);
             }
         };

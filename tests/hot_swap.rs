@@ -127,7 +127,7 @@ async fn a_corrupt_or_mismatched_replacement_is_refused_and_logged() {
 
     // Truncated certificate.
     let good = std::fs::read_to_string(&cert_path).unwrap();
-    replace_file(&cert_path, good[..good.len() / 2].as_bytes());
+    replace_file(&cert_path, &good.as_bytes()[..good.len() / 2]);
     edge.wait_log("refused new certificate files", Duration::from_secs(5));
     assert!(
         edge.log().contains("site0.pem"),

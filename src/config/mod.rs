@@ -60,6 +60,7 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// The HTTPS port clients see (used in redirects); defaults to the listener's port.
     pub https_public_port: u16,
+    /// Open connections per listener; more wait in the kernel's accept backlog.
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     /// Slowloris bound: a request head must arrive within this; HTTP/1.1 connections idle

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::{Edge, connection, plain_http};
 
@@ -19,12 +20,15 @@ pub(super) enum Kind {
     Http,
 }
 
+/// Accepts connections while fewer than `server.max_connections` of this listener are open.
+/// A slot is taken before `accept`, so excess clients wait in the kernel's backlog.
 pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Kind) {
+    let slots = Arc::new(Semaphore::new(edge.server.max_connections));
     let mut backoff = ACCEPT_BACKOFF_START;
     loop {
         let permit = tokio::select! {
             () = edge.cancel.cancelled() => return,
-            permit = edge.conn_limit.clone().acquire_owned() => match permit {
+            permit = slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },

@@ -17,7 +17,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -91,7 +90,6 @@ pub struct Edge {
     proxy: Arc<Proxy>,
     http: auto::Builder<TokioExecutor>,
     server: ServerSettings,
-    conn_limit: Arc<Semaphore>,
     /// The config in force, for the next reload's diff.
     config: Mutex<Config>,
     cancel: CancellationToken,
@@ -118,7 +116,6 @@ impl Edge {
             tls,
             proxy,
             http: http_builder(&server),
-            conn_limit: Arc::new(Semaphore::new(server.max_connections)),
             server,
             config: Mutex::new(config.clone()),
             cancel: CancellationToken::new(),

@@ -110,3 +110,11 @@ fn embedded_demo_parses() {
     assert!(!c.sites.is_empty());
     assert!(c.server.welcome_page.is_some());
 }
+
+#[test]
+fn shipped_production_example_parses() {
+    let source = include_str!("../../config/production.toml");
+    let c = Config::parse(source, Path::new("/etc/onehttps")).unwrap();
+    assert_eq!(c.sites.len(), 2);
+    assert_eq!(c.sites[0].origins.len(), 2);
+}

@@ -1,0 +1,50 @@
+//! The newcomer's first command: `onehttps run` with no config serves the built-in demo over
+//! HTTPS on 127.0.0.1:8443 with a self-signed certificate kept under ./onehttps-data.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn run_without_config_serves_the_demo_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("edge.log")).unwrap();
+    let mut child = Command::new(common::binary())
+        .arg("run")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(dir.path().join("onehttps-data/selfsigned/localhost.pem"))
+            .arg("https://localhost:8443/")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "demo not reachable: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let key = dir.path().join("onehttps-data/selfsigned/localhost.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(page.contains("onehttps is working"), "{page}");
+    assert!(page.contains("x-forwarded-proto</td><td>https"), "{page}");
+    assert_eq!(mode, 0o600, "private key file mode");
+    assert!(status.success(), "SIGTERM should stop the demo cleanly: {status}");
+}

@@ -46,5 +46,8 @@ fn run_without_config_serves_the_demo_page() {
     assert!(page.contains("onehttps is working"), "{page}");
     assert!(page.contains("x-forwarded-proto</td><td>https"), "{page}");
     assert_eq!(mode, 0o600, "private key file mode");
-    assert!(status.success(), "SIGTERM should stop the demo cleanly: {status}");
+    assert!(
+        status.success(),
+        "SIGTERM should stop the demo cleanly: {status}"
+    );
 }

@@ -11,4 +11,5 @@ pub mod edge;
 pub mod logging;
 pub mod proxy;
 pub mod sites;
+pub mod store;
 pub mod tls;

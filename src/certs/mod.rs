@@ -1,9 +1,13 @@
 //! The certificate model: host names and their matching rules, PEM bundles and their
-//! validation. Pure code: no I/O beyond what a caller hands in, heavily unit-tested.
+//! validation, the persisted record and its states, renewal timing. Pure code: no I/O beyond
+//! what a caller hands in, heavily unit-tested.
 
 pub mod bundle;
 pub mod names;
+pub mod record;
 pub mod selfsigned;
+pub mod window;
 
 pub use bundle::{CertBundle, CertError, CertInfo};
 pub use names::{HostName, HostNameError};
+pub use record::{CertRecord, CertState, Source};

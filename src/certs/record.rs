@@ -1,0 +1,140 @@
+//! The persisted record of a managed certificate: its names, where it came from, its state in
+//! the lifecycle, the chain in service and its sealed key, and the last failure. One record
+//! per set of names; the store writes it atomically, so it is always whole.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{CertInfo, HostName};
+
+/// Where a certificate in the inventory came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Obtained from an ACME CA.
+    Acme,
+    /// Issued by the edge's own local CA.
+    Internal,
+    /// PEM files given by the operator.
+    Uploaded,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Acme => "acme",
+            Self::Internal => "internal",
+            Self::Uploaded => "uploaded",
+        })
+    }
+}
+
+/// Lifecycle state of a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertState {
+    /// An order is in flight; nothing issued yet for these names.
+    Pending,
+    /// Valid and outside its renewal window.
+    Issued,
+    /// Inside its renewal window and not yet renewed.
+    Expiring,
+    /// Past its notAfter.
+    Expired,
+    /// The last attempt failed; see the failure for why and when the next one is.
+    Failed,
+    /// An uploaded certificate superseded by a managed one.
+    Replaced,
+}
+
+impl std::fmt::Display for CertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pending => "pending",
+            Self::Issued => "issued",
+            Self::Expiring => "expiring",
+            Self::Expired => "expired",
+            Self::Failed => "failed",
+            Self::Replaced => "replaced",
+        })
+    }
+}
+
+/// The last failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub reason: String,
+    /// Failures in a row.
+    pub attempts: u32,
+    /// Unix seconds of the next attempt.
+    pub next_retry: u64,
+}
+
+/// An uploaded certificate that a managed one replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub serial: String,
+    pub not_after: u64,
+}
+
+/// One managed certificate, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertRecord {
+    pub names: Vec<String>,
+    pub source: Source,
+    pub state: CertState,
+    /// PEM chain in service (leaf first); `None` while the first order is pending.
+    pub chain_pem: Option<String>,
+    /// The chain's private key, sealed under the master key; never plaintext.
+    pub sealed_key: Option<String>,
+    pub serial: Option<String>,
+    pub not_before: Option<u64>,
+    pub not_after: Option<u64>,
+    pub failure: Option<Failure>,
+    pub replaced: Option<Replaced>,
+    /// Unix seconds of the last change.
+    pub updated: u64,
+}
+
+impl CertRecord {
+    /// A record for `names` with no certificate yet.
+    pub fn pending(names: &[HostName], source: Source) -> Self {
+        Self {
+            names: names.iter().map(|n| n.as_str().to_owned()).collect(),
+            source,
+            state: CertState::Pending,
+            chain_pem: None,
+            sealed_key: None,
+            serial: None,
+            not_before: None,
+            not_after: None,
+            failure: None,
+            replaced: None,
+            updated: unix(SystemTime::now()),
+        }
+    }
+
+    /// Records a newly issued chain (the key sealed by the caller).
+    pub fn set_issued(&mut self, chain_pem: String, sealed_key: String, info: &CertInfo) {
+        self.chain_pem = Some(chain_pem);
+        self.sealed_key = Some(sealed_key);
+        self.serial = Some(info.serial.clone());
+        self.not_before = Some(unix(info.not_before));
+        self.not_after = Some(unix(info.not_after));
+        self.state = CertState::Issued;
+        self.failure = None;
+        self.updated = unix(SystemTime::now());
+    }
+}
+
+/// Seconds since the Unix epoch (0 before it).
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The instant `secs` after the Unix epoch.
+pub fn from_unix(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}

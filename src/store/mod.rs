@@ -1,0 +1,276 @@
+//! Persistence: the `fs` store under `data_dir`. Every write is atomic (`atomic.rs`); every
+//! private key is sealed under the master key (`seal.rs`) and every file holding a secret is
+//! 0600. A corrupt file is reported with its path and skipped, never fatal for the rest.
+//!
+//! Layout:
+//! ```text
+//! data_dir/            0700
+//!   master.key         0600  the master key (unless ONEHTTPS_MASTER_KEY is set)
+//!   master.check       0600  proves the master key is the one the directory was sealed with
+//!   certs/<id>.json    0600  one managed certificate: names, state, chain, sealed key
+//!   ca/root.pem        0644  the internal CA's root certificate (trust this)
+//!   ca/root.key.sealed 0600  its key
+//!   acme/<id>.sealed   0600  ACME account credentials, one per directory URL
+//! ```
+
+pub mod atomic;
+pub mod seal;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::digest::{SHA256, digest};
+use zeroize::Zeroizing;
+
+use crate::certs::{CertRecord, HostName};
+pub use atomic::write_atomic;
+pub use seal::{MasterKey, SealError};
+
+/// Why something could not be stored or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// The `fs` store.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    master: MasterKey,
+}
+
+impl Store {
+    /// Opens (creating on first use) the store in `dir`; refuses a wrong master key.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let data_dir = |source| StoreError::DataDir {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(data_dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(data_dir)?;
+        let master = MasterKey::load_or_create(dir)?;
+        for sub in ["certs", "ca", "acme"] {
+            atomic::clean_temporaries(&dir.join(sub));
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            master,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file name stem of the record for `names`: the first name, readable, plus a hash
+    /// of all of them, so two sites sharing a first name never collide.
+    pub fn cert_id(names: &[HostName]) -> String {
+        let mut sorted: Vec<&str> = names.iter().map(HostName::as_str).collect();
+        sorted.sort_unstable();
+        let hash = digest(&SHA256, sorted.join(",").as_bytes());
+        let first = names.first().map_or("site", HostName::as_str);
+        let readable: String = first
+            .chars()
+            .map(|c| if c == '*' { '_' } else { c })
+            .collect();
+        let short: String = hash.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{readable}-{short}")
+    }
+
+    fn cert_path(&self, id: &str) -> PathBuf {
+        self.dir.join("certs").join(format!("{id}.json"))
+    }
+
+    /// The stored record for `names`, `None` if there is none. A corrupt record is an error
+    /// naming its path; the caller reports it and carries on as if there were none.
+    pub fn load_cert(&self, names: &[HostName]) -> Result<Option<CertRecord>, StoreError> {
+        let path = self.cert_path(&Self::cert_id(names));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Read { path, source }),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Every stored record, each with its path; corrupt ones as errors.
+    pub fn load_all_certs(&self) -> Vec<Result<CertRecord, StoreError>> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("certs")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    path,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes `record` atomically (0600: it holds a sealed key).
+    pub fn save_cert(&self, names: &[HostName], record: &CertRecord) -> Result<(), StoreError> {
+        let path = self.cert_path(&Self::cert_id(names));
+        let json = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&path, &json, 0o600).map_err(|source| StoreError::Write { path, source })
+    }
+
+    /// Seals the private key (DER) of the certificate for `names`.
+    pub fn seal_cert_key(&self, names: &[HostName], key_der: &[u8]) -> Result<String, StoreError> {
+        Ok(self
+            .master
+            .seal(&format!("cert-key:{}", Self::cert_id(names)), key_der)?)
+    }
+
+    /// Opens the sealed private key of `record`.
+    pub fn open_cert_key(
+        &self,
+        names: &[HostName],
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let id = Self::cert_id(names);
+        self.master
+            .open(&format!("cert-key:{id}"), sealed)
+            .map_err(|e| StoreError::Corrupt {
+                path: self.cert_path(&id),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Reads and opens the secret at `rel` (relative to `data_dir`); `None` if absent.
+    pub fn read_secret(&self, rel: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let path = self.dir.join(rel);
+        let sealed = match std::fs::read_to_string(&path) {
+            Ok(text) => Zeroizing::new(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Read { path, source }),
+        };
+        self.master
+            .open(rel, sealed.trim())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Seals `secret` and writes it atomically at `rel`, 0600.
+    pub fn write_secret(&self, rel: &str, secret: &[u8]) -> Result<(), StoreError> {
+        let sealed = self.master.seal(rel, secret)?;
+        let path = self.dir.join(rel);
+        write_atomic(&path, sealed.as_bytes(), 0o600)
+            .map_err(|source| StoreError::Write { path, source })
+    }
+
+    /// Reads a public file at `rel`; `None` if absent.
+    pub fn read_public(&self, rel: &str) -> Result<Option<String>, StoreError> {
+        let path = self.dir.join(rel);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Read { path, source }),
+        }
+    }
+
+    /// Writes a public file at `rel` atomically, 0644.
+    pub fn write_public(&self, rel: &str, data: &[u8]) -> Result<(), StoreError> {
+        let path = self.dir.join(rel);
+        write_atomic(&path, data, 0o644).map_err(|source| StoreError::Write { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::Source;
+
+    fn names(list: &[&str]) -> Vec<HostName> {
+        list.iter().map(|n| HostName::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn cert_ids_are_readable_stable_and_distinct() {
+        let a = Store::cert_id(&names(&["shop.example.com", "example.com"]));
+        let b = Store::cert_id(&names(&["shop.example.com"]));
+        assert!(a.starts_with("shop.example.com-"), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, Store::cert_id(&names(&["shop.example.com", "example.com"])));
+        assert!(Store::cert_id(&names(&["*.example.com"])).starts_with("_.example.com-"));
+    }
+
+    #[test]
+    fn records_round_trip_and_corrupt_ones_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let site = names(&["a.test"]);
+        assert!(store.load_cert(&site).unwrap().is_none());
+        let mut record = CertRecord::pending(&site, Source::Internal);
+        record.sealed_key = Some(store.seal_cert_key(&site, b"key bytes").unwrap());
+        store.save_cert(&site, &record).unwrap();
+        let loaded = store.load_cert(&site).unwrap().unwrap();
+        assert_eq!(loaded, record);
+        let sealed = loaded.sealed_key.unwrap();
+        assert_eq!(store.open_cert_key(&site, &sealed).unwrap().as_slice(), b"key bytes");
+        // The key sealed for one site does not open as another's.
+        assert!(store.open_cert_key(&names(&["b.test"]), &sealed).is_err());
+
+        let other = names(&["b.test"]);
+        let path = dir.path().join("certs").join(format!("{}.json", Store::cert_id(&other)));
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = store.load_cert(&other).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        let all = store.load_all_certs();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 1);
+    }
+
+    #[test]
+    fn secrets_are_sealed_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.write_secret("acme/x.sealed", b"-----BEGIN PRIVATE KEY-----").unwrap();
+        let raw = std::fs::read_to_string(dir.path().join("acme/x.sealed")).unwrap();
+        assert!(!raw.contains("PRIVATE KEY"));
+        assert_eq!(
+            store.read_secret("acme/x.sealed").unwrap().unwrap().as_slice(),
+            b"-----BEGIN PRIVATE KEY-----"
+        );
+        assert!(store.read_secret("acme/none.sealed").unwrap().is_none());
+    }
+}

@@ -1,0 +1,242 @@
+//! Sealing secrets at rest: AES-256-GCM under the 256-bit master key, a fresh random nonce per
+//! seal, and the secret's purpose (e.g. `cert-key:shop.example.com-…`) as associated data, so
+//! a sealed blob copied into another slot does not open. The master key comes from the
+//! `ONEHTTPS_MASTER_KEY` environment variable (64 hex digits) or from `data_dir/master.key`
+//! (0600, created on first start). Key bytes are zeroized when dropped.
+
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
+
+use super::atomic::write_atomic;
+
+/// Environment variable that carries the master key (64 hex digits), overriding the file.
+pub const MASTER_KEY_ENV: &str = "ONEHTTPS_MASTER_KEY";
+/// Prefix of every sealed blob, so a format change can be recognised.
+const SEALED_PREFIX: &str = "onehttps-sealed-v1:";
+/// What `master.check` seals: opening it proves the master key is the right one.
+const CHECK_PLAINTEXT: &[u8] = b"onehttps master key check";
+const CHECK_PURPOSE: &str = "master-check";
+
+/// Why a secret could not be sealed or opened, or the master key not obtained.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("{MASTER_KEY_ENV} must be 64 hexadecimal digits (a 256-bit key)")]
+    BadEnvKey,
+    #[error("{path} must hold 64 hexadecimal digits (a 256-bit key)")]
+    BadKeyFile { path: PathBuf },
+    #[error(
+        "the master key does not open {path}: this data directory was sealed with another key \
+         (check {MASTER_KEY_ENV} or the master.key file)"
+    )]
+    WrongMasterKey { path: PathBuf },
+    #[error("cannot read or write {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sealed data for {purpose} is corrupt")]
+    Corrupt { purpose: String },
+    #[error("the system random generator failed")]
+    Random,
+}
+
+/// The 256-bit key every secret at rest is sealed under.
+pub struct MasterKey {
+    key: LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// Builds a key from its raw bytes.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        // AES-256 takes any 32-byte key; this cannot fail for the right length.
+        let unbound = UnboundKey::new(&AES_256_GCM, bytes).unwrap_or_else(|_| unreachable!());
+        Self {
+            key: LessSafeKey::new(unbound),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// The master key for `data_dir`: from the environment if set, else from
+    /// `data_dir/master.key`, created (0600) when neither exists. The key is then checked
+    /// against `data_dir/master.check`, written on first use.
+    pub fn load_or_create(data_dir: &Path) -> Result<Self, SealError> {
+        let key = match std::env::var(MASTER_KEY_ENV) {
+            Ok(hex) => Self::from_bytes(&parse_hex_key(&hex).ok_or(SealError::BadEnvKey)?),
+            Err(_) => Self::from_file(&data_dir.join("master.key"))?,
+        };
+        key.verify(&data_dir.join("master.check"))?;
+        Ok(key)
+    }
+
+    fn from_file(path: &Path) -> Result<Self, SealError> {
+        let io = |source| SealError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let text = Zeroizing::new(text);
+                let bytes = parse_hex_key(text.trim()).ok_or_else(|| SealError::BadKeyFile {
+                    path: path.to_owned(),
+                })?;
+                Ok(Self::from_bytes(&bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = Zeroizing::new([0u8; 32]);
+                SystemRandom::new()
+                    .fill(bytes.as_mut())
+                    .map_err(|_| SealError::Random)?;
+                let hex = Zeroizing::new(to_hex(bytes.as_ref()) + "\n");
+                write_atomic(path, hex.as_bytes(), 0o600).map_err(io)?;
+                Ok(Self::from_bytes(&bytes))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Opens `check` (or creates it): a wrong key is refused here, before anything is read.
+    fn verify(&self, check: &Path) -> Result<(), SealError> {
+        match std::fs::read_to_string(check) {
+            Ok(sealed) => match self.open(CHECK_PURPOSE, sealed.trim()) {
+                Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(()),
+                _ => Err(SealError::WrongMasterKey {
+                    path: check.to_owned(),
+                }),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let sealed = self.seal(CHECK_PURPOSE, CHECK_PLAINTEXT)?;
+                write_atomic(check, sealed.as_bytes(), 0o600).map_err(|source| SealError::Io {
+                    path: check.to_owned(),
+                    source,
+                })
+            }
+            Err(source) => Err(SealError::Io {
+                path: check.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Seals `plain` for `purpose`: `onehttps-sealed-v1:` + base64(nonce ‖ ciphertext ‖ tag).
+    pub fn seal(&self, purpose: &str, plain: &[u8]) -> Result<String, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
+        let mut buf = Zeroizing::new(plain.to_vec());
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(purpose.as_bytes()),
+                &mut *buf,
+            )
+            .map_err(|_| SealError::Random)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buf);
+        Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
+    }
+
+    /// Opens a blob made by [`seal`](Self::seal) for the same `purpose`.
+    pub fn open(&self, purpose: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let corrupt = || SealError::Corrupt {
+            purpose: purpose.to_owned(),
+        };
+        let encoded = sealed.strip_prefix(SEALED_PREFIX).ok_or_else(corrupt)?;
+        let raw = STANDARD.decode(encoded).map_err(|_| corrupt())?;
+        if raw.len() < NONCE_LEN {
+            return Err(corrupt());
+        }
+        let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt())?;
+        let mut buf = Zeroizing::new(ciphertext.to_vec());
+        let plain_len = self
+            .key
+            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut *buf)
+            .map_err(|_| corrupt())?
+            .len();
+        buf.truncate(plain_len);
+        Ok(buf)
+    }
+}
+
+fn parse_hex_key(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        let digit = |b: u8| (b as char).to_digit(16);
+        out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(out)
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_purpose_binding() {
+        let key = MasterKey::from_bytes(&[7; 32]);
+        let sealed = key.seal("cert-key:a", b"secret bytes").unwrap();
+        assert!(sealed.starts_with(SEALED_PREFIX));
+        assert!(!sealed.contains("secret"));
+        assert_eq!(key.open("cert-key:a", &sealed).unwrap().as_slice(), b"secret bytes");
+        assert!(matches!(
+            key.open("cert-key:b", &sealed),
+            Err(SealError::Corrupt { .. })
+        ));
+        let other = MasterKey::from_bytes(&[8; 32]);
+        assert!(other.open("cert-key:a", &sealed).is_err());
+        assert!(key.open("cert-key:a", "garbage").is_err());
+        assert!(key.open("cert-key:a", "onehttps-sealed-v1:AAAA").is_err());
+        // Two seals of the same secret differ (fresh nonce).
+        assert_ne!(sealed, key.seal("cert-key:a", b"secret bytes").unwrap());
+    }
+
+    #[test]
+    fn hex_keys() {
+        let hex = "00".repeat(31) + "ff";
+        assert_eq!(parse_hex_key(&hex).unwrap()[31], 0xff);
+        assert!(parse_hex_key("abc").is_none());
+        assert!(parse_hex_key(&"zz".repeat(32)).is_none());
+        assert_eq!(to_hex(&[0xab, 0x01]), "ab01");
+    }
+
+    #[test]
+    fn key_file_created_once_and_wrong_key_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = MasterKey::from_file(&dir.path().join("master.key")).unwrap();
+        first.verify(&dir.path().join("master.check")).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("master.key"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let again = MasterKey::from_file(&dir.path().join("master.key")).unwrap();
+        again.verify(&dir.path().join("master.check")).unwrap();
+        let wrong = MasterKey::from_bytes(&[1; 32]);
+        assert!(matches!(
+            wrong.verify(&dir.path().join("master.check")),
+            Err(SealError::WrongMasterKey { .. })
+        ));
+    }
+}

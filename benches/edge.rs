@@ -15,9 +15,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::ServerConnection;
 use rustls::{RootCertStore, ServerConfig};
 
-use onehttps::certs::{CertBundle, HostName};
-use onehttps::config::{CertFiles, MinTlsVersion, OriginUrl, SiteConfig, TlsSettings};
-use onehttps::sites::Site;
+use onehttps::certs::{CertBundle, HostName, Source};
+use onehttps::config::{
+    CertFiles, IssuerKind, MinTlsVersion, OriginUrl, SiteConfig, TlsSettings,
+};
+use onehttps::sites::{ServedCert, Site};
 use onehttps::tls::{Routes, SiteTable, TableResolver, server_config};
 
 /// One certificate for `*.bench.test` and `bench.test`, shared by every site.
@@ -52,11 +54,14 @@ fn site(hosts: Vec<HostName>, cert: &BenchCert) -> Arc<Site> {
             cert.bundle.clone(),
         )),
         hsts: None,
+        issuer: IssuerKind::Internal,
+        managed: false,
     };
-    Arc::new(
-        Site::build(config, std::path::Path::new("/nonexistent"), Duration::ZERO)
-            .expect("bench site builds"),
-    )
+    let served = ServedCert {
+        bundle: cert.bundle.clone(),
+        source: Source::Uploaded,
+    };
+    Arc::new(Site::build(config, Some(served), Duration::ZERO))
 }
 
 /// A table of `n` sites, each with one exact name, plus one wildcard site.

@@ -28,6 +28,22 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The internal CA (certificates for localhost, *.test, *.internal and the demo).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the internal CA's root certificate (PEM), to add to a trust store. Creates the
+    /// CA in the data directory if it does not exist yet.
+    Root {
+        /// The config whose data_dir holds the CA; without it, the demo's.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 pub const EXIT_RUNTIME: u8 = 1;
@@ -43,12 +59,32 @@ pub fn main(cli: Cli) -> ExitCode {
             }
             Err(e) => config_failure(&e),
         },
-        Command::Run { config } => {
-            let loaded = match &config {
-                Some(path) => Config::load(path),
-                None => Config::embedded_demo(),
+        Command::Ca {
+            command: CaCommand::Root { config },
+        } => {
+            let loaded = match load_or_demo(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return config_failure(&e),
             };
-            let loaded = match loaded {
+            let ca = crate::store::Store::open(&loaded.server.data_dir)
+                .map_err(|e| error_chain(&e))
+                .and_then(|store| {
+                    crate::issue::internal::InternalCa::load_or_create(&store)
+                        .map_err(|e| error_chain(&e))
+                });
+            match ca {
+                Ok(ca) => {
+                    print!("{}", ca.root_pem());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
+        Command::Run { config } => {
+            let loaded = match load_or_demo(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => return config_failure(&e),
             };
@@ -72,6 +108,13 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn load_or_demo(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(path) => Config::load(path),
+        None => Config::embedded_demo(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The newcomer's first command: `onehttps run` with no config serves the built-in demo over
-//! HTTPS on 127.0.0.1:8443 with a self-signed certificate kept under ./onehttps-data.
+//! HTTPS on 127.0.0.1:8443 with a certificate from the internal CA kept under ./onehttps-data,
+//! and `onehttps ca root` prints the root that verifies it.
 
 mod common;
 
@@ -19,10 +20,18 @@ fn run_without_config_serves_the_demo_page() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
+    let root = dir.path().join("root.pem");
     let page = loop {
+        let ca = Command::new(common::binary())
+            .args(["ca", "root"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(ca.status.success(), "{}", String::from_utf8_lossy(&ca.stderr));
+        std::fs::write(&root, &ca.stdout).unwrap();
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "5", "--cacert"])
-            .arg(dir.path().join("onehttps-data/selfsigned/localhost.pem"))
+            .arg(&root)
             .arg("https://localhost:8443/")
             .output()
             .unwrap();
@@ -39,8 +48,10 @@ fn run_without_config_serves_the_demo_page() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let key = dir.path().join("onehttps-data/selfsigned/localhost.key");
+    let data = dir.path().join("onehttps-data");
+    let key = data.join("ca/root.key.sealed");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    common::assert_no_plaintext_keys(&data);
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let status = child.wait().unwrap();
     assert!(page.contains("onehttps is working"), "{page}");

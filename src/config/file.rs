@@ -17,6 +17,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) log: FileLog,
     #[serde(default)]
+    pub(crate) acme: FileAcme,
+    #[serde(default)]
     pub(crate) site: Vec<FileSite>,
 }
 
@@ -66,6 +68,22 @@ pub(crate) struct FileLog {
     pub(crate) access: Option<bool>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAcme {
+    pub(crate) directory: Option<Spanned<String>>,
+    pub(crate) contact: Option<Spanned<Vec<String>>>,
+    pub(crate) ca_roots: Option<Spanned<String>>,
+    pub(crate) eab_kid: Option<Spanned<String>>,
+    pub(crate) eab_hmac_key: Option<Spanned<String>>,
+    pub(crate) challenges: Option<Spanned<Vec<String>>>,
+    pub(crate) renew_before_days: Option<Spanned<u32>>,
+    pub(crate) key_type: Option<Spanned<String>>,
+    pub(crate) max_concurrent_orders: Option<Spanned<u32>>,
+    pub(crate) retry_min: Option<Spanned<String>>,
+    pub(crate) retry_max: Option<Spanned<String>>,
+}
+
 /// One `[[site]]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +93,8 @@ pub(crate) struct FileSite {
     pub(crate) cert: Option<Spanned<String>>,
     pub(crate) key: Option<Spanned<String>>,
     pub(crate) hsts: Option<Spanned<Hsts>>,
+    pub(crate) issuer: Option<Spanned<String>>,
+    pub(crate) managed: Option<bool>,
 }
 
 /// `host = "a"` or `host = ["a", "b"]`.

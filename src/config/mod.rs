@@ -1,6 +1,7 @@
 //! Configuration: the TOML file parsed once into checked types. Every problem of a file is
 //! reported at once with file:line:column; code after `load` never re-checks.
 
+mod acme;
 mod error;
 mod file;
 
@@ -12,6 +13,7 @@ use toml::Spanned;
 
 use crate::certs::{CertBundle, HostName};
 use crate::sites::cert_files::{self, CertFileError};
+pub use acme::{AcmeSettings, ChallengeKind, IssuerKind};
 use error::Issues;
 pub use error::{ConfigError, ConfigIssue};
 use file::{FileConfig, FileSite, Hsts};
@@ -48,6 +50,7 @@ pub struct Config {
     pub tls: TlsSettings,
     pub proxy: ProxySettings,
     pub log: LogSettings,
+    pub acme: AcmeSettings,
     pub sites: Vec<SiteConfig>,
 }
 
@@ -151,6 +154,11 @@ pub struct SiteConfig {
     pub cert: Option<(CertFiles, CertBundle)>,
     /// `Strict-Transport-Security` value; `None` = off.
     pub hsts: Option<String>,
+    /// Where a managed certificate comes from (default: internal for local names, else ACME).
+    pub issuer: IssuerKind,
+    /// Whether the edge obtains and renews the certificate itself; for an uploaded one, it
+    /// takes over when the upload enters its renewal window.
+    pub managed: bool,
 }
 
 impl SiteConfig {
@@ -164,6 +172,8 @@ impl SiteConfig {
         self.hosts == other.hosts
             && self.origins == other.origins
             && self.hsts == other.hsts
+            && self.issuer == other.issuer
+            && self.managed == other.managed
             && self.cert.as_ref().map(|c| &c.0) == other.cert.as_ref().map(|c| &c.0)
     }
 }
@@ -363,11 +373,12 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         level,
         access: l.access.unwrap_or(true),
     };
+    let acme = acme::convert(file.acme, base, issues);
     let sites: Vec<SiteConfig> = file
         .site
         .into_iter()
         .enumerate()
-        .filter_map(|(i, site)| convert_site(i, site, base, global_hsts.as_ref(), issues))
+        .filter_map(|(i, site)| convert_site(i, site, base, global_hsts.as_ref(), &acme, issues))
         .collect();
     check_unique_hosts(&sites, &tls, issues);
     Config {
@@ -376,6 +387,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         tls,
         proxy,
         log,
+        acme,
         sites,
     }
 }
@@ -385,6 +397,7 @@ fn convert_site(
     site: FileSite,
     base: &Path,
     global_hsts: Option<&String>,
+    acme: &AcmeSettings,
     issues: &mut Issues<'_>,
 ) -> Option<SiteConfig> {
     let before = issues.list.len();
@@ -405,7 +418,7 @@ fn convert_site(
         .collect();
     if hosts.is_empty() && issues.list.len() == before {
         issues.at(
-            host_span,
+            host_span.clone(),
             key("host"),
             "a site needs at least one host name",
         );
@@ -441,12 +454,54 @@ fn convert_site(
             None
         }
     };
+    let issuer = site_issuer(site.issuer, &hosts, &key("issuer"), issues);
+    if cert.is_none()
+        && issuer == IssuerKind::Acme
+        && acme.directory.is_none()
+        && issues.list.len() == before
+    {
+        issues.at(
+            host_span,
+            key("host"),
+            "this site needs a certificate: set `cert` and `key`, configure `[acme] directory`, \
+             or set `issuer = \"internal\"`",
+        );
+    }
     (issues.list.len() == before).then_some(SiteConfig {
         hosts,
         origins,
         cert,
         hsts,
+        issuer,
+        managed: site.managed.unwrap_or(true),
     })
+}
+
+/// `issuer = "acme" | "internal"`; by default internal when every name is local.
+fn site_issuer(
+    value: Option<Spanned<String>>,
+    hosts: &[HostName],
+    key: &str,
+    issues: &mut Issues<'_>,
+) -> IssuerKind {
+    match value {
+        None if !hosts.is_empty() && hosts.iter().all(crate::issue::is_local_name) => {
+            IssuerKind::Internal
+        }
+        None => IssuerKind::Acme,
+        Some(v) => match v.get_ref().as_str() {
+            "acme" => IssuerKind::Acme,
+            "internal" => IssuerKind::Internal,
+            other => {
+                issues.at(
+                    v.span(),
+                    key,
+                    format!("`{other}` is not one of \"acme\", \"internal\""),
+                );
+                IssuerKind::Acme
+            }
+        },
+    }
 }
 
 fn load_cert(
@@ -533,7 +588,7 @@ fn addr(
     })
 }
 
-fn duration(
+pub(crate) fn duration(
     value: Option<Spanned<String>>,
     default: Duration,
     key: &str,
@@ -560,7 +615,7 @@ fn duration(
     }
 }
 
-fn positive(
+pub(crate) fn positive(
     value: Option<Spanned<u32>>,
     default: u32,
     key: &str,

@@ -22,7 +22,7 @@ use crate::tls;
 pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr) {
     let span = tracing::debug_span!("conn", client.addr = %client, tls.sni = tracing::field::Empty);
     async move {
-        let handshake = tls::accept(tcp, &edge.table, edge.tls.clone());
+        let handshake = tls::accept(tcp, &edge.table, &edge.challenges, edge.tls.clone());
         let (stream, site) =
             match tokio::time::timeout(edge.server.handshake_timeout, handshake).await {
                 Ok(Ok(accepted)) => accepted,

@@ -2,7 +2,6 @@
 //! `Edge::start` is what the binary and the tests call; the `run` function adds signals.
 
 mod accept;
-pub mod challenge;
 mod connection;
 mod plain_http;
 mod reload;
@@ -21,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerSettings};
+use crate::issue::Challenges;
 use crate::proxy::Proxy;
-use crate::sites::cert_files::CertFileError;
+use crate::managed::CertManager;
 use crate::tls::{self, SiteTable, TableResolver};
 pub use reload::ReloadSummary;
 
@@ -39,12 +39,8 @@ pub enum EdgeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot prepare the certificate of site {site}")]
-    SiteCert {
-        site: String,
-        #[source]
-        source: Box<CertFileError>,
-    },
+    #[error("cannot open the certificate store")]
+    Certificates(#[from] crate::managed::ManagerError),
     #[error("cannot build the TLS configuration")]
     Tls(#[source] rustls::Error),
     #[error(transparent)]
@@ -85,7 +81,8 @@ impl Listeners {
 /// Everything connections and background tasks share.
 pub struct Edge {
     pub table: Arc<SiteTable>,
-    pub challenges: Arc<challenge::Http01Tokens>,
+    pub challenges: Arc<Challenges>,
+    pub certificates: Arc<CertManager>,
     tls: Arc<ServerConfig>,
     proxy: Arc<Proxy>,
     http: auto::Builder<TokioExecutor>,
@@ -97,8 +94,15 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Builds every site (reading or generating certificates), the table and TLS config.
+    /// Opens the store, builds every site (stored certificates are served before any CA is
+    /// contacted), the table and the TLS config.
     pub fn new(config: Config) -> Result<Arc<Self>, EdgeError> {
+        let challenges = Arc::new(Challenges::default());
+        let certificates = Arc::new(CertManager::new(
+            &config.server.data_dir,
+            &config.acme,
+            challenges.clone(),
+        )?);
         let table = Arc::new(SiteTable::new());
         let tls =
             tls::server_config::build(&config.tls, Arc::new(TableResolver::new(table.clone())))
@@ -112,7 +116,8 @@ impl Edge {
         let server = config.server.clone();
         let edge = Arc::new(Self {
             table,
-            challenges: Arc::new(challenge::Http01Tokens::default()),
+            challenges,
+            certificates,
             tls,
             proxy,
             http: http_builder(&server),
@@ -121,7 +126,7 @@ impl Edge {
             cancel: CancellationToken::new(),
             tracker,
         });
-        edge.apply(config)?;
+        edge.apply(config);
         Ok(edge)
     }
 
@@ -157,7 +162,7 @@ impl Edge {
         let edge = self.clone();
         tokio::task::spawn_blocking(move || {
             let config = Config::load(&path)?;
-            edge.apply(config)
+            Ok(edge.apply(config))
         })
         .await
         .map_err(EdgeError::Task)?

@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::Edge;
-use super::challenge::HTTP01_PREFIX;
+use crate::issue::challenges::HTTP01_PREFIX;
 use super::connection::drive;
 use crate::certs::names::normalize_authority;
 use crate::proxy::ProxyBody;
@@ -37,7 +37,7 @@ pub(super) async fn serve(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr) {
 fn respond(edge: &Edge, req: &Request<Incoming>) -> Response<ProxyBody> {
     let path = req.uri().path();
     if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
-        return match edge.challenges.get(token) {
+        return match edge.challenges.http01(token) {
             Some(key_authorization) => {
                 let mut response = Response::new(full(key_authorization));
                 response.headers_mut().insert(

@@ -1,11 +1,13 @@
 //! Applying a configuration to the running edge: sites whose definition is unchanged keep
 //! their object (and its certificate and origin health); new and changed sites are built
-//! off to the side; the table is published in one swap. Any failure changes nothing.
+//! off to the side (certificates from the store, or issued by the internal CA); the table is
+//! published in one swap; removed and replaced sites are retired (their renewal stops) and
+//! new ones get a renewal task.
 
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Edge, EdgeError};
+use super::Edge;
 use crate::config::Config;
 use crate::sites::Site;
 use crate::tls::Routes;
@@ -32,10 +34,11 @@ impl fmt::Display for ReloadSummary {
 impl Edge {
     /// Makes `config`'s sites the ones served. Listener, TLS and proxy settings are read at
     /// start only; a change to them is reported and waits for a restart.
-    pub fn apply(&self, config: Config) -> Result<ReloadSummary, EdgeError> {
+    pub fn apply(&self, config: Config) -> ReloadSummary {
         let old = self.table.sites();
         let mut summary = ReloadSummary::default();
         let mut sites = Vec::with_capacity(config.sites.len());
+        let mut fresh = Vec::new();
         for site_config in &config.sites {
             let same = old.iter().find(|s| s.config().same_definition(site_config));
             if let Some(site) = same {
@@ -51,22 +54,32 @@ impl Edge {
             } else {
                 summary.added += 1;
             }
-            let site = Site::build(
+            let initial = self.certificates.initial_cert(site_config);
+            let site = Arc::new(Site::build(
                 site_config.clone(),
-                &config.server.data_dir,
+                initial,
                 config.proxy.origin_down_for,
-            )
-            .map_err(|source| EdgeError::SiteCert {
-                site: site_config.name().to_owned(),
-                source: Box::new(source),
-            })?;
-            sites.push(Arc::new(site));
+            ));
+            fresh.push(site.clone());
+            sites.push(site);
         }
         summary.removed = old
             .len()
             .saturating_sub(summary.unchanged + summary.changed);
         self.table
-            .publish(Routes::new(sites, config.tls.default_host.as_ref()));
+            .publish(Routes::new(sites.clone(), config.tls.default_host.as_ref()));
+        for site in &old {
+            if !sites.iter().any(|s| Arc::ptr_eq(s, site)) {
+                site.retire();
+            }
+        }
+        for site in fresh {
+            self.tracker.spawn(crate::managed::watch_site(
+                self.certificates.clone(),
+                site,
+                self.cancel.clone(),
+            ));
+        }
 
         let mut current = self.lock_config();
         if current.path.is_some() {
@@ -77,7 +90,7 @@ impl Edge {
         if current.path.is_none() {
             current.path = path;
         }
-        Ok(summary)
+        summary
     }
 }
 

@@ -1,18 +1,12 @@
-//! Certificate files on disk: reading and checking a site's PEM pair, noticing when the files
-//! change (also by atomic rename or symlink swap), and the self-signed pair the demo keeps
-//! under `data_dir` until an issuer exists.
+//! Uploaded certificate files on disk: reading and checking a site's PEM pair, and noticing
+//! when the files change (also by atomic rename or symlink swap).
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crate::certs::{CertBundle, CertError, HostName, selfsigned};
+use crate::certs::{CertBundle, CertError, HostName};
 use crate::config::CertFiles;
-
-/// Lifetime of the demo's self-signed certificates; regenerated when a tenth is left.
-const SELF_SIGNED_DAYS: i64 = 90;
-const SELF_SIGNED_MIN_LEFT: Duration = Duration::from_secs(9 * 86400);
 
 /// Why a certificate pair on disk cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +24,6 @@ pub enum CertFileError {
         #[source]
         source: CertError,
     },
-    #[error("cannot write {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot generate a self-signed certificate: {0}")]
-    Generate(#[from] rcgen::Error),
 }
 
 /// Reads `files` and checks the pair serves `hosts` now.
@@ -79,56 +65,4 @@ pub fn stamps(files: &CertFiles) -> Option<(FileStamp, FileStamp)> {
         })
     };
     Some((stamp(&files.cert)?, stamp(&files.key)?))
-}
-
-/// The demo's self-signed pair for a site: reused from `data_dir/selfsigned/` while it still
-/// covers the site and has time left, generated (and saved, key 0600) otherwise.
-pub fn self_signed(data_dir: &Path, hosts: &[HostName]) -> Result<CertBundle, CertFileError> {
-    let name = hosts
-        .first()
-        .map_or("site", HostName::as_str)
-        .replace('*', "_wildcard");
-    let dir = data_dir.join("selfsigned");
-    let files = CertFiles {
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}.key")),
-    };
-    if let Ok(bundle) = load(&files, hosts)
-        && bundle.info.not_after > SystemTime::now() + SELF_SIGNED_MIN_LEFT
-    {
-        return Ok(bundle);
-    }
-    let pair = selfsigned::generate(hosts, SELF_SIGNED_DAYS)?;
-    std::fs::create_dir_all(&dir).map_err(|source| CertFileError::Write {
-        path: dir.clone(),
-        source,
-    })?;
-    write_atomic(&files.key, pair.key_pem.as_bytes(), 0o600)?;
-    write_atomic(&files.cert, pair.chain_pem.as_bytes(), 0o644)?;
-    CertBundle::from_pem(pair.chain_pem.as_bytes(), pair.key_pem.as_bytes()).map_err(|source| {
-        CertFileError::Invalid {
-            cert: files.cert,
-            key: files.key,
-            source,
-        }
-    })
-}
-
-/// Writes `data` to `path` through a temporary file, fsync and rename.
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CertFileError> {
-    let tmp = path.with_extension("tmp");
-    let err = |source| CertFileError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(data).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
 }

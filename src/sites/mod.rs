@@ -6,29 +6,21 @@ pub mod watch;
 
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use rustls::sign::CertifiedKey;
+use tokio_util::sync::CancellationToken;
 
-use crate::certs::{CertBundle, HostName};
+use crate::certs::{CertBundle, HostName, Source};
 use crate::config::{CertFiles, SiteConfig};
 use crate::proxy::OriginPool;
-use cert_files::{CertFileError, FileStamp};
-
-/// Where the certificate in service came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CertSource {
-    /// PEM files named in the site's config (watched for changes).
-    Uploaded,
-    /// Generated locally for the demo; no issuer exists for the site yet.
-    SelfSigned,
-}
+use cert_files::FileStamp;
 
 /// A certificate in service and where it came from.
 #[derive(Debug)]
 pub struct ServedCert {
     pub bundle: CertBundle,
-    pub source: CertSource,
+    pub source: Source,
 }
 
 /// One site, shared by the table, connections and background tasks.
@@ -36,43 +28,36 @@ pub struct Site {
     config: SiteConfig,
     hsts: Option<HeaderValue>,
     origins: OriginPool,
-    cert: ArcSwap<ServedCert>,
+    /// `None` while a managed site waits for its first certificate (handshakes refused).
+    cert: ArcSwapOption<ServedCert>,
     /// Only the certificate file watcher touches this.
     pub(crate) watch: Mutex<watch::WatchState>,
+    /// Cancelled when a reload removes or replaces the site: its background tasks stop.
+    retired: CancellationToken,
 }
 
 impl Site {
-    /// Builds a site from its config; without certificate files it gets the demo's
-    /// self-signed pair from `data_dir`.
+    /// Builds a site from its config, serving `initial` (`None`: no certificate yet).
     pub fn build(
         config: SiteConfig,
-        data_dir: &std::path::Path,
+        initial: Option<ServedCert>,
         origin_down_for: std::time::Duration,
-    ) -> Result<Self, CertFileError> {
-        let served = match &config.cert {
-            Some((_, bundle)) => ServedCert {
-                bundle: bundle.clone(),
-                source: CertSource::Uploaded,
-            },
-            None => ServedCert {
-                bundle: cert_files::self_signed(data_dir, &config.hosts)?,
-                source: CertSource::SelfSigned,
-            },
-        };
+    ) -> Self {
         let stamps = config
             .cert
             .as_ref()
             .and_then(|(files, _)| cert_files::stamps(files));
-        Ok(Self {
+        Self {
             hsts: config
                 .hsts
                 .as_deref()
                 .and_then(|v| HeaderValue::from_str(v).ok()),
             origins: OriginPool::new(&config.origins, origin_down_for),
-            cert: ArcSwap::from_pointee(served),
+            cert: ArcSwapOption::from(initial.map(Arc::new)),
             watch: Mutex::new(watch::WatchState::new(stamps)),
+            retired: CancellationToken::new(),
             config,
-        })
+        }
     }
 
     /// Every host name of the site (exact and wildcard).
@@ -102,18 +87,27 @@ impl Site {
         self.hsts.as_ref()
     }
 
-    /// The key and chain for the next handshake.
-    pub fn certified_key(&self) -> Arc<CertifiedKey> {
-        self.cert.load().bundle.certified.clone()
+    /// The key and chain for the next handshake; `None` before the first certificate.
+    pub fn certified_key(&self) -> Option<Arc<CertifiedKey>> {
+        self.cert.load().as_ref().map(|c| c.bundle.certified.clone())
     }
 
-    pub fn served_cert(&self) -> Arc<ServedCert> {
+    pub fn served_cert(&self) -> Option<Arc<ServedCert>> {
         self.cert.load_full()
     }
 
     /// Puts `cert` in service for new handshakes; open connections keep theirs.
     pub fn replace_cert(&self, cert: ServedCert) {
-        self.cert.store(Arc::new(cert));
+        self.cert.store(Some(Arc::new(cert)));
+    }
+
+    /// Cancelled once the site is no longer served (a reload removed or replaced it).
+    pub fn retired(&self) -> &CancellationToken {
+        &self.retired
+    }
+
+    pub fn retire(&self) {
+        self.retired.cancel();
     }
 
     pub fn cert_files(&self) -> Option<&CertFiles> {

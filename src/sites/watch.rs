@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::cert_files;
-use super::{CertSource, ServedCert, Site, Stamps};
+use super::{ServedCert, Site, Stamps};
+use crate::certs::Source;
 use crate::config::error_chain;
 use crate::tls::SiteTable;
 
@@ -74,7 +75,7 @@ fn check_site(site: &Site) {
             );
             site.replace_cert(ServedCert {
                 bundle,
-                source: CertSource::Uploaded,
+                source: Source::Uploaded,
             });
             *state = WatchState::new(current);
         }

@@ -163,7 +163,7 @@ impl MasterKey {
         let mut buf = Zeroizing::new(ciphertext.to_vec());
         let plain_len = self
             .key
-            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut *buf)
+            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut buf)
             .map_err(|_| corrupt())?
             .len();
         buf.truncate(plain_len);

@@ -1,6 +1,7 @@
 //! Reads the ClientHello and decides before any certificate is chosen: a known SNI (or none,
 //! with a default site) continues the handshake; an unknown one gets an `unrecognized_name`
-//! alert. The ACME `acme-tls/1` ALPN will be answered here, before normal selection.
+//! alert. An ACME TLS-ALPN-01 validation (ALPN `acme-tls/1`, RFC 8737) is answered here,
+//! before normal selection, with the challenge certificate and then closed.
 
 use std::io;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
 use super::table::SiteTable;
+use crate::issue::Challenges;
+use crate::issue::challenges::ACME_TLS_ALPN;
 use crate::sites::Site;
 
 /// A fatal `unrecognized_name` (112) alert in a plaintext TLS record (RFC 8446 §6; RFC 6066 §3).
@@ -25,6 +28,10 @@ pub enum HandshakeError {
     ClientHello(#[source] io::Error),
     #[error("no site for SNI {0:?}")]
     UnknownName(Option<String>),
+    #[error("site {0} has no certificate yet")]
+    NoCertificate(String),
+    #[error("answered an ACME TLS-ALPN-01 validation for {0}")]
+    AcmeValidation(String),
     #[error("TLS handshake failed")]
     Tls(#[source] io::Error),
 }
@@ -33,22 +40,75 @@ pub enum HandshakeError {
 pub async fn accept(
     tcp: TcpStream,
     table: &SiteTable,
+    challenges: &Challenges,
     config: Arc<ServerConfig>,
 ) -> Result<(TlsStream<TcpStream>, Arc<Site>), HandshakeError> {
     let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
         .await
         .map_err(HandshakeError::ClientHello)?;
-    let sni = start.client_hello().server_name().map(str::to_owned);
-    let Some(site) = table.lookup(sni.as_deref()) else {
-        let StartHandshake { mut io, .. } = start;
-        // Best effort: the client is told why, then the connection is closed.
-        let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
-        let _ = io.shutdown().await;
-        return Err(HandshakeError::UnknownName(sni));
+    let hello = start.client_hello();
+    let sni = hello.server_name().map(str::to_owned);
+    let acme = hello
+        .alpn()
+        .is_some_and(|mut protocols| protocols.all(|p| p == ACME_TLS_ALPN));
+    if acme && let Some(name) = sni {
+        return answer_tls_alpn01(start, challenges, name).await;
+    }
+    let site = match table.lookup(sni.as_deref()) {
+        Some(site) if site.certified_key().is_some() => site,
+        found => {
+            let StartHandshake { mut io, .. } = start;
+            // Best effort: the client is told why, then the connection is closed.
+            let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+            let _ = io.shutdown().await;
+            return Err(match found {
+                Some(site) => HandshakeError::NoCertificate(site.name().to_owned()),
+                None => HandshakeError::UnknownName(sni),
+            });
+        }
     };
     let stream = start
         .into_stream(config)
         .await
         .map_err(HandshakeError::Tls)?;
     Ok((stream, site))
+}
+
+/// Completes a TLS-ALPN-01 validation handshake with the pending challenge certificate for
+/// `name` (or refuses it), then closes: no application data is ever exchanged.
+async fn answer_tls_alpn01(
+    start: StartHandshake<TcpStream>,
+    challenges: &Challenges,
+    name: String,
+) -> Result<(TlsStream<TcpStream>, Arc<Site>), HandshakeError> {
+    let Some(cert) = challenges.tls_alpn01(&name.to_ascii_lowercase()) else {
+        let StartHandshake { mut io, .. } = start;
+        let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+        return Err(HandshakeError::UnknownName(Some(name)));
+    };
+    let mut config = ServerConfig::builder_with_provider(Arc::new(super::server_config::provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| HandshakeError::Tls(io::Error::other(e)))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(FixedCert(cert)));
+    config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    let mut stream = start
+        .into_stream(Arc::new(config))
+        .await
+        .map_err(HandshakeError::Tls)?;
+    let _ = stream.shutdown().await;
+    Err(HandshakeError::AcmeValidation(name))
+}
+
+/// Serves one certificate whatever the ClientHello says.
+#[derive(Debug)]
+struct FixedCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for FixedCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
 }

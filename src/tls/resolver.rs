@@ -30,6 +30,6 @@ impl ResolvesServerCert for TableResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.table
             .lookup(hello.server_name())
-            .map(|site| site.certified_key())
+            .and_then(|site| site.certified_key())
     }
 }

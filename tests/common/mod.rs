@@ -21,6 +21,8 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod pebble;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 // ---------------------------------------------------------------- certificates
@@ -57,13 +59,27 @@ impl TestCa {
 
     /// Issues a leaf for `names`, valid from an hour ago for `days` days.
     pub fn issue(&self, names: &[&str], days: i64) -> Leaf {
+        let now = time::OffsetDateTime::now_utc();
+        self.issue_between(
+            names,
+            now - time::Duration::hours(1),
+            now + time::Duration::days(days),
+        )
+    }
+
+    /// Issues a leaf for `names` valid between the two instants.
+    pub fn issue_between(
+        &self,
+        names: &[&str],
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Leaf {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params.distinguished_name.push(DnType::CommonName, names[0]);
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::days(days);
+        params.not_before = not_before;
+        params.not_after = not_after;
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
@@ -341,6 +357,50 @@ impl EdgeProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// `kill -9`: no cleanup, no graceful anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the process if running (SIGTERM, then waits) and starts it again on the same
+    /// config and data; the previous log moves to `edge.log.<n>`. Waits until ready.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.signal("TERM");
+            self.wait_exit(Duration::from_secs(20));
+            self.child = None;
+        }
+        let mut n = 1;
+        while self.log_path.with_extension(format!("log.{n}")).exists() {
+            n += 1;
+        }
+        std::fs::rename(&self.log_path, self.log_path.with_extension(format!("log.{n}"))).unwrap();
+        let log = std::fs::File::create(&self.log_path).unwrap();
+        let child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info,onehttps=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start onehttps");
+        self.child = Some(child);
+        self.wait_log("onehttps ready", Duration::from_secs(20));
+    }
+
+    /// How many times the current log contains `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     pub fn log(&self) -> String {
@@ -696,4 +756,34 @@ impl EdgeProcess {
     pub fn root_path(&self) -> PathBuf {
         self.dir.path().join("root.pem")
     }
+}
+
+/// Every file under `dir` is free of plaintext private keys, and every file holding a secret
+/// (sealed keys, records, the master key) is 0600.
+pub fn assert_no_plaintext_keys(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            files += 1;
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(
+                !text.contains("PRIVATE KEY"),
+                "{} holds a plaintext private key",
+                path.display()
+            );
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".sealed") || name.ends_with(".json") || name.starts_with("master.") {
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} mode", path.display());
+            }
+        }
+    }
+    assert!(files > 0, "nothing stored under {}", dir.display());
 }

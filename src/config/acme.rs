@@ -1,0 +1,185 @@
+//! `[acme]`: the ACME CA, its account, challenges, key type, renewal window and retry
+//! policy — checked into `AcmeSettings`. The renewal settings also apply to the internal CA.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::error::Issues;
+use super::file::FileAcme;
+use super::{duration, positive};
+use crate::issue::KeyType;
+
+const DEFAULT_RENEW_BEFORE_DAYS: u32 = 30;
+const DEFAULT_MAX_CONCURRENT_ORDERS: u32 = 4;
+const DEFAULT_RETRY_MIN: Duration = Duration::from_secs(60);
+const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(6 * 3600);
+
+/// An ACME challenge type the edge answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    Http01,
+    TlsAlpn01,
+}
+
+/// Which issuer a managed site's certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerKind {
+    Acme,
+    Internal,
+}
+
+/// `[acme]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// Directory URL; `None` = no ACME CA (only uploaded and internal certificates).
+    pub directory: Option<String>,
+    pub contact: Vec<String>,
+    /// Extra root to trust for the directory's own HTTPS (private or test CA).
+    pub ca_roots: Option<PathBuf>,
+    /// External account binding: key id and HMAC key.
+    pub eab: Option<(String, Vec<u8>)>,
+    /// Challenge types in order of preference.
+    pub challenges: Vec<ChallengeKind>,
+    /// Renew when remaining validity ≤ min(this, a third of the lifetime).
+    pub renew_before: Duration,
+    pub key_type: KeyType,
+    /// Orders in flight at once across all sites.
+    pub max_concurrent_orders: usize,
+    /// First retry delay after a failure; doubles up to `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> AcmeSettings {
+    let directory = a.directory.and_then(|d| {
+        let url = d.get_ref();
+        match url.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {
+                Some(url.clone())
+            }
+            _ => {
+                issues.at(
+                    d.span(),
+                    "acme.directory",
+                    format!("`{url}` is not an https:// URL"),
+                );
+                None
+            }
+        }
+    });
+    let contact = a.contact.map_or_else(Vec::new, |c| {
+        for item in c.get_ref() {
+            if !item.starts_with("mailto:") || !item.contains('@') {
+                issues.at(
+                    c.span(),
+                    "acme.contact",
+                    format!("`{item}` is not a mailto: URL like \"mailto:ops@example.com\""),
+                );
+            }
+        }
+        c.into_inner()
+    });
+    let ca_roots = a.ca_roots.and_then(|r| {
+        let path = base.join(r.get_ref());
+        match std::fs::read(&path) {
+            Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => Some(path),
+            Ok(_) => {
+                issues.at(
+                    r.span(),
+                    "acme.ca_roots",
+                    format!("{} holds no PEM certificate", path.display()),
+                );
+                None
+            }
+            Err(e) => {
+                issues.at(
+                    r.span(),
+                    "acme.ca_roots",
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    });
+    let eab = match (a.eab_kid, a.eab_hmac_key) {
+        (None, None) => None,
+        (Some(kid), Some(key)) => match URL_SAFE_NO_PAD.decode(key.get_ref().trim_end_matches('=')) {
+            Ok(bytes) if !bytes.is_empty() => Some((kid.into_inner(), bytes)),
+            _ => {
+                issues.at(
+                    key.span(),
+                    "acme.eab_hmac_key",
+                    "must be the base64url HMAC key your CA gave you",
+                );
+                None
+            }
+        },
+        (Some(kid), None) => {
+            issues.at(kid.span(), "acme.eab_hmac_key", "`eab_kid` needs `eab_hmac_key`");
+            None
+        }
+        (None, Some(key)) => {
+            issues.at(key.span(), "acme.eab_kid", "`eab_hmac_key` needs `eab_kid`");
+            None
+        }
+    };
+    let challenges = match a.challenges {
+        None => vec![ChallengeKind::TlsAlpn01, ChallengeKind::Http01],
+        Some(list) => {
+            let mut kinds = Vec::new();
+            for name in list.get_ref() {
+                match name.as_str() {
+                    "http-01" => kinds.push(ChallengeKind::Http01),
+                    "tls-alpn-01" => kinds.push(ChallengeKind::TlsAlpn01),
+                    other => issues.at(
+                        list.span(),
+                        "acme.challenges",
+                        format!("`{other}` is not one of \"tls-alpn-01\", \"http-01\""),
+                    ),
+                }
+            }
+            if list.get_ref().is_empty() {
+                issues.at(list.span(), "acme.challenges", "name at least one challenge");
+            }
+            kinds
+        }
+    };
+    let key_type = a.key_type.map_or(KeyType::EcdsaP256, |k| {
+        k.get_ref().parse().unwrap_or_else(|()| {
+            issues.at(
+                k.span(),
+                "acme.key_type",
+                format!("`{}` is not one of \"ecdsa-p256\", \"rsa2048\"", k.get_ref()),
+            );
+            KeyType::EcdsaP256
+        })
+    });
+    let days = positive(
+        a.renew_before_days,
+        DEFAULT_RENEW_BEFORE_DAYS,
+        "acme.renew_before_days",
+        issues,
+    );
+    let retry_min = duration(a.retry_min, DEFAULT_RETRY_MIN, "acme.retry_min", issues);
+    let retry_max = duration(a.retry_max, DEFAULT_RETRY_MAX, "acme.retry_max", issues);
+    AcmeSettings {
+        directory,
+        contact,
+        ca_roots,
+        eab,
+        challenges,
+        renew_before: Duration::from_secs(86_400 * days as u64),
+        key_type,
+        max_concurrent_orders: positive(
+            a.max_concurrent_orders,
+            DEFAULT_MAX_CONCURRENT_ORDERS,
+            "acme.max_concurrent_orders",
+            issues,
+        ),
+        retry_min,
+        retry_max: retry_max.max(retry_min),
+    }
+}

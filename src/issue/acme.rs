@@ -1,0 +1,332 @@
+//! The ACME issuer (RFC 8555) over instant-acme: one account per directory, created once and
+//! stored sealed; one order per certificate for all its names; HTTP-01 or TLS-ALPN-01 answered
+//! by the edge's own listeners (in the configured order of preference); key and CSR made
+//! in-process; the chain verified before it is returned. ACME Renewal Information
+//! (RFC 9773) is used when the directory offers it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use rcgen::{CertificateParams, CustomExtension, KeyPair};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::sync::Mutex;
+
+use super::challenges::ChallengeGuard;
+use super::{Challenges, IssueError, Issued, Issuer, KeyType, keys};
+use crate::certs::{HostName, Source};
+use crate::config::{AcmeSettings, ChallengeKind};
+use crate::store::Store;
+
+/// How long one order may take from placing to the certificate (validation included).
+const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
+/// Problem type of the CA's rate limits.
+const RATE_LIMITED: &str = "urn:ietf:params:acme:error:rateLimited";
+/// Problem type when the CA does not know the account.
+const ACCOUNT_DOES_NOT_EXIST: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
+/// Minimum wait after a rate-limit refusal when the CA gives no Retry-After.
+const RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+
+/// An ACME CA and our account with it.
+pub struct AcmeIssuer {
+    settings: AcmeSettings,
+    directory: String,
+    store: Arc<Store>,
+    challenges: Arc<Challenges>,
+    account: Mutex<Option<Account>>,
+}
+
+impl AcmeIssuer {
+    pub fn new(
+        settings: AcmeSettings,
+        directory: String,
+        store: Arc<Store>,
+        challenges: Arc<Challenges>,
+    ) -> Self {
+        Self {
+            settings,
+            directory,
+            store,
+            challenges,
+            account: Mutex::new(None),
+        }
+    }
+
+    /// Where this directory's account credentials are kept.
+    fn account_path(&self) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.directory.as_bytes());
+        let short: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("acme/account-{short}.sealed")
+    }
+
+    fn builder(&self) -> Result<instant_acme::AccountBuilder, IssueError> {
+        match &self.settings.ca_roots {
+            Some(path) => Account::builder_with_root(path).map_err(|e| {
+                IssueError::new(format!(
+                    "cannot use acme.ca_roots {}: {e}",
+                    path.display()
+                ))
+            }),
+            None => Account::builder()
+                .map_err(|e| IssueError::new(format!("cannot build the ACME client: {e}"))),
+        }
+    }
+
+    /// The account, from the store or created at the CA (once) and stored sealed.
+    async fn account(&self) -> Result<Account, IssueError> {
+        let mut slot = self.account.lock().await;
+        if let Some(account) = slot.as_ref() {
+            return Ok(account.clone());
+        }
+        let path = self.account_path();
+        let stored = self
+            .store
+            .read_secret(&path)
+            .map_err(|e| IssueError::new(format!("cannot read the ACME account: {e}")))?;
+        let account = match stored {
+            Some(json) => {
+                let credentials: AccountCredentials = serde_json::from_slice(&json)
+                    .map_err(|e| IssueError::new(format!("stored ACME account is corrupt: {e}")))?;
+                self.builder()?
+                    .from_credentials(credentials)
+                    .await
+                    .map_err(|e| acme_error("cannot load the ACME account", e))?
+            }
+            None => {
+                let contact: Vec<&str> = self.settings.contact.iter().map(String::as_str).collect();
+                let eab = self
+                    .settings
+                    .eab
+                    .as_ref()
+                    .map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
+                let (account, credentials) = self
+                    .builder()?
+                    .create(
+                        &NewAccount {
+                            contact: &contact,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        self.directory.clone(),
+                        eab.as_ref(),
+                    )
+                    .await
+                    .map_err(|e| acme_error("cannot create the ACME account", e))?;
+                let json = zeroize::Zeroizing::new(
+                    serde_json::to_vec(&credentials)
+                        .map_err(|e| IssueError::new(format!("cannot encode the account: {e}")))?,
+                );
+                self.store
+                    .write_secret(&path, &json)
+                    .map_err(|e| IssueError::new(format!("cannot store the ACME account: {e}")))?;
+                tracing::info!(directory = %self.directory, account = account.id(), "ACME account created");
+                account
+            }
+        };
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    async fn forget_account(&self) {
+        *self.account.lock().await = None;
+        let path = self.store.dir().join(self.account_path());
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the stale ACME account");
+        }
+        tracing::warn!(directory = %self.directory, "the CA does not know our account; a new one will be created");
+    }
+
+    async fn order(&self, names: &[HostName], key_type: KeyType) -> Result<Issued, IssueError> {
+        let account = self.account().await?;
+        let identifiers: Vec<Identifier> = names
+            .iter()
+            .map(|n| Identifier::Dns(n.as_str().to_owned()))
+            .collect();
+        let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
+            Ok(order) => order,
+            Err(e) => {
+                if is_problem(&e, ACCOUNT_DOES_NOT_EXIST) {
+                    // The CA lost our account (a reset test CA, a deactivation): the next
+                    // attempt registers a new one.
+                    self.forget_account().await;
+                }
+                return Err(acme_error("the CA refused the order", e));
+            }
+        };
+        tracing::info!(names = %join(names), order = order.url(), "ACME order placed");
+
+        // Answers stay published until the order is done, then the guards remove them.
+        let mut guards: Vec<ChallengeGuard> = Vec::new();
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(|e| acme_error("cannot fetch an authorization", e))?;
+            match authz.status {
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => {
+                    return Err(IssueError::new(format!(
+                        "authorization is {other:?}, cannot validate"
+                    )));
+                }
+            }
+            let offered: Vec<ChallengeType> =
+                authz.challenges.iter().map(|c| c.r#type.clone()).collect();
+            let Some(kind) = self.settings.challenges.iter().copied().find(|k| {
+                offered.contains(&challenge_type(*k))
+            }) else {
+                return Err(IssueError::new(format!(
+                    "the CA offers none of the configured challenges ({offered:?}); \
+                     wildcard names need DNS-01, which onehttps does not answer"
+                )));
+            };
+            let mut challenge = authz
+                .challenge(challenge_type(kind))
+                .ok_or_else(|| IssueError::new("challenge disappeared"))?;
+            let name = match challenge.identifier().identifier {
+                Identifier::Dns(name) => name.clone(),
+                other => return Err(IssueError::new(format!("unsupported identifier {other:?}"))),
+            };
+            let key_authorization = challenge.key_authorization();
+            guards.push(match kind {
+                ChallengeKind::Http01 => self
+                    .challenges
+                    .add_http01(challenge.token.clone(), key_authorization.as_str().to_owned()),
+                ChallengeKind::TlsAlpn01 => {
+                    let cert = tls_alpn01_cert(&name, key_authorization.digest().as_ref())?;
+                    self.challenges.add_tls_alpn01(name.clone(), cert)
+                }
+            });
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| acme_error("the CA refused the challenge", e))?;
+            tracing::debug!(%name, challenge = ?kind, "challenge ready");
+        }
+
+        let retries = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .backoff(1.5)
+            .timeout(ORDER_TIMEOUT);
+        let status = order
+            .poll_ready(&retries)
+            .await
+            .map_err(|e| acme_error("validation did not complete", e))?;
+        drop(guards);
+        if status != OrderStatus::Ready {
+            return Err(IssueError::new(format!(
+                "the CA could not validate {}: order is {status:?}",
+                join(names)
+            )));
+        }
+        let key = keys::generate(key_type)?;
+        order
+            .finalize_csr(&keys::csr(names, &key)?)
+            .await
+            .map_err(|e| acme_error("the CA refused the CSR", e))?;
+        let chain_pem = order
+            .poll_certificate(&retries)
+            .await
+            .map_err(|e| acme_error("cannot download the certificate", e))?;
+        keys::verify(chain_pem, &key, names)
+    }
+}
+
+impl Issuer for AcmeIssuer {
+    fn source(&self) -> Source {
+        Source::Acme
+    }
+
+    fn issue<'a>(
+        &'a self,
+        names: &'a [HostName],
+        key_type: KeyType,
+    ) -> BoxFuture<'a, Result<Issued, IssueError>> {
+        Box::pin(async move {
+            tokio::time::timeout(ORDER_TIMEOUT * 2, self.order(names, key_type))
+                .await
+                .unwrap_or_else(|_| Err(IssueError::new("the ACME order timed out")))
+        })
+    }
+
+    fn suggested_window<'a>(
+        &'a self,
+        chain_pem: &'a str,
+    ) -> BoxFuture<'a, Option<(SystemTime, SystemTime)>> {
+        Box::pin(async move {
+            let account = self.account().await.ok()?;
+            let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .next()?
+                .ok()?;
+            let id = instant_acme::CertificateIdentifier::try_from(&leaf).ok()?;
+            match account.renewal_info(&id).await {
+                Ok((info, _)) => {
+                    let window = info.suggested_window;
+                    Some((window.start.into(), window.end.into()))
+                }
+                Err(instant_acme::Error::Unsupported(_)) => None,
+                Err(e) => {
+                    tracing::debug!(error = %e, "ACME renewal information unavailable");
+                    None
+                }
+            }
+        })
+    }
+}
+
+use rustls_pki_types::pem::PemObject;
+
+fn challenge_type(kind: ChallengeKind) -> ChallengeType {
+    match kind {
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+    }
+}
+
+/// The self-signed certificate a TLS-ALPN-01 validation expects (RFC 8737 §3).
+fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, IssueError> {
+    let fail = |e: rcgen::Error| IssueError::new(format!("cannot make the TLS-ALPN-01 certificate: {e}"));
+    let key = KeyPair::generate().map_err(fail)?;
+    let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(fail)?;
+    params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(fail)?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der)
+        .map_err(|e| IssueError::new(format!("TLS-ALPN-01 key unusable: {e}")))?;
+    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing)))
+}
+
+/// An instant-acme error with context, rate limits and Retry-After recognised.
+fn acme_error(what: &str, e: instant_acme::Error) -> IssueError {
+    let mut error = IssueError::new(format!("{what}: {e}"));
+    match &e {
+        instant_acme::Error::Api(problem) => {
+            if problem.r#type.as_deref() == Some(RATE_LIMITED) {
+                error.rate_limited = true;
+                error.retry_after = Some(RATE_LIMIT_WAIT);
+            }
+            for sub in &problem.subproblems {
+                if let Some(detail) = &sub.detail {
+                    error.message.push_str(&format!("; {detail}"));
+                }
+            }
+        }
+        instant_acme::Error::Timeout(Some(when)) => {
+            error.retry_after = Some(when.saturating_duration_since(std::time::Instant::now()));
+        }
+        _ => {}
+    }
+    error
+}
+
+fn is_problem(e: &instant_acme::Error, kind: &str) -> bool {
+    matches!(e, instant_acme::Error::Api(p) if p.r#type.as_deref() == Some(kind))
+}
+
+fn join(names: &[HostName]) -> String {
+    names.iter().map(HostName::as_str).collect::<Vec<_>>().join(",")
+}

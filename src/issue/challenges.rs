@@ -1,0 +1,104 @@
+//! Challenge answers the listeners give while an ACME order is being validated: HTTP-01
+//! key authorizations on the HTTP listener (RFC 8555 §8.3) and TLS-ALPN-01 certificates on
+//! the HTTPS listener (RFC 8737), keyed by token and by name. The ACME issuer inserts an
+//! answer before asking the CA to validate and removes it afterwards (`ChallengeGuard`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rustls::sign::CertifiedKey;
+
+/// Path prefix of HTTP-01 challenge requests.
+pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+/// The ALPN protocol of TLS-ALPN-01 validation connections.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Pending challenge answers.
+#[derive(Debug, Default)]
+pub struct Challenges {
+    /// token → key authorization.
+    http01: RwLock<HashMap<String, String>>,
+    /// name → self-signed certificate carrying the acmeIdentifier extension.
+    tls_alpn01: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl Challenges {
+    /// The key authorization for an HTTP-01 `token`, if one is pending.
+    pub fn http01(&self, token: &str) -> Option<String> {
+        self.http01.read().ok()?.get(token).cloned()
+    }
+
+    /// The TLS-ALPN-01 certificate for `name`, if one is pending.
+    pub fn tls_alpn01(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.tls_alpn01.read().ok()?.get(name).cloned()
+    }
+
+    /// Publishes an HTTP-01 answer until the guard is dropped.
+    pub fn add_http01(
+        self: &Arc<Self>,
+        token: String,
+        key_authorization: String,
+    ) -> ChallengeGuard {
+        if let Ok(mut map) = self.http01.write() {
+            map.insert(token.clone(), key_authorization);
+        }
+        ChallengeGuard {
+            challenges: self.clone(),
+            slot: Slot::Http01(token),
+        }
+    }
+
+    /// Publishes a TLS-ALPN-01 certificate for `name` until the guard is dropped.
+    pub fn add_tls_alpn01(self: &Arc<Self>, name: String, cert: Arc<CertifiedKey>) -> ChallengeGuard {
+        if let Ok(mut map) = self.tls_alpn01.write() {
+            map.insert(name.clone(), cert);
+        }
+        ChallengeGuard {
+            challenges: self.clone(),
+            slot: Slot::TlsAlpn01(name),
+        }
+    }
+}
+
+enum Slot {
+    Http01(String),
+    TlsAlpn01(String),
+}
+
+/// Removes a challenge answer when dropped, however the order ends.
+pub struct ChallengeGuard {
+    challenges: Arc<Challenges>,
+    slot: Slot,
+}
+
+impl Drop for ChallengeGuard {
+    fn drop(&mut self) {
+        match &self.slot {
+            Slot::Http01(token) => {
+                if let Ok(mut map) = self.challenges.http01.write() {
+                    map.remove(token);
+                }
+            }
+            Slot::TlsAlpn01(name) => {
+                if let Ok(mut map) = self.challenges.tls_alpn01.write() {
+                    map.remove(name);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_live_as_long_as_their_guard() {
+        let challenges = Arc::new(Challenges::default());
+        let guard = challenges.add_http01("tok".into(), "tok.thumb".into());
+        assert_eq!(challenges.http01("tok").as_deref(), Some("tok.thumb"));
+        assert_eq!(challenges.http01("other"), None);
+        drop(guard);
+        assert_eq!(challenges.http01("tok"), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! Issuers behind one small trait: ACME (`acme.rs`, any RFC 8555 CA) and the internal CA
+//! (`internal.rs`, for names no public CA can validate). Keys and CSRs are made in-process
+//! (`keys.rs`); every issued chain is verified against its key and names before it is
+//! handed back. Challenge answers are shared with the listeners through `challenges.rs`.
+
+pub mod acme;
+pub mod challenges;
+pub mod internal;
+pub mod keys;
+
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use zeroize::Zeroizing;
+
+use crate::certs::{CertBundle, CertError, HostName, Source};
+pub use challenges::Challenges;
+pub use keys::KeyType;
+
+/// A certificate freshly issued and verified.
+pub struct Issued {
+    pub chain_pem: String,
+    /// PKCS#8 DER of the private key; zeroized on drop, sealed before it is stored.
+    pub key_der: Zeroizing<Vec<u8>>,
+    pub bundle: CertBundle,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("bundle", &self.bundle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an issuance failed, and what the CA said about when to come back.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct IssueError {
+    pub message: String,
+    /// The CA asked not to retry before this long (Retry-After or a rate limit).
+    pub retry_after: Option<Duration>,
+    /// The CA refused because a rate limit was hit.
+    pub rate_limited: bool,
+}
+
+impl IssueError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry_after: None,
+            rate_limited: false,
+        }
+    }
+
+    /// The certificate came back but cannot be served as it is.
+    pub fn invalid(what: &str, e: &CertError) -> Self {
+        Self::new(format!("the issued certificate is unusable ({what}): {e}"))
+    }
+}
+
+/// Something that turns a set of names into a certificate.
+pub trait Issuer: Send + Sync {
+    /// How certificates from this issuer are labelled in the inventory.
+    fn source(&self) -> Source;
+
+    /// Obtains a certificate for `names` with a new key of `key_type`.
+    fn issue<'a>(
+        &'a self,
+        names: &'a [HostName],
+        key_type: KeyType,
+    ) -> BoxFuture<'a, Result<Issued, IssueError>>;
+
+    /// The CA's suggested renewal window for a certificate it issued (ACME Renewal
+    /// Information), when it offers one.
+    fn suggested_window<'a>(
+        &'a self,
+        _chain_pem: &'a str,
+    ) -> BoxFuture<'a, Option<(SystemTime, SystemTime)>> {
+        Box::pin(async { None })
+    }
+}
+
+/// Whether no public CA could ever validate `name`: `localhost` and special-use or private
+/// suffixes. Such names default to the internal CA.
+pub fn is_local_name(name: &HostName) -> bool {
+    const LOCAL_SUFFIXES: [&str; 5] = ["localhost", "test", "internal", "local", "invalid"];
+    let last = name.as_str().rsplit('.').next().unwrap_or_default();
+    LOCAL_SUFFIXES.contains(&last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_names() {
+        let local = |n: &str| is_local_name(&HostName::parse(n).unwrap());
+        assert!(local("localhost"));
+        assert!(local("demo.localhost"));
+        assert!(local("*.shop.test"));
+        assert!(local("db.internal"));
+        assert!(!local("example.com"));
+        assert!(!local("test.example.com"));
+    }
+}

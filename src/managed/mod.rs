@@ -1,0 +1,266 @@
+//! Managed certificates: what a site serves at start (the stored certificate, loaded before
+//! any CA is contacted; an internal one issued on the spot; or nothing yet while its first
+//! ACME order runs), and the per-site renewal task (`renewal.rs`) that obtains, renews and
+//! takes over expiring uploads. At most one order per set of names is in flight, and orders
+//! across all sites are bounded by `acme.max_concurrent_orders`.
+
+mod renewal;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::Semaphore;
+
+use crate::certs::{CertBundle, CertRecord, CertState, HostName, Source};
+use crate::config::{AcmeSettings, IssuerKind, SiteConfig};
+use crate::issue::acme::AcmeIssuer;
+use crate::issue::internal::{CaError, InternalCa};
+use crate::issue::{Challenges, IssueError, Issued, Issuer};
+use crate::sites::ServedCert;
+use crate::store::{Store, StoreError};
+pub use renewal::watch_site;
+
+/// Owns the store, the issuers and the limits on concurrent orders.
+pub struct CertManager {
+    store: Arc<Store>,
+    internal: Arc<InternalCa>,
+    acme: Option<Arc<AcmeIssuer>>,
+    settings: AcmeSettings,
+    orders: Semaphore,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// Why the certificate machinery could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+}
+
+impl CertManager {
+    /// Opens the store in `data_dir` (checking the master key) and loads the internal CA.
+    pub fn new(
+        data_dir: &std::path::Path,
+        settings: &AcmeSettings,
+        challenges: Arc<Challenges>,
+    ) -> Result<Self, ManagerError> {
+        let store = Arc::new(Store::open(data_dir)?);
+        let internal = Arc::new(InternalCa::load_or_create(&store)?);
+        let acme = settings.directory.clone().map(|directory| {
+            Arc::new(AcmeIssuer::new(
+                settings.clone(),
+                directory,
+                store.clone(),
+                challenges,
+            ))
+        });
+        for record in store.load_all_certs() {
+            if let Err(e) = record {
+                tracing::error!(error = %e, "skipping an unreadable certificate record");
+            }
+        }
+        Ok(Self {
+            store,
+            internal,
+            acme,
+            orders: Semaphore::new(settings.max_concurrent_orders),
+            in_flight: Mutex::new(HashSet::new()),
+            settings: settings.clone(),
+        })
+    }
+
+    pub fn internal_ca(&self) -> &InternalCa {
+        &self.internal
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The stored state of the managed certificate for `names`, if any.
+    pub fn status(&self, names: &[HostName]) -> Option<CertRecord> {
+        self.store.load_cert(names).ok().flatten()
+    }
+
+    fn issuer_for(&self, site: &SiteConfig) -> Option<&dyn Issuer> {
+        match site.issuer {
+            IssuerKind::Internal => Some(self.internal.as_ref()),
+            IssuerKind::Acme => self.acme.as_deref().map(|a| a as &dyn Issuer),
+        }
+    }
+
+    /// What `site` serves from the start. Blocking (file reads, maybe an internal issuance).
+    pub fn initial_cert(&self, site: &SiteConfig) -> Option<ServedCert> {
+        let stored = self.load_record(&site.hosts);
+        if let Some((_, bundle)) = &site.cert {
+            // An upload is served as it is, unless a managed certificate already took over
+            // from this very upload (the takeover survives restarts).
+            let took_over = stored.as_ref().and_then(|record| {
+                let replaced = record.replaced.as_ref()?;
+                (site.managed && replaced.serial == bundle.info.serial)
+                    .then(|| self.servable(record, &site.hosts))
+                    .flatten()
+            });
+            return Some(took_over.unwrap_or_else(|| ServedCert {
+                bundle: bundle.clone(),
+                source: Source::Uploaded,
+            }));
+        }
+        if let Some(served) = stored.as_ref().and_then(|r| self.servable(r, &site.hosts)) {
+            return Some(served);
+        }
+        if site.issuer == IssuerKind::Internal {
+            match self.internal.issue_now(&site.hosts, self.settings.key_type) {
+                Ok(issued) => {
+                    let record = CertRecord::pending(&site.hosts, Source::Internal);
+                    match self.record_issued(&site.hosts, record, &issued) {
+                        Ok(()) => log_issued(&site.hosts, Source::Internal, &issued, false),
+                        Err(e) => tracing::error!(site = site.name(), error = %e, "cannot store the internal certificate"),
+                    }
+                    return Some(ServedCert {
+                        bundle: issued.bundle,
+                        source: Source::Internal,
+                    });
+                }
+                Err(e) => tracing::error!(site = site.name(), error = %e, "internal CA cannot issue"),
+            }
+        }
+        None
+    }
+
+    /// The stored record for `names`; a corrupt one is reported, set aside and ignored.
+    fn load_record(&self, names: &[HostName]) -> Option<CertRecord> {
+        match self.store.load_cert(names) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(error = %e, "ignoring an unreadable certificate record");
+                None
+            }
+        }
+    }
+
+    /// The certificate a record holds, if it still serves `names` now.
+    fn servable(&self, record: &CertRecord, names: &[HostName]) -> Option<ServedCert> {
+        let (Some(chain_pem), Some(sealed)) = (&record.chain_pem, &record.sealed_key) else {
+            return None;
+        };
+        let result = (|| {
+            let key_der = self.store.open_cert_key(names, sealed).map_err(|e| e.to_string())?;
+            let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let key = PrivateKeyDer::try_from(key_der.to_vec()).map_err(str::to_owned)?;
+            let bundle = CertBundle::from_der(chain, key).map_err(|e| e.to_string())?;
+            bundle
+                .check_serves(names, SystemTime::now())
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(bundle)
+        })();
+        match result {
+            Ok(bundle) => Some(ServedCert {
+                bundle,
+                source: record.source,
+            }),
+            Err(reason) => {
+                tracing::warn!(names = %join(names), %reason, "stored certificate not usable; a new one will be obtained");
+                None
+            }
+        }
+    }
+
+    /// Seals the key and stores the record of a newly issued certificate.
+    fn record_issued(
+        &self,
+        names: &[HostName],
+        mut record: CertRecord,
+        issued: &Issued,
+    ) -> Result<(), StoreError> {
+        let sealed = self.store.seal_cert_key(names, &issued.key_der)?;
+        record.set_issued(issued.chain_pem.clone(), sealed, &issued.bundle.info);
+        self.store.save_cert(names, &record)
+    }
+
+    /// Updates the stored state of `names` (a record is created if there is none).
+    fn set_state(&self, names: &[HostName], source: Source, update: impl FnOnce(&mut CertRecord)) {
+        let mut record = self
+            .load_record(names)
+            .unwrap_or_else(|| CertRecord::pending(names, source));
+        update(&mut record);
+        record.updated = crate::certs::record::unix(SystemTime::now());
+        if let Err(e) = self.store.save_cert(names, &record) {
+            tracing::error!(names = %join(names), error = %e, "cannot store the certificate state");
+        }
+    }
+
+    /// Runs one issuance for `names` with `issuer`, holding the per-names slot and (for
+    /// ACME) an order permit. `None` when another order for the same names is in flight.
+    async fn issue_once(
+        &self,
+        names: &[HostName],
+        issuer: &dyn Issuer,
+    ) -> Option<Result<Issued, IssueError>> {
+        let id = Store::cert_id(names);
+        {
+            let mut in_flight = self.in_flight.lock().ok()?;
+            if !in_flight.insert(id.clone()) {
+                return None;
+            }
+        }
+        let _slot = InFlight {
+            set: &self.in_flight,
+            id,
+        };
+        let _permit = match issuer.source() {
+            Source::Acme => Some(self.orders.acquire().await.ok()?),
+            _ => None,
+        };
+        Some(issuer.issue(names, self.settings.key_type).await)
+    }
+}
+
+/// Frees a names slot when the order ends, however it ends.
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.id);
+        }
+    }
+}
+
+fn log_issued(names: &[HostName], source: Source, issued: &Issued, renewal: bool) {
+    let info = &issued.bundle.info;
+    tracing::info!(
+        names = %join(names),
+        %source,
+        serial = %info.serial,
+        not_after = %humantime::format_rfc3339_seconds(info.not_after),
+        event = if renewal { "renewed" } else { "issued" },
+        "{}",
+        if renewal { "certificate renewed" } else { "certificate issued" }
+    );
+}
+
+fn join(names: &[HostName]) -> String {
+    names.iter().map(HostName::as_str).collect::<Vec<_>>().join(",")
+}
+
+/// The state a served certificate is in at `now`, given its renewal moment.
+fn state_at(not_after: SystemTime, renew_at: SystemTime, now: SystemTime) -> CertState {
+    if now >= not_after {
+        CertState::Expired
+    } else if now >= renew_at {
+        CertState::Expiring
+    } else {
+        CertState::Issued
+    }
+}

@@ -1,0 +1,234 @@
+//! The renewal task of one site: sleeps until its certificate is due (the first order at
+//! once; a renewal at a randomised moment in the first half of the window, or inside the
+//! CA's suggested window where ACME Renewal Information is offered; an upload when it enters
+//! its window), then issues, stores and swaps. Failures back off exponentially with jitter,
+//! honour Retry-After and rate limits, and never take the certificate in service away.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::digest::{SHA256, digest};
+use tokio_util::sync::CancellationToken;
+
+use super::{CertManager, join, log_issued, state_at};
+use crate::certs::record::{Failure, Replaced, from_unix, unix};
+use crate::certs::{CertRecord, CertState, Source, window};
+use crate::issue::Issuer;
+use crate::sites::{ServedCert, Site};
+
+/// Longest single sleep: the plan is recomputed at least this often.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// Wait when another order for the same names is already in flight.
+const BUSY_WAIT: Duration = Duration::from_secs(1);
+
+/// Keeps `site`'s certificate obtained and renewed until the site is retired or `cancel`.
+pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: CancellationToken) {
+    let retired = site.retired().clone();
+    let mut ari: Option<(String, Option<(SystemTime, SystemTime)>)> = None;
+    let mut warned_unmanaged = false;
+    loop {
+        let config = site.config();
+        if config.cert.is_some() && !config.managed {
+            return; // an unmanaged upload: the file watcher is all it gets
+        }
+        let issuer = manager.issuer_for(config);
+        let served = site.served_cert();
+        let record = manager.load_record(&config.hosts);
+        let now = SystemTime::now();
+
+        let mut due = match &served {
+            None => now,
+            Some(cert) => {
+                let info = &cert.bundle.info;
+                let spread = spread_of(&info.serial);
+                let mut at = window::renew_at(
+                    info.not_before,
+                    info.not_after,
+                    manager.settings.renew_before,
+                    spread,
+                );
+                if let (Some(issuer), Some(chain)) = (issuer, record.as_ref().and_then(|r| r.chain_pem.as_deref()))
+                    && cert.source == Source::Acme
+                {
+                    if ari.as_ref().is_none_or(|(serial, _)| *serial != info.serial) {
+                        ari = Some((info.serial.clone(), issuer.suggested_window(chain).await));
+                    }
+                    if let Some((_, Some((start, end)))) = &ari {
+                        at = window::inside(*start, *end, spread);
+                    }
+                }
+                at
+            }
+        };
+        if let Some(failure) = record.as_ref().and_then(|r| r.failure.as_ref()) {
+            due = due.max(from_unix(failure.next_retry));
+        }
+
+        if due > now {
+            let wait = due.duration_since(now).unwrap_or_default().min(MAX_SLEEP);
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = retired.cancelled() => return,
+                () = tokio::time::sleep(wait) => continue,
+            }
+        }
+
+        let Some(issuer) = issuer else {
+            if !warned_unmanaged {
+                tracing::warn!(
+                    site = site.name(),
+                    event = "expiring",
+                    "uploaded certificate is in its renewal window and no ACME CA is configured \
+                     to replace it: upload a new one"
+                );
+                warned_unmanaged = true;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = retired.cancelled() => return,
+                () = tokio::time::sleep(MAX_SLEEP) => continue,
+            }
+        };
+
+        note_due(&manager, &site, served.as_deref(), issuer, now);
+        let attempt = tokio::select! {
+            () = cancel.cancelled() => return,
+            () = retired.cancelled() => return,
+            result = manager.issue_once(&config.hosts, issuer) => result,
+        };
+        match attempt {
+            None => tokio::time::sleep(BUSY_WAIT).await,
+            Some(Ok(issued)) => {
+                let mut record = record.unwrap_or_else(|| CertRecord::pending(&config.hosts, issuer.source()));
+                record.source = issuer.source();
+                if let Some(upload) = served.as_ref().filter(|c| c.source == Source::Uploaded) {
+                    record.replaced = Some(Replaced {
+                        serial: upload.bundle.info.serial.clone(),
+                        not_after: unix(upload.bundle.info.not_after),
+                    });
+                    tracing::info!(
+                        site = site.name(),
+                        serial = %upload.bundle.info.serial,
+                        event = "replaced",
+                        "uploaded certificate replaced by a managed one"
+                    );
+                }
+                if let Err(e) = manager.record_issued(&config.hosts, record, &issued) {
+                    // Served anyway: losing the record costs one more order after a restart.
+                    tracing::error!(site = site.name(), error = %e, "cannot store the new certificate");
+                }
+                log_issued(&config.hosts, issuer.source(), &issued, served.is_some());
+                site.replace_cert(ServedCert {
+                    bundle: issued.bundle,
+                    source: issuer.source(),
+                });
+            }
+            Some(Err(error)) => {
+                let attempts = record
+                    .as_ref()
+                    .and_then(|r| r.failure.as_ref())
+                    .map_or(0, |f| f.attempts)
+                    + 1;
+                let mut delay = window::backoff(
+                    attempts,
+                    manager.settings.retry_min,
+                    manager.settings.retry_max,
+                    jitter(),
+                );
+                if let Some(after) = error.retry_after {
+                    delay = delay.max(after);
+                }
+                let next_retry = unix(SystemTime::now() + delay).max(unix(now) + 1);
+                manager.set_state(&config.hosts, issuer.source(), |r| {
+                    r.state = CertState::Failed;
+                    r.failure = Some(Failure {
+                        reason: error.message.clone(),
+                        attempts,
+                        next_retry,
+                    });
+                });
+                tracing::warn!(
+                    site = site.name(),
+                    names = %join(&config.hosts),
+                    attempts,
+                    rate_limited = error.rate_limited,
+                    retry_in_s = delay.as_secs(),
+                    reason = %error.message,
+                    event = "failed",
+                    "{}",
+                    if served.is_some() {
+                        "certificate renewal failed; the current certificate keeps serving"
+                    } else {
+                        "certificate issuance failed"
+                    }
+                );
+            }
+        }
+    }
+}
+
+/// Records that an attempt is due: `pending` for a first order, `expiring` (with a WARN the
+/// first time) for a certificate in its window that is not renewed yet.
+fn note_due(
+    manager: &CertManager,
+    site: &Site,
+    served: Option<&ServedCert>,
+    issuer: &dyn Issuer,
+    now: SystemTime,
+) {
+    let names = &site.config().hosts;
+    let Some(cert) = served else {
+        manager.set_state(names, issuer.source(), |r| {
+            if r.failure.is_none() {
+                r.state = CertState::Pending;
+            }
+        });
+        return;
+    };
+    let info = &cert.bundle.info;
+    let state = state_at(info.not_after, now, now);
+    manager.set_state(names, issuer.source(), |r| {
+        if r.failure.is_none() && r.state != state {
+            r.state = state;
+            tracing::warn!(
+                site = site.name(),
+                serial = %info.serial,
+                not_after = %humantime::format_rfc3339_seconds(info.not_after),
+                event = "expiring",
+                "certificate is in its renewal window and not renewed yet; renewing now"
+            );
+        }
+    });
+}
+
+/// A stable number in [0, 1) derived from a serial: where in the window it renews, the same
+/// after a restart.
+fn spread_of(serial: &str) -> f64 {
+    let hash = digest(&SHA256, serial.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash.as_ref()[..8]);
+    (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A fresh random number in [0, 1) for retry jitter.
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_stable_and_in_range() {
+        let a = spread_of("01:02:03");
+        assert_eq!(a, spread_of("01:02:03"));
+        assert!((0.0..1.0).contains(&a));
+        assert_ne!(a, spread_of("01:02:04"));
+        assert!((0.0..1.0).contains(&jitter()));
+    }
+}

@@ -1,0 +1,253 @@
+//! Certificates that obtain and renew themselves, against a real Pebble: HTTP-01 and
+//! TLS-ALPN-01 issuance, restart without a new order, renewal under load, a CA outage during
+//! renewal, kill -9 mid-issuance, and takeover of an expiring upload.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::pebble::{Pebble, PebbleOptions};
+use common::{EdgePorts, EdgeProcess, Origin, TestCa, curl, served_cert_fields, site_table};
+
+const HOST: &str = "shop.example.com";
+
+/// The test origin on its own runtime (the tests themselves are blocking code).
+fn start_origin() -> (tokio::runtime::Runtime, Origin) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(Origin::start("shop"));
+    (rt, origin)
+}
+
+/// An edge with one ACME-managed site for `HOST`, pointed at `pebble`.
+fn edge_with_site(pebble: &Pebble, ports: &EdgePorts, origin: &Origin, acme_extra: &str) -> EdgeProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(&pebble.acme_table(acme_extra));
+    config.push_str(&site_table(&[HOST, "www.shop.example.com"], &[origin.url()], None));
+    EdgeProcess::start(dir, ports, &config)
+}
+
+fn serial(port: u16) -> String {
+    served_cert_fields(port, HOST)
+        .lines()
+        .find_map(|l| l.strip_prefix("serial=").map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// curl over HTTPS to the site, trusting Pebble's issuing root only.
+fn assert_served(edge: &EdgeProcess, pebble: &Pebble) {
+    let root = pebble.write_issuing_root(edge.dir.path());
+    for host in [HOST, "www.shop.example.com"] {
+        let (ok, out) = curl(host, edge.https, "/echo", &root, &[]);
+        assert!(ok, "curl to {host} failed: {out}\n{}", edge.log());
+        assert!(out.contains("x-forwarded-proto: https"), "{out}");
+    }
+}
+
+#[test]
+fn http01_issuance_then_restart_serves_stored_certificate_without_a_new_order() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(&ports, PebbleOptions::default());
+    let mut edge = edge_with_site(&pebble, &ports, &origin, "challenges = [\"http-01\"]");
+    edge.wait_log("certificate issued", Duration::from_secs(60));
+    assert!(edge.log().contains("ACME order placed"));
+    assert_served(&edge, &pebble);
+    let first = serial(edge.https);
+    common::assert_no_plaintext_keys(&edge.data_dir());
+
+    edge.restart();
+    // Served at once from the store, before any CA is contacted.
+    let (ok, out) = curl(HOST, edge.https, "/", &edge.dir.path().join("pebble-root.pem"), &[]);
+    assert!(ok, "{out}\n{}", edge.log());
+    assert_eq!(serial(edge.https), first);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(edge.count_log("ACME order placed"), 0, "{}", edge.log());
+    assert_eq!(edge.count_log("ACME account created"), 0, "{}", edge.log());
+}
+
+#[test]
+fn tls_alpn01_issuance_with_pebble_rejecting_nonces() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(
+        &ports,
+        PebbleOptions {
+            reject_nonces: true,
+            ..PebbleOptions::default()
+        },
+    );
+    let mut edge = edge_with_site(&pebble, &ports, &origin, "challenges = [\"tls-alpn-01\"]");
+    edge.wait_log("certificate issued", Duration::from_secs(60));
+    assert_served(&edge, &pebble);
+    // The validation came in over TLS-ALPN-01 on the HTTPS port, not over HTTP.
+    assert!(edge.log().contains("answered an ACME TLS-ALPN-01 validation"), "{}", edge.log());
+}
+
+/// Loops HTTPS requests (new connection each, so each handshake sees the current
+/// certificate) from `threads` threads until stopped; returns (ok, failed).
+fn load(edge: &EdgeProcess, root: &std::path::Path, threads: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    let root = root.to_owned();
+    let port = edge.https;
+    std::thread::spawn(move || {
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (ok, failures, stop, root) = (ok.clone(), failures.clone(), stop.clone(), root.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let (good, out) = curl(HOST, port, "/", &root, &[]);
+                        if good {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failures.lock().unwrap().push(out);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let failed = failures.lock().unwrap().clone();
+        (ok.load(Ordering::Relaxed), failed)
+    })
+}
+
+#[test]
+fn renews_a_short_lived_certificate_by_itself_under_load() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(
+        &ports,
+        PebbleOptions {
+            validity_secs: Some(60),
+            ..PebbleOptions::default()
+        },
+    );
+    let mut edge = edge_with_site(&pebble, &ports, &origin, "challenges = [\"http-01\"]");
+    edge.wait_log("certificate issued", Duration::from_secs(60));
+    let root = pebble.write_issuing_root(edge.dir.path());
+    let first = serial(edge.https);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&edge, &root, 16, stop.clone());
+    // A 60 s certificate renews in its last 20 s, at a moment in the first half of that.
+    edge.wait_log("certificate renewed", Duration::from_secs(75));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while serial(edge.https) == first && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = serial(edge.https);
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = clients.join().unwrap();
+    assert_ne!(second, first, "openssl s_client still sees the old serial");
+    assert!(ok > 16, "clients made only {ok} requests");
+    assert!(failed.is_empty(), "{} failed requests, e.g. {:?}", failed.len(), failed.first());
+}
+
+#[test]
+fn ca_outage_during_renewal_keeps_the_old_certificate_and_recovers() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let mut pebble = Pebble::start(
+        &ports,
+        PebbleOptions {
+            validity_secs: Some(60),
+            ..PebbleOptions::default()
+        },
+    );
+    let mut edge = edge_with_site(&pebble, &ports, &origin, "challenges = [\"http-01\"]");
+    edge.wait_log("certificate issued", Duration::from_secs(60));
+    let old_root = pebble.write_issuing_root(edge.dir.path());
+    let first = serial(edge.https);
+    pebble.stop();
+
+    // Renewal comes due while the CA is down: it fails, backs off, and retries.
+    let deadline = Instant::now() + Duration::from_secs(70);
+    while edge.count_log("certificate renewal failed") < 2 {
+        assert!(Instant::now() < deadline, "no failed renewals logged:\n{}", edge.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, out) = curl(HOST, edge.https, "/", &old_root, &[]);
+    assert!(ok, "the old certificate must keep serving: {out}");
+    assert_eq!(serial(edge.https), first);
+    let log = edge.log();
+    let retries: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("certificate renewal failed"))
+        .filter_map(|l| l.split("retry_in_s=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(retries.len() >= 2 && retries[1] >= retries[0], "backoff {retries:?}");
+
+    pebble.resume();
+    edge.wait_log("certificate renewed", Duration::from_secs(40));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_ne!(serial(edge.https), first);
+    let new_root = pebble.write_issuing_root(edge.dir.path());
+    let (ok, out) = curl(HOST, edge.https, "/", &new_root, &[]);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn kill_9_mid_issuance_ends_with_exactly_one_valid_certificate() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(&ports, PebbleOptions::default());
+    let mut edge = edge_with_site(&pebble, &ports, &origin, "challenges = [\"http-01\"]");
+    edge.wait_log("ACME order placed", Duration::from_secs(60));
+    edge.kill9();
+    edge.restart();
+    edge.wait_log("certificate issued", Duration::from_secs(60));
+    assert_served(&edge, &pebble);
+    let certs: Vec<String> = std::fs::read_dir(edge.data_dir().join("certs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(certs.len(), 1, "{certs:?}");
+    assert!(certs[0].starts_with(HOST) && certs[0].ends_with(".json"), "{certs:?}");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(edge.data_dir().join("certs").join(&certs[0])).unwrap()).unwrap();
+    assert_eq!(record["state"], "issued");
+    assert_eq!(record["source"], "acme");
+}
+
+#[test]
+fn an_uploaded_certificate_near_expiry_is_replaced_by_an_acme_one() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(&ports, PebbleOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let now = time::OffsetDateTime::now_utc();
+    let leaf = ca.issue_between(&[HOST], now - time::Duration::days(80), now + time::Duration::days(1));
+    let (cert, key) = (dir.path().join("up.pem"), dir.path().join("up.key"));
+    std::fs::write(&cert, &leaf.chain_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(&pebble.acme_table("challenges = [\"http-01\"]"));
+    config.push_str(&site_table(&[HOST], &[origin.url()], Some(&(cert, key))));
+    let mut edge = EdgeProcess::start(dir, &ports, &config);
+    edge.wait_log("uploaded certificate replaced by a managed one", Duration::from_secs(60));
+    edge.wait_log("certificate renewed", Duration::from_secs(10));
+    let root = pebble.write_issuing_root(edge.dir.path());
+    let (ok, out) = curl(HOST, edge.https, "/", &root, &[]);
+    assert!(ok, "{out}\n{}", edge.log());
+    let record = std::fs::read_dir(edge.data_dir().join("certs")).unwrap().next().unwrap().unwrap().path();
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    assert_eq!(record["source"], "acme");
+    assert!(record["replaced"]["serial"].is_string(), "{record}");
+
+    // The takeover survives a restart: the managed certificate, not the upload, is served.
+    edge.restart();
+    let (ok, out) = curl(HOST, edge.https, "/", &root, &[]);
+    assert!(ok, "{out}\n{}", edge.log());
+    assert_eq!(edge.count_log("ACME order placed"), 0);
+}

@@ -1,0 +1,203 @@
+//! A real ACME CA for tests: Pebble (Debian package `pebble`) with pebble-challtestsrv as its
+//! DNS server (every name answers 127.0.0.1), on free ports, killed on drop. Pebble's
+//! validator connects to the edge's own HTTP and HTTPS ports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{EdgePorts, TestCa, free_port};
+
+/// How Pebble should behave.
+#[derive(Debug, Clone, Copy)]
+pub struct PebbleOptions {
+    /// Lifetime of issued certificates in seconds (`None`: Pebble's default, 5 years).
+    pub validity_secs: Option<u64>,
+    /// Keep Pebble's default 5 % `badNonce` rejection (real CAs reject nonces too).
+    pub reject_nonces: bool,
+}
+
+impl Default for PebbleOptions {
+    fn default() -> Self {
+        Self {
+            validity_secs: None,
+            reject_nonces: false,
+        }
+    }
+}
+
+pub struct Pebble {
+    dir: tempfile::TempDir,
+    pebble: Option<Child>,
+    dns: Option<Child>,
+    options: PebbleOptions,
+    pub port: u16,
+    pub mgmt_port: u16,
+    pub dns_port: u16,
+    pub dns_mgmt_port: u16,
+    edge_http: u16,
+    edge_https: u16,
+}
+
+fn need(binary: &str) {
+    assert!(
+        Command::new("sh")
+            .args(["-c", &format!("command -v {binary}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+        "{binary} is missing: install the Debian package `pebble` (scripts/test does)"
+    );
+}
+
+impl Pebble {
+    /// Starts challtestsrv and Pebble, validating against `edge`'s ports.
+    pub fn start(edge: &EdgePorts, options: PebbleOptions) -> Self {
+        need("pebble");
+        need("pebble-challtestsrv");
+        let dir = tempfile::tempdir().unwrap();
+        // Pebble's own HTTPS certificate, for localhost / 127.0.0.1.
+        let ca = TestCa::new();
+        let leaf = ca.issue(&["localhost", "127.0.0.1"], 30);
+        std::fs::write(dir.path().join("wfe.pem"), &leaf.chain_pem).unwrap();
+        std::fs::write(dir.path().join("wfe.key"), &leaf.key_pem).unwrap();
+        std::fs::write(dir.path().join("wfe-root.pem"), &ca.root_pem).unwrap();
+        let mut pebble = Self {
+            dir,
+            pebble: None,
+            dns: None,
+            options,
+            port: free_port(),
+            mgmt_port: free_port(),
+            dns_port: free_port(),
+            dns_mgmt_port: free_port(),
+            edge_http: edge.http,
+            edge_https: edge.https,
+        };
+        pebble.start_dns();
+        pebble.start_ca();
+        pebble
+    }
+
+    fn start_dns(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("dns.log")).unwrap();
+        let child = Command::new("pebble-challtestsrv")
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .arg("-dns01")
+            .arg(format!("127.0.0.1:{}", self.dns_port))
+            .arg("-management")
+            .arg(format!("127.0.0.1:{}", self.dns_mgmt_port))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start pebble-challtestsrv");
+        self.dns = Some(child);
+        wait_port(self.dns_mgmt_port, "pebble-challtestsrv", &self.dir.path().join("dns.log"));
+    }
+
+    fn start_ca(&mut self) {
+        let mut settings = serde_json::json!({
+            "listenAddress": format!("127.0.0.1:{}", self.port),
+            "managementListenAddress": format!("127.0.0.1:{}", self.mgmt_port),
+            "certificate": self.dir.path().join("wfe.pem"),
+            "privateKey": self.dir.path().join("wfe.key"),
+            "httpPort": self.edge_http,
+            "tlsPort": self.edge_https,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+        });
+        if let Some(secs) = self.options.validity_secs {
+            settings["certificateValidityPeriod"] = secs.into();
+        }
+        let config = self.dir.path().join("pebble.json");
+        std::fs::write(&config, serde_json::json!({ "pebble": settings }).to_string()).unwrap();
+        let log_path = self.dir.path().join("pebble.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config")
+            .arg(&config)
+            .arg("-dnsserver")
+            .arg(format!("127.0.0.1:{}", self.dns_port))
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_AUTHZREUSE", "0");
+        if !self.options.reject_nonces {
+            cmd.env("PEBBLE_WFE_NONCEREJECT", "0");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start pebble");
+        self.pebble = Some(child);
+        wait_port(self.port, "pebble", &log_path);
+        wait_port(self.mgmt_port, "pebble management", &log_path);
+    }
+
+    /// Stops the CA (DNS keeps running); `resume` starts a fresh one on the same ports.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.pebble.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn resume(&mut self) {
+        self.start_ca();
+    }
+
+    /// The `[acme]` table pointing the edge at this Pebble (fast retries for tests).
+    pub fn acme_table(&self, extra: &str) -> String {
+        format!(
+            "\n[acme]\ndirectory = \"https://127.0.0.1:{}/dir\"\nca_roots = \"{}\"\nretry_min = \"1s\"\nretry_max = \"4s\"\n{extra}\n",
+            self.port,
+            self.dir.path().join("wfe-root.pem").display()
+        )
+    }
+
+    /// The root Pebble issues under (random per start), PEM, written into `dir`.
+    pub fn write_issuing_root(&self, dir: &Path) -> PathBuf {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--cacert"])
+            .arg(self.dir.path().join("wfe-root.pem"))
+            .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt_port))
+            .output()
+            .expect("curl is installed");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let path = dir.join("pebble-root.pem");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in [self.pebble.take(), self.dns.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -16,9 +16,7 @@ use rustls::server::ServerConnection;
 use rustls::{RootCertStore, ServerConfig};
 
 use onehttps::certs::{CertBundle, HostName, Source};
-use onehttps::config::{
-    CertFiles, IssuerKind, MinTlsVersion, OriginUrl, SiteConfig, TlsSettings,
-};
+use onehttps::config::{CertFiles, IssuerKind, MinTlsVersion, OriginUrl, SiteConfig, TlsSettings};
 use onehttps::sites::{ServedCert, Site};
 use onehttps::tls::{Routes, SiteTable, TableResolver, server_config};
 

@@ -25,11 +25,20 @@ fn start_origin() -> (tokio::runtime::Runtime, Origin) {
 }
 
 /// An edge with one ACME-managed site for `HOST`, pointed at `pebble`.
-fn edge_with_site(pebble: &Pebble, ports: &EdgePorts, origin: &Origin, acme_extra: &str) -> EdgeProcess {
+fn edge_with_site(
+    pebble: &Pebble,
+    ports: &EdgePorts,
+    origin: &Origin,
+    acme_extra: &str,
+) -> EdgeProcess {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ports.server_table(&dir.path().join("data"));
     config.push_str(&pebble.acme_table(acme_extra));
-    config.push_str(&site_table(&[HOST, "www.shop.example.com"], &[origin.url()], None));
+    config.push_str(&site_table(
+        &[HOST, "www.shop.example.com"],
+        &[origin.url()],
+        None,
+    ));
     EdgeProcess::start(dir, ports, &config)
 }
 
@@ -64,7 +73,13 @@ fn http01_issuance_then_restart_serves_stored_certificate_without_a_new_order() 
 
     edge.restart();
     // Served at once from the store, before any CA is contacted.
-    let (ok, out) = curl(HOST, edge.https, "/", &edge.dir.path().join("pebble-root.pem"), &[]);
+    let (ok, out) = curl(
+        HOST,
+        edge.https,
+        "/",
+        &edge.dir.path().join("pebble-root.pem"),
+        &[],
+    );
     assert!(ok, "{out}\n{}", edge.log());
     assert_eq!(serial(edge.https), first);
     std::thread::sleep(Duration::from_secs(2));
@@ -87,12 +102,22 @@ fn tls_alpn01_issuance_with_pebble_rejecting_nonces() {
     edge.wait_log("certificate issued", Duration::from_secs(60));
     assert_served(&edge, &pebble);
     // The validation came in over TLS-ALPN-01 on the HTTPS port, not over HTTP.
-    assert!(edge.log().contains("answered an ACME TLS-ALPN-01 validation"), "{}", edge.log());
+    assert!(
+        edge.log()
+            .contains("answered an ACME TLS-ALPN-01 validation"),
+        "{}",
+        edge.log()
+    );
 }
 
 /// Loops HTTPS requests (new connection each, so each handshake sees the current
 /// certificate) from `threads` threads until stopped; returns (ok, failed).
-fn load(edge: &EdgeProcess, root: &std::path::Path, threads: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+fn load(
+    edge: &EdgeProcess,
+    root: &std::path::Path,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
     let root = root.to_owned();
     let port = edge.https;
     std::thread::spawn(move || {
@@ -100,7 +125,8 @@ fn load(edge: &EdgeProcess, root: &std::path::Path, threads: usize, stop: Arc<At
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let (ok, failures, stop, root) = (ok.clone(), failures.clone(), stop.clone(), root.clone());
+                let (ok, failures, stop, root) =
+                    (ok.clone(), failures.clone(), stop.clone(), root.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let (good, out) = curl(HOST, port, "/", &root, &[]);
@@ -150,7 +176,12 @@ fn renews_a_short_lived_certificate_by_itself_under_load() {
     let (ok, failed) = clients.join().unwrap();
     assert_ne!(second, first, "openssl s_client still sees the old serial");
     assert!(ok > 16, "clients made only {ok} requests");
-    assert!(failed.is_empty(), "{} failed requests, e.g. {:?}", failed.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} failed requests, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
 }
 
 #[test]
@@ -173,7 +204,11 @@ fn ca_outage_during_renewal_keeps_the_old_certificate_and_recovers() {
     // Renewal comes due while the CA is down: it fails, backs off, and retries.
     let deadline = Instant::now() + Duration::from_secs(70);
     while edge.count_log("certificate renewal failed") < 2 {
-        assert!(Instant::now() < deadline, "no failed renewals logged:\n{}", edge.log());
+        assert!(
+            Instant::now() < deadline,
+            "no failed renewals logged:\n{}",
+            edge.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (ok, out) = curl(HOST, edge.https, "/", &old_root, &[]);
@@ -183,9 +218,19 @@ fn ca_outage_during_renewal_keeps_the_old_certificate_and_recovers() {
     let retries: Vec<u64> = log
         .lines()
         .filter(|l| l.contains("certificate renewal failed"))
-        .filter_map(|l| l.split("retry_in_s=").nth(1)?.split(' ').next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("retry_in_s=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect();
-    assert!(retries.len() >= 2 && retries[1] >= retries[0], "backoff {retries:?}");
+    assert!(
+        retries.len() >= 2 && retries[1] >= retries[0],
+        "backoff {retries:?}"
+    );
 
     pebble.resume();
     edge.wait_log("certificate renewed", Duration::from_secs(40));
@@ -212,9 +257,14 @@ fn kill_9_mid_issuance_ends_with_exactly_one_valid_certificate() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(certs.len(), 1, "{certs:?}");
-    assert!(certs[0].starts_with(HOST) && certs[0].ends_with(".json"), "{certs:?}");
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(edge.data_dir().join("certs").join(&certs[0])).unwrap()).unwrap();
+    assert!(
+        certs[0].starts_with(HOST) && certs[0].ends_with(".json"),
+        "{certs:?}"
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(edge.data_dir().join("certs").join(&certs[0])).unwrap(),
+    )
+    .unwrap();
     assert_eq!(record["state"], "issued");
     assert_eq!(record["source"], "acme");
 }
@@ -227,7 +277,11 @@ fn an_uploaded_certificate_near_expiry_is_replaced_by_an_acme_one() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let now = time::OffsetDateTime::now_utc();
-    let leaf = ca.issue_between(&[HOST], now - time::Duration::days(80), now + time::Duration::days(1));
+    let leaf = ca.issue_between(
+        &[HOST],
+        now - time::Duration::days(80),
+        now + time::Duration::days(1),
+    );
     let (cert, key) = (dir.path().join("up.pem"), dir.path().join("up.key"));
     std::fs::write(&cert, &leaf.chain_pem).unwrap();
     std::fs::write(&key, &leaf.key_pem).unwrap();
@@ -235,13 +289,22 @@ fn an_uploaded_certificate_near_expiry_is_replaced_by_an_acme_one() {
     config.push_str(&pebble.acme_table("challenges = [\"http-01\"]"));
     config.push_str(&site_table(&[HOST], &[origin.url()], Some(&(cert, key))));
     let mut edge = EdgeProcess::start(dir, &ports, &config);
-    edge.wait_log("uploaded certificate replaced by a managed one", Duration::from_secs(60));
+    edge.wait_log(
+        "uploaded certificate replaced by a managed one",
+        Duration::from_secs(60),
+    );
     edge.wait_log("certificate renewed", Duration::from_secs(10));
     let root = pebble.write_issuing_root(edge.dir.path());
     let (ok, out) = curl(HOST, edge.https, "/", &root, &[]);
     assert!(ok, "{out}\n{}", edge.log());
-    let record = std::fs::read_dir(edge.data_dir().join("certs")).unwrap().next().unwrap().unwrap().path();
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    let record = std::fs::read_dir(edge.data_dir().join("certs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
     assert_eq!(record["source"], "acme");
     assert!(record["replaced"]["serial"].is_string(), "{record}");
 

@@ -119,6 +119,36 @@ fn broken_configs_exit_2_naming_the_problem() {
             "max_connections",
         ),
         ("not toml", "[[site]\n".into(), ":1:"),
+        (
+            "managed public site without a CA",
+            site(""),
+            "this site needs a certificate: set `cert` and `key`, configure `[acme] directory`",
+        ),
+        (
+            "plain-http ACME directory",
+            "[acme]\ndirectory = \"http://ca.example/dir\"\n".into(),
+            ":2:13: `acme.directory`: `http://ca.example/dir` is not an https:// URL",
+        ),
+        (
+            "unsupported challenge",
+            "[acme]\nchallenges = [\"dns-01\"]\n".into(),
+            "`acme.challenges`: `dns-01` is not one of",
+        ),
+        (
+            "unknown issuer",
+            site("issuer = \"letsencrypt\"\n"),
+            "`site[0].issuer`: `letsencrypt` is not one of",
+        ),
+        (
+            "bad key type",
+            "[acme]\nkey_type = \"dsa\"\n".into(),
+            "`acme.key_type`",
+        ),
+        (
+            "bad contact",
+            "[acme]\ncontact = [\"ops@example.com\"]\n".into(),
+            "is not a mailto: URL",
+        ),
     ];
     for (name, config, want) in cases {
         let (code, out) = check(&config, dir.path());

@@ -27,7 +27,11 @@ fn run_without_config_serves_the_demo_page() {
             .current_dir(dir.path())
             .output()
             .unwrap();
-        assert!(ca.status.success(), "{}", String::from_utf8_lossy(&ca.stderr));
+        assert!(
+            ca.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ca.stderr)
+        );
         std::fs::write(&root, &ca.stdout).unwrap();
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "5", "--cacert"])

@@ -6,7 +6,11 @@
 use std::time::{Duration, SystemTime};
 
 /// Length of the renewal window: min(`renew_before`, one third of the lifetime).
-pub fn window_len(not_before: SystemTime, not_after: SystemTime, renew_before: Duration) -> Duration {
+pub fn window_len(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    renew_before: Duration,
+) -> Duration {
     let lifetime = not_after
         .duration_since(not_before)
         .unwrap_or(Duration::ZERO);
@@ -14,7 +18,11 @@ pub fn window_len(not_before: SystemTime, not_after: SystemTime, renew_before: D
 }
 
 /// When the renewal window opens: `not_after` minus the window length.
-pub fn window_start(not_before: SystemTime, not_after: SystemTime, renew_before: Duration) -> SystemTime {
+pub fn window_start(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    renew_before: Duration,
+) -> SystemTime {
     not_after
         .checked_sub(window_len(not_before, not_after, renew_before))
         .unwrap_or(not_before)

@@ -106,7 +106,8 @@ pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> Acme
     });
     let eab = match (a.eab_kid, a.eab_hmac_key) {
         (None, None) => None,
-        (Some(kid), Some(key)) => match URL_SAFE_NO_PAD.decode(key.get_ref().trim_end_matches('=')) {
+        (Some(kid), Some(key)) => match URL_SAFE_NO_PAD.decode(key.get_ref().trim_end_matches('='))
+        {
             Ok(bytes) if !bytes.is_empty() => Some((kid.into_inner(), bytes)),
             _ => {
                 issues.at(
@@ -118,7 +119,11 @@ pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> Acme
             }
         },
         (Some(kid), None) => {
-            issues.at(kid.span(), "acme.eab_hmac_key", "`eab_kid` needs `eab_hmac_key`");
+            issues.at(
+                kid.span(),
+                "acme.eab_hmac_key",
+                "`eab_kid` needs `eab_hmac_key`",
+            );
             None
         }
         (None, Some(key)) => {
@@ -142,7 +147,11 @@ pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> Acme
                 }
             }
             if list.get_ref().is_empty() {
-                issues.at(list.span(), "acme.challenges", "name at least one challenge");
+                issues.at(
+                    list.span(),
+                    "acme.challenges",
+                    "name at least one challenge",
+                );
             }
             kinds
         }
@@ -152,7 +161,10 @@ pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> Acme
             issues.at(
                 k.span(),
                 "acme.key_type",
-                format!("`{}` is not one of \"ecdsa-p256\", \"rsa2048\"", k.get_ref()),
+                format!(
+                    "`{}` is not one of \"ecdsa-p256\", \"rsa2048\"",
+                    k.get_ref()
+                ),
             );
             KeyType::EcdsaP256
         })

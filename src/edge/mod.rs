@@ -21,8 +21,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerSettings};
 use crate::issue::Challenges;
-use crate::proxy::Proxy;
 use crate::managed::CertManager;
+use crate::proxy::Proxy;
 use crate::tls::{self, SiteTable, TableResolver};
 pub use reload::ReloadSummary;
 

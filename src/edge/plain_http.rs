@@ -13,9 +13,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::Edge;
-use crate::issue::challenges::HTTP01_PREFIX;
 use super::connection::drive;
 use crate::certs::names::normalize_authority;
+use crate::issue::challenges::HTTP01_PREFIX;
 use crate::proxy::ProxyBody;
 use crate::proxy::responses::{error_page, full, permanent_redirect};
 

@@ -59,18 +59,19 @@ impl AcmeIssuer {
 
     /// Where this directory's account credentials are kept.
     fn account_path(&self) -> String {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.directory.as_bytes());
-        let short: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.directory.as_bytes());
+        let short: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!("acme/account-{short}.sealed")
     }
 
     fn builder(&self) -> Result<instant_acme::AccountBuilder, IssueError> {
         match &self.settings.ca_roots {
             Some(path) => Account::builder_with_root(path).map_err(|e| {
-                IssueError::new(format!(
-                    "cannot use acme.ca_roots {}: {e}",
-                    path.display()
-                ))
+                IssueError::new(format!("cannot use acme.ca_roots {}: {e}", path.display()))
             }),
             None => Account::builder()
                 .map_err(|e| IssueError::new(format!("cannot build the ACME client: {e}"))),
@@ -176,9 +177,13 @@ impl AcmeIssuer {
             }
             let offered: Vec<ChallengeType> =
                 authz.challenges.iter().map(|c| c.r#type.clone()).collect();
-            let Some(kind) = self.settings.challenges.iter().copied().find(|k| {
-                offered.contains(&challenge_type(*k))
-            }) else {
+            let Some(kind) = self
+                .settings
+                .challenges
+                .iter()
+                .copied()
+                .find(|k| offered.contains(&challenge_type(*k)))
+            else {
                 return Err(IssueError::new(format!(
                     "the CA offers none of the configured challenges ({offered:?}); \
                      wildcard names need DNS-01, which onehttps does not answer"
@@ -193,9 +198,10 @@ impl AcmeIssuer {
             };
             let key_authorization = challenge.key_authorization();
             guards.push(match kind {
-                ChallengeKind::Http01 => self
-                    .challenges
-                    .add_http01(challenge.token.clone(), key_authorization.as_str().to_owned()),
+                ChallengeKind::Http01 => self.challenges.add_http01(
+                    challenge.token.clone(),
+                    key_authorization.as_str().to_owned(),
+                ),
                 ChallengeKind::TlsAlpn01 => {
                     let cert = tls_alpn01_cert(&name, key_authorization.digest().as_ref())?;
                     self.challenges.add_tls_alpn01(name.clone(), cert)
@@ -289,7 +295,8 @@ fn challenge_type(kind: ChallengeKind) -> ChallengeType {
 
 /// The self-signed certificate a TLS-ALPN-01 validation expects (RFC 8737 §3).
 fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, IssueError> {
-    let fail = |e: rcgen::Error| IssueError::new(format!("cannot make the TLS-ALPN-01 certificate: {e}"));
+    let fail =
+        |e: rcgen::Error| IssueError::new(format!("cannot make the TLS-ALPN-01 certificate: {e}"));
     let key = KeyPair::generate().map_err(fail)?;
     let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(fail)?;
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
@@ -297,7 +304,10 @@ fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, Issue
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der)
         .map_err(|e| IssueError::new(format!("TLS-ALPN-01 key unusable: {e}")))?;
-    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing)))
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
 }
 
 /// An instant-acme error with context, rate limits and Retry-After recognised.
@@ -328,5 +338,9 @@ fn is_problem(e: &instant_acme::Error, kind: &str) -> bool {
 }
 
 fn join(names: &[HostName]) -> String {
-    names.iter().map(HostName::as_str).collect::<Vec<_>>().join(",")
+    names
+        .iter()
+        .map(HostName::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }

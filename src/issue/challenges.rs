@@ -49,7 +49,11 @@ impl Challenges {
     }
 
     /// Publishes a TLS-ALPN-01 certificate for `name` until the guard is dropped.
-    pub fn add_tls_alpn01(self: &Arc<Self>, name: String, cert: Arc<CertifiedKey>) -> ChallengeGuard {
+    pub fn add_tls_alpn01(
+        self: &Arc<Self>,
+        name: String,
+        cert: Arc<CertifiedKey>,
+    ) -> ChallengeGuard {
         if let Ok(mut map) = self.tls_alpn01.write() {
             map.insert(name.clone(), cert);
         }

@@ -120,14 +120,18 @@ impl CertManager {
                     let record = CertRecord::pending(&site.hosts, Source::Internal);
                     match self.record_issued(&site.hosts, record, &issued) {
                         Ok(()) => log_issued(&site.hosts, Source::Internal, &issued, false),
-                        Err(e) => tracing::error!(site = site.name(), error = %e, "cannot store the internal certificate"),
+                        Err(e) => {
+                            tracing::error!(site = site.name(), error = %e, "cannot store the internal certificate")
+                        }
                     }
                     return Some(ServedCert {
                         bundle: issued.bundle,
                         source: Source::Internal,
                     });
                 }
-                Err(e) => tracing::error!(site = site.name(), error = %e, "internal CA cannot issue"),
+                Err(e) => {
+                    tracing::error!(site = site.name(), error = %e, "internal CA cannot issue")
+                }
             }
         }
         None
@@ -138,7 +142,15 @@ impl CertManager {
         match self.store.load_cert(names) {
             Ok(record) => record,
             Err(e) => {
-                tracing::error!(error = %e, "ignoring an unreadable certificate record");
+                let kept = match &e {
+                    StoreError::Corrupt { path, .. } => self.store.set_aside(path),
+                    _ => None,
+                };
+                tracing::error!(
+                    error = %e,
+                    kept_as = %kept.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    "ignoring an unreadable certificate record"
+                );
                 None
             }
         }
@@ -150,7 +162,10 @@ impl CertManager {
             return None;
         };
         let result = (|| {
-            let key_der = self.store.open_cert_key(names, sealed).map_err(|e| e.to_string())?;
+            let key_der = self
+                .store
+                .open_cert_key(names, sealed)
+                .map_err(|e| e.to_string())?;
             let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
@@ -251,7 +266,11 @@ fn log_issued(names: &[HostName], source: Source, issued: &Issued, renewal: bool
 }
 
 fn join(names: &[HostName]) -> String {
-    names.iter().map(HostName::as_str).collect::<Vec<_>>().join(",")
+    names
+        .iter()
+        .map(HostName::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The state a served certificate is in at `now`, given its renewal moment.

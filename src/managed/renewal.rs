@@ -47,10 +47,14 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                     manager.settings.renew_before,
                     spread,
                 );
-                if let (Some(issuer), Some(chain)) = (issuer, record.as_ref().and_then(|r| r.chain_pem.as_deref()))
+                if let (Some(issuer), Some(chain)) =
+                    (issuer, record.as_ref().and_then(|r| r.chain_pem.as_deref()))
                     && cert.source == Source::Acme
                 {
-                    if ari.as_ref().is_none_or(|(serial, _)| *serial != info.serial) {
+                    if ari
+                        .as_ref()
+                        .is_none_or(|(serial, _)| *serial != info.serial)
+                    {
                         ari = Some((info.serial.clone(), issuer.suggested_window(chain).await));
                     }
                     if let Some((_, Some((start, end)))) = &ari {
@@ -99,7 +103,8 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
         match attempt {
             None => tokio::time::sleep(BUSY_WAIT).await,
             Some(Ok(issued)) => {
-                let mut record = record.unwrap_or_else(|| CertRecord::pending(&config.hosts, issuer.source()));
+                let mut record =
+                    record.unwrap_or_else(|| CertRecord::pending(&config.hosts, issuer.source()));
                 record.source = issuer.source();
                 if let Some(upload) = served.as_ref().filter(|c| c.source == Source::Uploaded) {
                     record.replaced = Some(Replaced {

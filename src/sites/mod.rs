@@ -89,7 +89,10 @@ impl Site {
 
     /// The key and chain for the next handshake; `None` before the first certificate.
     pub fn certified_key(&self) -> Option<Arc<CertifiedKey>> {
-        self.cert.load().as_ref().map(|c| c.bundle.certified.clone())
+        self.cert
+            .load()
+            .as_ref()
+            .map(|c| c.bundle.certified.clone())
     }
 
     pub fn served_cert(&self) -> Option<Arc<ServedCert>> {

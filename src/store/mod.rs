@@ -94,7 +94,10 @@ impl Store {
             .chars()
             .map(|c| if c == '*' { '_' } else { c })
             .collect();
-        let short: String = hash.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let short: String = hash.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!("{readable}-{short}")
     }
 
@@ -149,6 +152,17 @@ impl Store {
             reason: e.to_string(),
         })?;
         write_atomic(&path, &json, 0o600).map_err(|source| StoreError::Write { path, source })
+    }
+
+    /// Renames a corrupt file out of the way (kept for inspection, never loaded again) and
+    /// returns its new path.
+    pub fn set_aside(&self, path: &Path) -> Option<PathBuf> {
+        let stamp = crate::certs::record::unix(std::time::SystemTime::now());
+        let mut name = path.file_name()?.to_os_string();
+        name.push(format!(".corrupt-{stamp}"));
+        let kept = path.with_file_name(name);
+        std::fs::rename(path, &kept).ok()?;
+        Some(kept)
     }
 
     /// Seals the private key (DER) of the certificate for `names`.
@@ -230,7 +244,10 @@ mod tests {
         let b = Store::cert_id(&names(&["shop.example.com"]));
         assert!(a.starts_with("shop.example.com-"), "{a}");
         assert_ne!(a, b);
-        assert_eq!(a, Store::cert_id(&names(&["shop.example.com", "example.com"])));
+        assert_eq!(
+            a,
+            Store::cert_id(&names(&["shop.example.com", "example.com"]))
+        );
         assert!(Store::cert_id(&names(&["*.example.com"])).starts_with("_.example.com-"));
     }
 
@@ -246,12 +263,18 @@ mod tests {
         let loaded = store.load_cert(&site).unwrap().unwrap();
         assert_eq!(loaded, record);
         let sealed = loaded.sealed_key.unwrap();
-        assert_eq!(store.open_cert_key(&site, &sealed).unwrap().as_slice(), b"key bytes");
+        assert_eq!(
+            store.open_cert_key(&site, &sealed).unwrap().as_slice(),
+            b"key bytes"
+        );
         // The key sealed for one site does not open as another's.
         assert!(store.open_cert_key(&names(&["b.test"]), &sealed).is_err());
 
         let other = names(&["b.test"]);
-        let path = dir.path().join("certs").join(format!("{}.json", Store::cert_id(&other)));
+        let path = dir
+            .path()
+            .join("certs")
+            .join(format!("{}.json", Store::cert_id(&other)));
         std::fs::write(&path, "{ not json").unwrap();
         let err = store.load_cert(&other).unwrap_err().to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
@@ -264,11 +287,17 @@ mod tests {
     fn secrets_are_sealed_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.write_secret("acme/x.sealed", b"-----BEGIN PRIVATE KEY-----").unwrap();
+        store
+            .write_secret("acme/x.sealed", b"-----BEGIN PRIVATE KEY-----")
+            .unwrap();
         let raw = std::fs::read_to_string(dir.path().join("acme/x.sealed")).unwrap();
         assert!(!raw.contains("PRIVATE KEY"));
         assert_eq!(
-            store.read_secret("acme/x.sealed").unwrap().unwrap().as_slice(),
+            store
+                .read_secret("acme/x.sealed")
+                .unwrap()
+                .unwrap()
+                .as_slice(),
             b"-----BEGIN PRIVATE KEY-----"
         );
         assert!(store.read_secret("acme/none.sealed").unwrap().is_none());

@@ -198,7 +198,10 @@ mod tests {
         let sealed = key.seal("cert-key:a", b"secret bytes").unwrap();
         assert!(sealed.starts_with(SEALED_PREFIX));
         assert!(!sealed.contains("secret"));
-        assert_eq!(key.open("cert-key:a", &sealed).unwrap().as_slice(), b"secret bytes");
+        assert_eq!(
+            key.open("cert-key:a", &sealed).unwrap().as_slice(),
+            b"secret bytes"
+        );
         assert!(matches!(
             key.open("cert-key:b", &sealed),
             Err(SealError::Corrupt { .. })

@@ -86,11 +86,12 @@ async fn answer_tls_alpn01(
         let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
         return Err(HandshakeError::UnknownName(Some(name)));
     };
-    let mut config = ServerConfig::builder_with_provider(Arc::new(super::server_config::provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| HandshakeError::Tls(io::Error::other(e)))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(FixedCert(cert)));
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(super::server_config::provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| HandshakeError::Tls(io::Error::other(e)))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(FixedCert(cert)));
     config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
     let mut stream = start
         .into_stream(Arc::new(config))

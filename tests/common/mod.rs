@@ -367,19 +367,28 @@ impl EdgeProcess {
         }
     }
 
-    /// Stops the process if running (SIGTERM, then waits) and starts it again on the same
-    /// config and data; the previous log moves to `edge.log.<n>`. Waits until ready.
-    pub fn restart(&mut self) {
+    /// SIGTERM and wait for the exit; `restart` starts it again.
+    pub fn stop(&mut self) {
         if self.child.is_some() {
             self.signal("TERM");
             self.wait_exit(Duration::from_secs(20));
             self.child = None;
         }
+    }
+
+    /// Stops the process if running (SIGTERM, then waits) and starts it again on the same
+    /// config and data; the previous log moves to `edge.log.<n>`. Waits until ready.
+    pub fn restart(&mut self) {
+        self.stop();
         let mut n = 1;
         while self.log_path.with_extension(format!("log.{n}")).exists() {
             n += 1;
         }
-        std::fs::rename(&self.log_path, self.log_path.with_extension(format!("log.{n}"))).unwrap();
+        std::fs::rename(
+            &self.log_path,
+            self.log_path.with_extension(format!("log.{n}")),
+        )
+        .unwrap();
         let log = std::fs::File::create(&self.log_path).unwrap();
         let child = Command::new(binary())
             .args(["run", "--config"])

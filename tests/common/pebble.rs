@@ -9,21 +9,12 @@ use std::time::{Duration, Instant};
 use super::{EdgePorts, TestCa, free_port};
 
 /// How Pebble should behave.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct PebbleOptions {
     /// Lifetime of issued certificates in seconds (`None`: Pebble's default, 5 years).
     pub validity_secs: Option<u64>,
     /// Keep Pebble's default 5 % `badNonce` rejection (real CAs reject nonces too).
     pub reject_nonces: bool,
-}
-
-impl Default for PebbleOptions {
-    fn default() -> Self {
-        Self {
-            validity_secs: None,
-            reject_nonces: false,
-        }
-    }
 }
 
 pub struct Pebble {
@@ -94,7 +85,11 @@ impl Pebble {
             .spawn()
             .expect("start pebble-challtestsrv");
         self.dns = Some(child);
-        wait_port(self.dns_mgmt_port, "pebble-challtestsrv", &self.dir.path().join("dns.log"));
+        wait_port(
+            self.dns_mgmt_port,
+            "pebble-challtestsrv",
+            &self.dir.path().join("dns.log"),
+        );
     }
 
     fn start_ca(&mut self) {
@@ -112,7 +107,11 @@ impl Pebble {
             settings["certificateValidityPeriod"] = secs.into();
         }
         let config = self.dir.path().join("pebble.json");
-        std::fs::write(&config, serde_json::json!({ "pebble": settings }).to_string()).unwrap();
+        std::fs::write(
+            &config,
+            serde_json::json!({ "pebble": settings }).to_string(),
+        )
+        .unwrap();
         let log_path = self.dir.path().join("pebble.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -169,7 +168,11 @@ impl Pebble {
             .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt_port))
             .output()
             .expect("curl is installed");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let path = dir.join("pebble-root.pem");
         std::fs::write(&path, &out.stdout).unwrap();
         path

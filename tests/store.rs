@@ -1,0 +1,166 @@
+//! The internal CA and the encrypted store, with the real binary: a `*.test` site verifies
+//! against `onehttps ca root`; keys never sit in plaintext; a wrong master key is refused
+//! with a clear error; a corrupt record is reported, set aside and replaced, and the other
+//! sites' certificates are untouched.
+
+mod common;
+
+use common::{EdgePorts, EdgeProcess, curl, served_cert_fields, site_table};
+use std::process::Command;
+
+/// An edge whose sites are local names, so the internal CA issues for them.
+fn internal_edge(sites: &[&[&str]]) -> EdgeProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = EdgePorts::new();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    for hosts in sites {
+        config.push_str(&site_table(hosts, &["http://127.0.0.1:9".into()], None));
+    }
+    EdgeProcess::start(dir, &ports, &config)
+}
+
+fn ca_root(edge: &EdgeProcess) -> std::path::PathBuf {
+    let out = Command::new(common::binary())
+        .args(["ca", "root", "--config"])
+        .arg(&edge.config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text}");
+    let path = edge.dir.path().join("internal-root.pem");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn serial(port: u16, sni: &str) -> String {
+    served_cert_fields(port, sni)
+        .lines()
+        .find_map(|l| l.strip_prefix("serial=").map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[test]
+fn internal_ca_serves_a_wildcard_test_site_that_verifies_against_ca_root() {
+    let edge = internal_edge(&[&["*.shop.test", "shop.test"]]);
+    let root = ca_root(&edge);
+    for host in ["shop.test", "a.shop.test", "www.shop.test"] {
+        // 502: the origin is down, but the TLS handshake and verification succeeded.
+        let (ok, out) = curl(
+            host,
+            edge.https,
+            "/",
+            &root,
+            &["-o", "/dev/null", "-w", "%{http_code}"],
+        );
+        assert!(ok && out.contains("502"), "{host}: {out}");
+    }
+    // One label only: a.b.shop.test is not covered and gets no certificate.
+    let (ok, _) = curl("a.b.shop.test", edge.https, "/", &root, &[]);
+    assert!(!ok);
+    common::assert_no_plaintext_keys(&edge.data_dir());
+}
+
+#[test]
+fn a_wrong_master_key_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = EdgePorts::new();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(&site_table(
+        &["a.test"],
+        &["http://127.0.0.1:9".into()],
+        None,
+    ));
+    let path = dir.path().join("onehttps.toml");
+    std::fs::write(&path, config).unwrap();
+    let run = |key: &str, args: &[&str]| {
+        let mut cmd = Command::new(common::binary());
+        cmd.args(args)
+            .arg("--config")
+            .arg(&path)
+            .env("ONEHTTPS_MASTER_KEY", key);
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.stdout,
+        )
+    };
+    let right = "ab".repeat(32);
+    let (code, err, root) = run(&right, &["ca", "root"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !dir.path().join("data/master.key").exists(),
+        "the env key must not be written out"
+    );
+
+    let wrong = "cd".repeat(32);
+    for args in [&["ca", "root"][..], &["run"][..]] {
+        let (code, err, _) = run(&wrong, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains("master key does not open"), "{args:?}: {err}");
+        assert!(err.contains("ONEHTTPS_MASTER_KEY"), "{err}");
+    }
+    let (code, err, _) = run("not-hex", &["ca", "root"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("must be 64 hexadecimal digits"), "{err}");
+    // Nothing was changed by the refused attempts.
+    let (code, _, again) = run(&right, &["ca", "root"]);
+    assert_eq!((code, again), (Some(0), root));
+}
+
+#[test]
+fn a_corrupt_record_is_reported_set_aside_and_the_rest_keeps_its_certificates() {
+    let mut edge = internal_edge(&[&["a.test"], &["b.test"]]);
+    let (a_before, b_before) = (serial(edge.https, "a.test"), serial(edge.https, "b.test"));
+    assert!(!a_before.is_empty() && !b_before.is_empty());
+    edge.stop();
+
+    let certs = edge.data_dir().join("certs");
+    let a_record = std::fs::read_dir(&certs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("a.test-")
+        })
+        .unwrap();
+    std::fs::write(&a_record, "{ this is not json").unwrap();
+    // A temporary left by a write that died half-way is never loaded.
+    std::fs::write(certs.join(".b.test-x.json.1.1.tmp"), "garbage").unwrap();
+
+    edge.restart();
+    let log = edge.log();
+    assert!(
+        log.contains("ignoring an unreadable certificate record"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&a_record.display().to_string()),
+        "the path is named: {log}"
+    );
+    let root = ca_root(&edge);
+    let (ok, out) = curl("a.test", edge.https, "/", &root, &["-o", "/dev/null"]);
+    assert!(ok, "a.test gets a fresh certificate: {out}");
+    assert_ne!(serial(edge.https, "a.test"), a_before);
+    assert_eq!(
+        serial(edge.https, "b.test"),
+        b_before,
+        "b.test keeps its certificate"
+    );
+    let names: Vec<String> = std::fs::read_dir(&certs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.contains(".json.corrupt-")),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+}

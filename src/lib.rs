@@ -2,7 +2,9 @@
 //!
 //! Where things live: `config` (the file, checked), `certs` (certificate model), `tls`
 //! (certificate table, resolver, rustls config), `sites` (what is served per host name),
-//! `proxy` (request forwarding), `edge` (listeners, connections, reload, shutdown), `cli`.
+//! `proxy` (request forwarding), `edge` (listeners, connections, reload, shutdown), `store`
+//! (sealed persistence), `issue` (ACME and the internal CA), `managed` (issuance and renewal
+//! per site), `cli`.
 
 pub mod certs;
 pub mod cli;

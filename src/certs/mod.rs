@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod names;
 pub mod record;
+#[cfg(test)]
 pub mod selfsigned;
 pub mod window;
 

@@ -1,5 +1,4 @@
-//! Self-signed ECDSA P-256 certificates, for sites that have no certificate source yet (the
-//! offline demo) and for tests. The internal CA replaces this for real local names.
+//! Self-signed ECDSA P-256 certificates for unit tests of the certificate model.
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use time::{Duration, OffsetDateTime};

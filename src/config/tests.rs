@@ -9,10 +9,18 @@ fn issues_of(source: &str) -> Vec<ConfigIssue> {
 #[test]
 fn minimal_config_takes_defaults() {
     let c = Config::parse(
-        "[[site]]\nhost = \"a.example\"\norigins = [\"http://127.0.0.1:8080\"]\n",
+        "[[site]]\nhost = \"a.test\"\norigins = [\"http://127.0.0.1:8080\"]\n",
         Path::new("/etc/onehttps"),
     )
     .unwrap();
+    assert_eq!(c.sites[0].issuer, IssuerKind::Internal);
+    assert!(c.sites[0].managed);
+    assert_eq!(c.acme.directory, None);
+    assert_eq!(c.acme.renew_before, Duration::from_secs(30 * 86_400));
+    assert_eq!(
+        c.acme.challenges,
+        vec![ChallengeKind::TlsAlpn01, ChallengeKind::Http01]
+    );
     assert_eq!(c.server.https.port(), 443);
     assert_eq!(c.server.https_public_port, 443);
     assert_eq!(c.tls.hsts.as_deref(), Some(DEFAULT_HSTS));
@@ -73,7 +81,7 @@ fn site_rules() {
             "cannot read",
         ),
         (
-            "[[site]]\nhost = \"a.b\"\norigins = [\"http://a:1\"]\n[[site]]\nhost = \"A.b\"\norigins = [\"http://a:1\"]\n",
+            "[[site]]\nhost = \"a.test\"\norigins = [\"http://a:1\"]\n[[site]]\nhost = \"A.test\"\norigins = [\"http://a:1\"]\n",
             "already a host",
         ),
         (
@@ -96,12 +104,34 @@ fn site_rules() {
 #[test]
 fn hsts_can_be_turned_off_per_site() {
     let c = Config::parse(
-        "[tls]\nhsts = \"max-age=60\"\n[[site]]\nhost = \"a.b\"\norigins = [\"http://a:1\"]\nhsts = false\n[[site]]\nhost = \"c.d\"\norigins = [\"http://a:1\"]\n",
+        "[tls]\nhsts = \"max-age=60\"\n[[site]]\nhost = \"a.test\"\norigins = [\"http://a:1\"]\nhsts = false\n[[site]]\nhost = \"c.test\"\norigins = [\"http://a:1\"]\n",
         Path::new("."),
     )
     .unwrap();
     assert_eq!(c.sites[0].hsts, None);
     assert_eq!(c.sites[1].hsts.as_deref(), Some("max-age=60"));
+}
+
+#[test]
+fn public_names_default_to_acme_and_need_a_directory() {
+    let site = "[[site]]\nhost = \"shop.example.com\"\norigins = [\"http://a:1\"]\n";
+    let issues = issues_of(site);
+    assert!(
+        issues[0].message.contains("needs a certificate"),
+        "{issues:?}"
+    );
+    let c = Config::parse(
+        &format!("[acme]\ndirectory = \"https://ca.example/dir\"\nchallenges = [\"http-01\"]\nrenew_before_days = 10\nkey_type = \"rsa2048\"\n{site}"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(c.sites[0].issuer, IssuerKind::Acme);
+    assert_eq!(c.acme.challenges, vec![ChallengeKind::Http01]);
+    assert_eq!(c.acme.renew_before, Duration::from_secs(10 * 86_400));
+    assert_eq!(c.acme.key_type, crate::issue::KeyType::Rsa2048);
+    let internal =
+        Config::parse(&format!("{site}issuer = \"internal\"\n"), Path::new(".")).unwrap();
+    assert_eq!(internal.sites[0].issuer, IssuerKind::Internal);
 }
 
 #[test]
@@ -117,4 +147,5 @@ fn shipped_production_example_parses() {
     let c = Config::parse(source, Path::new("/etc/onehttps")).unwrap();
     assert_eq!(c.sites.len(), 2);
     assert_eq!(c.sites[0].origins.len(), 2);
+    assert!(c.acme.directory.is_some());
 }

@@ -40,6 +40,7 @@ pub struct InternalCa {
 impl InternalCa {
     /// Loads the CA from `store`, creating it on first use.
     pub fn load_or_create(store: &Store) -> Result<Self, CaError> {
+        let _lock = store.lock()?;
         let invalid = |reason: String| CaError::Invalid {
             path: store.dir().join("ca").display().to_string(),
             reason,

@@ -41,6 +41,21 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
     result
 }
 
+/// Holds an exclusive advisory lock on `dir/.lock` until dropped: first-start creation of
+/// the master key and the internal CA happens under it, so two processes starting on the
+/// same empty directory (`run` and `ca root`, say) never create two different ones.
+pub fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(".lock"))?;
+    file.lock()?;
+    Ok(file)
+}
+
 /// Removes temporaries left in `dir` by a process that died mid-write.
 pub fn clean_temporaries(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -69,6 +69,7 @@ impl Store {
         };
         std::fs::create_dir_all(dir).map_err(data_dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(data_dir)?;
+        let _lock = atomic::lock_dir(dir).map_err(data_dir)?;
         let master = MasterKey::load_or_create(dir)?;
         for sub in ["certs", "ca", "acme"] {
             atomic::clean_temporaries(&dir.join(sub));
@@ -81,6 +82,14 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Exclusive lock for first-use creation of shared things (see `atomic::lock_dir`).
+    pub fn lock(&self) -> Result<std::fs::File, StoreError> {
+        atomic::lock_dir(&self.dir).map_err(|source| StoreError::DataDir {
+            path: self.dir.clone(),
+            source,
+        })
     }
 
     /// The file name stem of the record for `names`: the first name, readable, plus a hash
@@ -281,6 +290,27 @@ mod tests {
         let all = store.load_all_certs();
         assert_eq!(all.len(), 2);
         assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 1);
+    }
+
+    #[test]
+    fn concurrent_first_opens_agree_on_one_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores: Vec<Store> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| Store::open(dir.path()).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let sealed = stores[0].seal_cert_key(&names(&["a.test"]), b"k").unwrap();
+        for store in &stores {
+            assert_eq!(
+                store
+                    .open_cert_key(&names(&["a.test"]), &sealed)
+                    .unwrap()
+                    .as_slice(),
+                b"k"
+            );
+        }
     }
 
     #[test]

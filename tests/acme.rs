@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -313,4 +314,58 @@ fn an_uploaded_certificate_near_expiry_is_replaced_by_an_acme_one() {
     let (ok, out) = curl(HOST, edge.https, "/", &root, &[]);
     assert!(ok, "{out}\n{}", edge.log());
     assert_eq!(edge.count_log("ACME order placed"), 0);
+}
+
+#[test]
+fn many_sites_at_once_are_bounded_by_max_concurrent_orders_and_handshakes_continue() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(&ports, PebbleOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(&pebble.acme_table("challenges = [\"http-01\"]\nmax_concurrent_orders = 2"));
+    const SITES: usize = 12;
+    for i in 0..SITES {
+        config.push_str(&site_table(
+            &[&format!("site{i}.example.com")],
+            &[origin.url()],
+            None,
+        ));
+    }
+    // A local site served from the start: its handshakes must not wait for the orders.
+    config.push_str(&site_table(&["steady.test"], &[origin.url()], None));
+    let mut edge = EdgeProcess::start(dir, &ports, &config);
+    let out = Command::new(common::binary())
+        .args(["ca", "root", "--config"])
+        .arg(&edge.config_path)
+        .output()
+        .unwrap();
+    let internal_root = edge.dir.path().join("internal-root.pem");
+    std::fs::write(&internal_root, out.stdout).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut steady = 0;
+    while edge.count_log("certificate issued") < SITES + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "not all sites issued:\n{}",
+            edge.log()
+        );
+        let (ok, out) = curl("steady.test", edge.https, "/", &internal_root, &[]);
+        assert!(ok, "a handshake stalled or failed during issuance: {out}");
+        steady += 1;
+    }
+    assert!(steady > 0);
+    // Replay the log: orders placed minus orders finished never exceeds the limit.
+    let (mut open, mut most) = (0i32, 0i32);
+    for line in edge.log().lines() {
+        if line.contains("ACME order placed") {
+            open += 1;
+            most = most.max(open);
+        } else if line.contains("certificate issued") && line.contains("source=acme") {
+            open -= 1;
+        }
+    }
+    assert!(most <= 2, "{most} orders were in flight at once");
+    assert!(most >= 1);
+    edge.wait_log("certificate issued", Duration::from_secs(1));
 }

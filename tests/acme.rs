@@ -148,9 +148,20 @@ fn load(
     })
 }
 
-#[test]
-fn renews_a_short_lived_certificate_by_itself_under_load() {
-    let (_rt, origin) = start_origin();
+/// An edge whose site holds a freshly issued 60-second certificate from Pebble.
+struct ShortLived {
+    _rt: tokio::runtime::Runtime,
+    _origin: Origin,
+    pebble: Pebble,
+    edge: EdgeProcess,
+    /// Pebble's issuing root, written into the edge's directory.
+    root: std::path::PathBuf,
+    /// Serial of the first certificate.
+    first: String,
+}
+
+fn short_lived() -> ShortLived {
+    let (rt, origin) = start_origin();
     let ports = EdgePorts::new();
     let pebble = Pebble::start(
         &ports,
@@ -163,6 +174,26 @@ fn renews_a_short_lived_certificate_by_itself_under_load() {
     edge.wait_log("certificate issued", Duration::from_secs(60));
     let root = pebble.write_issuing_root(edge.dir.path());
     let first = serial(edge.https);
+    ShortLived {
+        _rt: rt,
+        _origin: origin,
+        pebble,
+        edge,
+        root,
+        first,
+    }
+}
+
+#[test]
+fn renews_a_short_lived_certificate_by_itself_under_load() {
+    let ShortLived {
+        _rt,
+        _origin,
+        pebble: _pebble,
+        mut edge,
+        root,
+        first,
+    } = short_lived();
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(&edge, &root, 16, stop.clone());
     // A 60 s certificate renews in its last 20 s, at a moment in the first half of that.
@@ -187,19 +218,14 @@ fn renews_a_short_lived_certificate_by_itself_under_load() {
 
 #[test]
 fn ca_outage_during_renewal_keeps_the_old_certificate_and_recovers() {
-    let (_rt, origin) = start_origin();
-    let ports = EdgePorts::new();
-    let mut pebble = Pebble::start(
-        &ports,
-        PebbleOptions {
-            validity_secs: Some(60),
-            ..PebbleOptions::default()
-        },
-    );
-    let mut edge = edge_with_site(&pebble, &ports, &origin, "challenges = [\"http-01\"]");
-    edge.wait_log("certificate issued", Duration::from_secs(60));
-    let old_root = pebble.write_issuing_root(edge.dir.path());
-    let first = serial(edge.https);
+    let ShortLived {
+        _rt,
+        _origin,
+        mut pebble,
+        mut edge,
+        root: old_root,
+        first,
+    } = short_lived();
     pebble.stop();
 
     // Renewal comes due while the CA is down: it fails, backs off, and retries.

@@ -109,6 +109,15 @@ fn check_label(label: &str) -> Result<(), HostNameError> {
     Ok(())
 }
 
+/// `a.example,b.example`: a set of names in one log field.
+pub fn join(names: &[HostName]) -> String {
+    names
+        .iter()
+        .map(HostName::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `a.b.c` → `b.c`: the name a one-label wildcard for `name` would be keyed by.
 pub fn parent_of(name: &str) -> Option<&str> {
     let (first, rest) = name.split_once('.')?;

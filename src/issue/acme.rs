@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 
 use super::challenges::ChallengeGuard;
 use super::{Challenges, IssueError, Issued, Issuer, KeyType, keys};
+use crate::certs::names::join;
 use crate::certs::{HostName, Source};
 use crate::config::{AcmeSettings, ChallengeKind};
 use crate::store::Store;
@@ -335,12 +336,4 @@ fn acme_error(what: &str, e: instant_acme::Error) -> IssueError {
 
 fn is_problem(e: &instant_acme::Error, kind: &str) -> bool {
     matches!(e, instant_acme::Error::Api(p) if p.r#type.as_deref() == Some(kind))
-}
-
-fn join(names: &[HostName]) -> String {
-    names
-        .iter()
-        .map(HostName::as_str)
-        .collect::<Vec<_>>()
-        .join(",")
 }

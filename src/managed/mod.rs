@@ -14,6 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Semaphore;
 
+use crate::certs::names::join;
 use crate::certs::{CertBundle, CertRecord, CertState, HostName, Source};
 use crate::config::{AcmeSettings, IssuerKind, SiteConfig};
 use crate::issue::acme::AcmeIssuer;
@@ -263,14 +264,6 @@ fn log_issued(names: &[HostName], source: Source, issued: &Issued, renewal: bool
         "{}",
         if renewal { "certificate renewed" } else { "certificate issued" }
     );
-}
-
-fn join(names: &[HostName]) -> String {
-    names
-        .iter()
-        .map(HostName::as_str)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// The state a served certificate is in at `now`, given its renewal moment.

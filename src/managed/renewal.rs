@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use aws_lc_rs::digest::{SHA256, digest};
 use tokio_util::sync::CancellationToken;
 
-use super::{CertManager, join, log_issued, state_at};
+use super::{CertManager, log_issued, state_at};
+use crate::certs::names::join;
 use crate::certs::record::{Failure, Replaced, from_unix, unix};
 use crate::certs::{CertRecord, CertState, Source, window};
 use crate::issue::Issuer;

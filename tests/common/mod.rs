@@ -323,6 +323,20 @@ impl EdgePorts {
     }
 }
 
+/// `onehttps run --config <config>` with its log in `log` (truncated).
+fn spawn_run(config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info,onehttps=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start onehttps")
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_onehttps")
 }
@@ -333,16 +347,7 @@ impl EdgeProcess {
         let config_path = dir.path().join("onehttps.toml");
         std::fs::write(&config_path, config).unwrap();
         let log_path = dir.path().join("edge.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(binary())
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info,onehttps=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start onehttps");
+        let child = spawn_run(&config_path, &log_path);
         let mut edge = Self {
             child: Some(child),
             dir,
@@ -389,17 +394,7 @@ impl EdgeProcess {
             self.log_path.with_extension(format!("log.{n}")),
         )
         .unwrap();
-        let log = std::fs::File::create(&self.log_path).unwrap();
-        let child = Command::new(binary())
-            .args(["run", "--config"])
-            .arg(&self.config_path)
-            .env("RUST_LOG", "info,onehttps=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start onehttps");
-        self.child = Some(child);
+        self.child = Some(spawn_run(&self.config_path, &self.log_path));
         self.wait_log("onehttps ready", Duration::from_secs(20));
     }
 

@@ -33,6 +33,60 @@ pub enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// Sites onboarded through the running edge (by CNAME).
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The certificate inventory of the running edge. Never prints a private key.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which edge a site/cert command talks to, and how it prints.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The config of the running edge (admin address, data_dir); without it, the demo's.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Register a site; prints the CNAME target to create.
+    Add {
+        /// Host name(s) of the site.
+        #[arg(required = true)]
+        hosts: Vec<String>,
+        /// Origin URL (http://host:port); repeat for several.
+        #[arg(long = "origin", required = true)]
+        origins: Vec<String>,
+    },
+    /// List registered sites and their status.
+    List,
+    /// One site's status and next step.
+    Show { host: String },
+    /// Remove a site: renewal stops and its key is deleted.
+    Remove { host: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Every certificate in service: source, state, expiry.
+    List,
+    /// One certificate.
+    Show { host: String },
+    /// Renew now.
+    Renew { host: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +137,12 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Site { command, target } => {
+            admin_command(&target, |config| site_command(config, command, target.json))
+        }
+        Command::Cert { command, target } => {
+            admin_command(&target, |config| cert_command(config, command, target.json))
+        }
         Command::Run { config } => {
             let loaded = match load_or_demo(config.as_deref()) {
                 Ok(c) => c,
@@ -109,6 +169,160 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// Runs a command against the admin API; prints what it returns, maps errors to exit codes.
+fn admin_command(
+    target: &Target,
+    run: impl FnOnce(&Config) -> Result<String, crate::admin_client::ClientError>,
+) -> ExitCode {
+    let config = match load_or_demo(target.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return config_failure(&e),
+    };
+    match run(&config) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(crate::admin_client::ClientError::Api {
+            status,
+            error,
+            message,
+        }) if status.is_client_error() => {
+            eprintln!("error: {message} ({error})");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn site_command(
+    config: &Config,
+    command: SiteCommand,
+    json: bool,
+) -> Result<String, crate::admin_client::ClientError> {
+    use crate::admin_client::{call, table};
+    use http::Method;
+    let path = |host: &str| format!("/api/v1/sites/{host}");
+    let value = match &command {
+        SiteCommand::Add { hosts, origins } => call(
+            config,
+            Method::POST,
+            "/api/v1/sites",
+            Some(serde_json::json!({ "hosts": hosts, "origins": origins })),
+        )?,
+        SiteCommand::List => call(config, Method::GET, "/api/v1/sites", None)?,
+        SiteCommand::Show { host } => call(config, Method::GET, &path(host), None)?,
+        SiteCommand::Remove { host } => call(config, Method::DELETE, &path(host), None)?,
+    };
+    if json {
+        return Ok(format!("{value:#}\n"));
+    }
+    let row = |s: &serde_json::Value| {
+        vec![
+            s["hosts"]
+                .as_array()
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            s["status"].as_str().unwrap_or("").to_owned(),
+            s["cname_target"].as_str().unwrap_or("").to_owned(),
+            s["reason"].as_str().unwrap_or("").to_owned(),
+        ]
+    };
+    const HEAD: [&str; 4] = ["HOSTS", "STATUS", "CNAME TARGET", "REASON"];
+    Ok(match command {
+        SiteCommand::Add { hosts, .. } => format!(
+            "Site added: {}\n\nNext step: at your DNS provider, create\n\n    {} CNAME {}\n\nonehttps checks DNS by itself; once the CNAME is seen it obtains a certificate\nand serves the site over HTTPS. Follow it with: onehttps site show {}\n",
+            hosts.join(", "),
+            hosts.first().map_or("", String::as_str),
+            value["cname_target"].as_str().unwrap_or("?"),
+            hosts.first().map_or("", String::as_str),
+        ),
+        SiteCommand::List => table(
+            &HEAD,
+            &value["sites"]
+                .as_array()
+                .map(|a| a.iter().map(row).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        ),
+        SiteCommand::Show { .. } => {
+            table(&HEAD, &[row(&value)])
+                + &format!(
+                    "\nnext step: {}\n",
+                    value["next_step"].as_str().unwrap_or("")
+                )
+        }
+        SiteCommand::Remove { host } => {
+            format!("Site {host} removed: renewal stopped, key deleted.\n")
+        }
+    })
+}
+
+fn cert_command(
+    config: &Config,
+    command: CertCommand,
+    json: bool,
+) -> Result<String, crate::admin_client::ClientError> {
+    use crate::admin_client::{call, table};
+    use http::Method;
+    let value = match &command {
+        CertCommand::List => call(config, Method::GET, "/api/v1/certificates", None)?,
+        CertCommand::Show { host } => call(
+            config,
+            Method::GET,
+            &format!("/api/v1/certificates/{host}"),
+            None,
+        )?,
+        CertCommand::Renew { host } => call(
+            config,
+            Method::POST,
+            &format!("/api/v1/certificates/{host}/renew"),
+            None,
+        )?,
+    };
+    if json {
+        return Ok(format!("{value:#}\n"));
+    }
+    let row = |c: &serde_json::Value| {
+        vec![
+            c["names"]
+                .as_array()
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            c["source"].as_str().unwrap_or("-").to_owned(),
+            c["state"].as_str().unwrap_or("").to_owned(),
+            c["not_after"].as_str().unwrap_or("-").to_owned(),
+            c["days_left"]
+                .as_f64()
+                .map_or("-".into(), |d| format!("{d:.1}")),
+        ]
+    };
+    const HEAD: [&str; 5] = ["NAMES", "SOURCE", "STATE", "NOT AFTER", "DAYS LEFT"];
+    Ok(match command {
+        CertCommand::List => table(
+            &HEAD,
+            &value["certificates"]
+                .as_array()
+                .map(|a| a.iter().map(row).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        ),
+        CertCommand::Show { .. } => table(&HEAD, &[row(&value)]),
+        CertCommand::Renew { host } => format!("Renewal of {host} requested.\n"),
+    })
 }
 
 fn load_or_demo(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {

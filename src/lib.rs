@@ -6,13 +6,17 @@
 //! (sealed persistence), `issue` (ACME and the internal CA), `managed` (issuance and renewal
 //! per site), `cli`.
 
+pub mod admin;
+pub mod admin_client;
 pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod edge;
+pub mod events;
 pub mod issue;
 pub mod logging;
 pub mod managed;
+pub mod onboarding;
 pub mod proxy;
 pub mod sites;
 pub mod store;

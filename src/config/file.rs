@@ -19,6 +19,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) acme: FileAcme,
     #[serde(default)]
+    pub(crate) onboarding: FileOnboarding,
+    #[serde(default)]
     pub(crate) site: Vec<FileSite>,
 }
 
@@ -37,6 +39,7 @@ pub(crate) struct FileServer {
     pub(crate) max_header_bytes: Option<Spanned<u32>>,
     pub(crate) shutdown_grace: Option<Spanned<String>>,
     pub(crate) welcome_page: Option<Spanned<String>>,
+    pub(crate) admin_token: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +85,18 @@ pub(crate) struct FileAcme {
     pub(crate) max_concurrent_orders: Option<Spanned<u32>>,
     pub(crate) retry_min: Option<Spanned<String>>,
     pub(crate) retry_max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileOnboarding {
+    pub(crate) cname_zone: Option<Spanned<String>>,
+    pub(crate) nameservers: Option<Spanned<Vec<String>>>,
+    pub(crate) edge_addresses: Option<Spanned<Vec<String>>>,
+    pub(crate) recheck_min: Option<Spanned<String>>,
+    pub(crate) recheck_max: Option<Spanned<String>>,
+    pub(crate) active_recheck: Option<Spanned<String>>,
+    pub(crate) moved_grace: Option<Spanned<String>>,
 }
 
 /// One `[[site]]` table.

@@ -4,6 +4,7 @@
 mod acme;
 mod error;
 mod file;
+mod onboarding;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ pub use acme::{AcmeSettings, ChallengeKind, IssuerKind};
 use error::Issues;
 pub use error::{ConfigError, ConfigIssue};
 use file::{FileConfig, FileSite, Hsts};
+pub use onboarding::OnboardingSettings;
 
 /// The demo configuration compiled into the binary: `onehttps run` with no `--config`.
 pub const EMBEDDED_DEMO: &str = include_str!("../../config/demo.toml");
@@ -51,6 +53,7 @@ pub struct Config {
     pub proxy: ProxySettings,
     pub log: LogSettings,
     pub acme: AcmeSettings,
+    pub onboarding: OnboardingSettings,
     pub sites: Vec<SiteConfig>,
 }
 
@@ -75,6 +78,8 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Serve the built-in welcome origin on this address (demos).
     pub welcome_page: Option<SocketAddr>,
+    /// Bearer token of the admin API; `None` = generated into `data_dir/admin.token`.
+    pub admin_token: Option<String>,
 }
 
 /// TLS protocol versions the edge accepts at the lowest.
@@ -272,6 +277,18 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         welcome_page: s
             .welcome_page
             .map(|a| addr(Some(a), "", "server.welcome_page", issues)),
+        admin_token: s.admin_token.and_then(|t| {
+            if t.get_ref().len() < 16 || t.get_ref().chars().any(|c| c.is_whitespace()) {
+                issues.at(
+                    t.span(),
+                    "server.admin_token",
+                    "must be at least 16 characters, no spaces",
+                );
+                None
+            } else {
+                Some(t.into_inner())
+            }
+        }),
     };
     let t = file.tls;
     let min_version = match t.min_version {
@@ -374,6 +391,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         access: l.access.unwrap_or(true),
     };
     let acme = acme::convert(file.acme, base, issues);
+    let onboarding = onboarding::convert(file.onboarding, issues);
     let sites: Vec<SiteConfig> = file
         .site
         .into_iter()
@@ -388,6 +406,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         proxy,
         log,
         acme,
+        onboarding,
         sites,
     }
 }
@@ -657,32 +676,37 @@ fn host(value: &Spanned<String>, key: &str, issues: &mut Issues<'_>) -> Option<H
 }
 
 fn origin(value: &Spanned<String>, key: &str, issues: &mut Issues<'_>) -> Option<OriginUrl> {
-    let raw = value.get_ref();
-    let mut fail = |why: &str| issues.at(value.span(), key, format!("`{raw}` {why}"));
-    let uri: http::Uri = match raw.parse() {
-        Ok(uri) => uri,
-        Err(e) => {
-            fail(&format!("is not a URL: {e}"));
-            return None;
+    OriginUrl::parse(value.get_ref())
+        .map_err(|why| issues.at(value.span(), key, why))
+        .ok()
+}
+
+impl OriginUrl {
+    /// `http://host:port`, nothing else: no path, no query, no credentials.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let fail = |why: &str| format!("`{raw}` {why}");
+        let uri: http::Uri = raw
+            .parse()
+            .map_err(|e| fail(&format!("is not a URL: {e}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(fail(
+                "must start with http:// (origins are reached over plain HTTP)",
+            ));
         }
-    };
-    if uri.scheme_str() != Some("http") {
-        fail("must start with http:// (origins are reached over plain HTTP)");
-        return None;
+        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+            return Err(fail(
+                "must not have a path or query: requests keep their own path",
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| fail("has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(fail("must not carry credentials"));
+        }
+        Ok(Self { authority })
     }
-    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-        fail("must not have a path or query: requests keep their own path");
-        return None;
-    }
-    let Some(authority) = uri.authority().cloned() else {
-        fail("has no host");
-        return None;
-    };
-    if authority.as_str().contains('@') {
-        fail("must not carry credentials");
-        return None;
-    }
-    Some(OriginUrl { authority })
 }
 
 fn hsts(

@@ -20,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerSettings};
+use crate::events::Events;
 use crate::issue::Challenges;
 use crate::managed::CertManager;
+use crate::onboarding::Onboarding;
 use crate::proxy::Proxy;
 use crate::tls::{self, SiteTable, TableResolver};
 pub use reload::ReloadSummary;
@@ -55,6 +57,7 @@ pub enum EdgeError {
 pub struct Listeners {
     pub https: TcpListener,
     pub http: TcpListener,
+    pub admin: TcpListener,
     pub welcome: Option<TcpListener>,
 }
 
@@ -73,6 +76,7 @@ impl Listeners {
         Ok(Self {
             https: bind("https", server.https).await?,
             http: bind("http", server.http).await?,
+            admin: bind("admin", server.admin).await?,
             welcome,
         })
     }
@@ -83,6 +87,10 @@ pub struct Edge {
     pub table: Arc<SiteTable>,
     pub challenges: Arc<Challenges>,
     pub certificates: Arc<CertManager>,
+    pub onboarding: Arc<Onboarding>,
+    pub events: Arc<Events>,
+    /// Registered sites whose onboarding task runs.
+    onboarding_tasks: Mutex<std::collections::HashSet<String>>,
     tls: Arc<ServerConfig>,
     proxy: Arc<Proxy>,
     http: auto::Builder<TokioExecutor>,
@@ -98,11 +106,18 @@ impl Edge {
     /// contacted), the table and the TLS config.
     pub fn new(config: Config) -> Result<Arc<Self>, EdgeError> {
         let challenges = Arc::new(Challenges::default());
+        let events = Arc::new(Events::default());
         let certificates = Arc::new(CertManager::new(
             &config.server.data_dir,
             &config.acme,
             challenges.clone(),
+            events.clone(),
         )?);
+        let onboarding = Arc::new(Onboarding::new(
+            config.onboarding.clone(),
+            certificates.store().clone(),
+            events.clone(),
+        ));
         let table = Arc::new(SiteTable::new());
         let tls =
             tls::server_config::build(&config.tls, Arc::new(TableResolver::new(table.clone())))
@@ -118,6 +133,9 @@ impl Edge {
             table,
             challenges,
             certificates,
+            onboarding,
+            events,
+            onboarding_tasks: Mutex::new(std::collections::HashSet::new()),
             tls,
             proxy,
             http: http_builder(&server),
@@ -148,6 +166,17 @@ impl Edge {
             listeners.http,
             accept::Kind::Http,
         ));
+        match crate::admin::token(self) {
+            Ok(token) => {
+                self.tracker.spawn(crate::admin::serve(
+                    self.clone(),
+                    listeners.admin,
+                    token,
+                    self.cancel.clone(),
+                ));
+            }
+            Err(e) => tracing::error!(error = %e, "admin API off: cannot read or create its token"),
+        }
         if let Some(listener) = listeners.welcome {
             self.tracker
                 .spawn(welcome::serve(listener, self.cancel.clone()));
@@ -182,6 +211,16 @@ impl Edge {
                 "shutdown grace period over; closing the remaining connections"
             );
         }
+    }
+
+    /// The `[server]` settings the edge started with.
+    pub fn server_settings(&self) -> &ServerSettings {
+        &self.server
+    }
+
+    /// The configured renewal window bound.
+    pub fn renew_before(&self) -> Duration {
+        self.lock_config().acme.renew_before
     }
 
     fn lock_config(&self) -> std::sync::MutexGuard<'_, Config> {

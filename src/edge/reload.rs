@@ -39,7 +39,13 @@ impl Edge {
         let mut summary = ReloadSummary::default();
         let mut sites = Vec::with_capacity(config.sites.len());
         let mut fresh = Vec::new();
-        for site_config in &config.sites {
+        let registered = self.onboarding.site_configs(config.tls.hsts.as_ref());
+        let definitions = config
+            .sites
+            .iter()
+            .map(|c| (c, None))
+            .chain(registered.iter().map(|(c, gate)| (c, Some(gate))));
+        for (site_config, gate) in definitions {
             let same = old.iter().find(|s| s.config().same_definition(site_config));
             if let Some(site) = same {
                 summary.unchanged += 1;
@@ -55,11 +61,11 @@ impl Edge {
                 summary.added += 1;
             }
             let initial = self.certificates.initial_cert(site_config);
-            let site = Arc::new(Site::build(
-                site_config.clone(),
-                initial,
-                config.proxy.origin_down_for,
-            ));
+            let mut site = Site::build(site_config.clone(), initial, config.proxy.origin_down_for);
+            if let Some(gate) = gate {
+                site = site.with_gate(gate.clone());
+            }
+            let site = Arc::new(site);
             fresh.push(site.clone());
             sites.push(site);
         }
@@ -80,6 +86,7 @@ impl Edge {
                 self.cancel.clone(),
             ));
         }
+        self.start_onboarding_tasks();
 
         let mut current = self.lock_config();
         if current.path.is_some() {
@@ -91,6 +98,31 @@ impl Edge {
             current.path = path;
         }
         summary
+    }
+}
+
+impl Edge {
+    /// Re-applies the config in force: the registry changed (a site added or removed).
+    pub fn republish(&self) -> ReloadSummary {
+        let config = self.lock_config().clone();
+        self.apply(config)
+    }
+
+    /// Starts the onboarding task of every registered site that has none yet.
+    fn start_onboarding_tasks(&self) {
+        let Ok(mut running) = self.onboarding_tasks.lock() else {
+            return;
+        };
+        running.retain(|id| self.onboarding.get(id).is_some());
+        for record in self.onboarding.list() {
+            if running.insert(record.id.clone()) {
+                self.tracker.spawn(self.onboarding.clone().run_site(
+                    record.id,
+                    self.table.clone(),
+                    self.cancel.clone(),
+                ));
+            }
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub struct CertManager {
     settings: AcmeSettings,
     orders: Semaphore,
     in_flight: Mutex<HashSet<String>>,
+    pub(crate) events: Arc<crate::events::Events>,
 }
 
 /// Why the certificate machinery could not start.
@@ -49,6 +50,7 @@ impl CertManager {
         data_dir: &std::path::Path,
         settings: &AcmeSettings,
         challenges: Arc<Challenges>,
+        events: Arc<crate::events::Events>,
     ) -> Result<Self, ManagerError> {
         let store = Arc::new(Store::open(data_dir)?);
         let internal = Arc::new(InternalCa::load_or_create(&store)?);
@@ -72,6 +74,7 @@ impl CertManager {
             orders: Semaphore::new(settings.max_concurrent_orders),
             in_flight: Mutex::new(HashSet::new()),
             settings: settings.clone(),
+            events,
         })
     }
 
@@ -79,7 +82,7 @@ impl CertManager {
         &self.internal
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -120,7 +123,7 @@ impl CertManager {
                 Ok(issued) => {
                     let record = CertRecord::pending(&site.hosts, Source::Internal);
                     match self.record_issued(&site.hosts, record, &issued) {
-                        Ok(()) => log_issued(&site.hosts, Source::Internal, &issued, false),
+                        Ok(()) => self.log_issued(&site.hosts, Source::Internal, &issued, false),
                         Err(e) => {
                             tracing::error!(site = site.name(), error = %e, "cannot store the internal certificate")
                         }
@@ -253,8 +256,27 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn log_issued(names: &[HostName], source: Source, issued: &Issued, renewal: bool) {
-    let info = &issued.bundle.info;
+impl CertManager {
+    fn log_issued(&self, names: &[HostName], source: Source, issued: &Issued, renewal: bool) {
+        let info = &issued.bundle.info;
+        self.events.record(
+            if renewal {
+                "certificate.renewed"
+            } else {
+                "certificate.issued"
+            },
+            &join(names),
+            format!(
+                "{source} certificate, serial {}, valid until {}",
+                info.serial,
+                humantime::format_rfc3339_seconds(info.not_after)
+            ),
+        );
+        log_issued(names, source, info, renewal);
+    }
+}
+
+fn log_issued(names: &[HostName], source: Source, info: &crate::certs::CertInfo, renewal: bool) {
     tracing::info!(
         names = %join(names),
         %source,

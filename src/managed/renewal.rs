@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use aws_lc_rs::digest::{SHA256, digest};
 use tokio_util::sync::CancellationToken;
 
-use super::{CertManager, log_issued, state_at};
+use super::{CertManager, state_at};
 use crate::certs::names::join;
 use crate::certs::record::{Failure, Replaced, from_unix, unix};
 use crate::certs::{CertRecord, CertState, Source, window};
@@ -68,12 +68,17 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
         if let Some(failure) = record.as_ref().and_then(|r| r.failure.as_ref()) {
             due = due.max(from_unix(failure.next_retry));
         }
+        if site.take_forced_renewal() {
+            tracing::info!(site = site.name(), "renewal forced");
+            due = now;
+        }
 
         if due > now {
             let wait = due.duration_since(now).unwrap_or_default().min(MAX_SLEEP);
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = retired.cancelled() => return,
+                () = site.renewal_forced() => continue,
                 () = tokio::time::sleep(wait) => continue,
             }
         }
@@ -95,6 +100,16 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
             }
         };
 
+        if let Some(mut gate) = site.gate()
+            && !*gate.borrow_and_update()
+        {
+            // An onboarded site whose DNS does not point here: never ask a CA for it.
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = retired.cancelled() => return,
+                _ = gate.changed() => continue,
+            }
+        }
         note_due(&manager, &site, served.as_deref(), issuer, now);
         let attempt = tokio::select! {
             () = cancel.cancelled() => return,
@@ -112,6 +127,14 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                         serial: upload.bundle.info.serial.clone(),
                         not_after: unix(upload.bundle.info.not_after),
                     });
+                    manager.events.record(
+                        "certificate.replaced",
+                        site.name(),
+                        format!(
+                            "uploaded certificate {} replaced by a managed one",
+                            upload.bundle.info.serial
+                        ),
+                    );
                     tracing::info!(
                         site = site.name(),
                         serial = %upload.bundle.info.serial,
@@ -123,7 +146,7 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                     // Served anyway: losing the record costs one more order after a restart.
                     tracing::error!(site = site.name(), error = %e, "cannot store the new certificate");
                 }
-                log_issued(&config.hosts, issuer.source(), &issued, served.is_some());
+                manager.log_issued(&config.hosts, issuer.source(), &issued, served.is_some());
                 site.replace_cert(ServedCert {
                     bundle: issued.bundle,
                     source: issuer.source(),
@@ -153,6 +176,15 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                         next_retry,
                     });
                 });
+                manager.events.record(
+                    "certificate.failed",
+                    &join(&config.hosts),
+                    format!(
+                        "attempt {attempts}: {}; next in {} s",
+                        error.message,
+                        delay.as_secs()
+                    ),
+                );
                 tracing::warn!(
                     site = site.name(),
                     names = %join(&config.hosts),
@@ -196,6 +228,11 @@ fn note_due(
     manager.set_state(names, issuer.source(), |r| {
         if r.failure.is_none() && r.state != state {
             r.state = state;
+            manager.events.record(
+                "certificate.expiring",
+                site.name(),
+                "in its renewal window, renewing",
+            );
             tracing::warn!(
                 site = site.name(),
                 serial = %info.serial,

@@ -34,6 +34,11 @@ pub struct Site {
     pub(crate) watch: Mutex<watch::WatchState>,
     /// Cancelled when a reload removes or replaces the site: its background tasks stop.
     retired: CancellationToken,
+    /// For onboarded sites: open while DNS points here, so a certificate may be requested.
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Set by a forced renewal (admin API); the renewal task wakes on `renew_wakeup`.
+    renew_forced: std::sync::atomic::AtomicBool,
+    renew_wakeup: tokio::sync::Notify,
 }
 
 impl Site {
@@ -56,8 +61,40 @@ impl Site {
             cert: ArcSwapOption::from(initial.map(Arc::new)),
             watch: Mutex::new(watch::WatchState::new(stamps)),
             retired: CancellationToken::new(),
+            gate: None,
+            renew_forced: std::sync::atomic::AtomicBool::new(false),
+            renew_wakeup: tokio::sync::Notify::new(),
             config,
         }
+    }
+
+    /// Makes issuance for this site wait for `gate` to be open.
+    pub fn with_gate(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Asks the renewal task to renew now, whatever the window says.
+    pub fn force_renewal(&self) {
+        self.renew_forced
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.renew_wakeup.notify_one();
+    }
+
+    /// Whether a renewal was forced since the last call (and clears it).
+    pub fn take_forced_renewal(&self) -> bool {
+        self.renew_forced
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves when a renewal is forced.
+    pub async fn renewal_forced(&self) {
+        self.renew_wakeup.notified().await;
+    }
+
+    /// The issuance gate (`None`: always open).
+    pub fn gate(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.gate.clone()
     }
 
     /// Every host name of the site (exact and wildcard).

@@ -71,7 +71,7 @@ impl Store {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(data_dir)?;
         let _lock = atomic::lock_dir(dir).map_err(data_dir)?;
         let master = MasterKey::load_or_create(dir)?;
-        for sub in ["certs", "ca", "acme"] {
+        for sub in ["certs", "ca", "acme", "sites"] {
             atomic::clean_temporaries(&dir.join(sub));
         }
         Ok(Self {
@@ -131,9 +131,17 @@ impl Store {
             })
     }
 
-    /// Every stored record, each with its path; corrupt ones as errors.
+    /// Every stored certificate record; corrupt ones as errors naming their path.
     pub fn load_all_certs(&self) -> Vec<Result<CertRecord, StoreError>> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("certs")) else {
+        self.load_json_dir("certs")
+    }
+
+    /// Every `*.json` file of `dir` (relative to `data_dir`), parsed.
+    pub fn load_json_dir<T: serde::de::DeserializeOwned>(
+        &self,
+        dir: &str,
+    ) -> Vec<Result<T, StoreError>> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(dir)) else {
             return Vec::new();
         };
         entries
@@ -153,14 +161,34 @@ impl Store {
             .collect()
     }
 
-    /// Writes `record` atomically (0600: it holds a sealed key).
-    pub fn save_cert(&self, names: &[HostName], record: &CertRecord) -> Result<(), StoreError> {
-        let path = self.cert_path(&Self::cert_id(names));
-        let json = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Corrupt {
+    /// Writes `value` as JSON at `rel` atomically, 0600.
+    pub fn save_json<T: serde::Serialize>(&self, rel: &str, value: &T) -> Result<(), StoreError> {
+        let path = self.dir.join(rel);
+        let json = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
         })?;
         write_atomic(&path, &json, 0o600).map_err(|source| StoreError::Write { path, source })
+    }
+
+    /// Removes the file at `rel` (absent is fine).
+    pub fn remove(&self, rel: &str) -> Result<(), StoreError> {
+        let path = self.dir.join(rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Write { path, source }),
+        }
+    }
+
+    /// Removes the managed certificate record (and so its sealed key) of `names`.
+    pub fn remove_cert(&self, names: &[HostName]) -> Result<(), StoreError> {
+        self.remove(&format!("certs/{}.json", Self::cert_id(names)))
+    }
+
+    /// Writes `record` atomically (0600: it holds a sealed key).
+    pub fn save_cert(&self, names: &[HostName], record: &CertRecord) -> Result<(), StoreError> {
+        self.save_json(&format!("certs/{}.json", Self::cert_id(names)), record)
     }
 
     /// Renames a corrupt file out of the way (kept for inspection, never loaded again) and

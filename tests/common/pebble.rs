@@ -178,6 +178,43 @@ impl Pebble {
         path
     }
 
+    /// POSTs `body` to a challtestsrv management endpoint (`/set-cname`, `/add-txt`, …).
+    pub fn dns(&self, endpoint: &str, body: serde_json::Value) {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "-X", "POST", "-d"])
+            .arg(body.to_string())
+            .arg(format!("http://127.0.0.1:{}{endpoint}", self.dns_mgmt_port))
+            .output()
+            .expect("curl is installed");
+        assert!(
+            out.status.success(),
+            "{endpoint}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn set_cname(&self, host: &str, target: &str) {
+        self.dns(
+            "/set-cname",
+            serde_json::json!({ "host": format!("{host}."), "target": format!("{target}.") }),
+        );
+    }
+
+    pub fn clear_cname(&self, host: &str) {
+        self.dns(
+            "/clear-cname",
+            serde_json::json!({ "host": format!("{host}.") }),
+        );
+    }
+
+    /// The `[onboarding]` table using this DNS server, with fast re-checks for tests.
+    pub fn onboarding_table(&self) -> String {
+        format!(
+            "\n[onboarding]\ncname_zone = \"edge.test\"\nnameservers = [\"127.0.0.1:{}\"]\nedge_addresses = [\"127.0.0.1\"]\nrecheck_min = \"500ms\"\nrecheck_max = \"1s\"\nactive_recheck = \"1s\"\n",
+            self.dns_port
+        )
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }

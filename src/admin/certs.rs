@@ -1,0 +1,104 @@
+//! `/api/v1/certificates`: the inventory of every certificate in service (source, state,
+//! names, validity, days left, last failure) and a forced renewal. Never a private key.
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::json;
+
+use super::sites::api_host;
+use super::{Api, ApiError};
+use crate::certs::record::unix;
+use crate::certs::{CertState, window};
+use crate::sites::Site;
+
+/// One inventory entry.
+pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
+    let names: Vec<&str> = site.hosts().iter().map(|h| h.as_str()).collect();
+    let record = api.edge.certificates.status(site.hosts());
+    let served = site.served_cert();
+    let now = SystemTime::now();
+    let mut entry = json!({ "names": names });
+    match &served {
+        None => {
+            entry["state"] = json!(record.as_ref().map_or(CertState::Pending, |r| r.state));
+            entry["source"] = json!(record.as_ref().map(|r| r.source));
+        }
+        Some(cert) => {
+            let info = &cert.bundle.info;
+            let state = match &record {
+                Some(r) if r.source == cert.source && r.state != CertState::Pending => r.state,
+                _ if now >= info.not_after => CertState::Expired,
+                _ if now
+                    >= window::window_start(
+                        info.not_before,
+                        info.not_after,
+                        api.edge.renew_before(),
+                    ) =>
+                {
+                    CertState::Expiring
+                }
+                _ => CertState::Issued,
+            };
+            entry["state"] = json!(state);
+            entry["source"] = json!(cert.source);
+            entry["serial"] = json!(info.serial);
+            entry["not_before"] =
+                json!(humantime::format_rfc3339_seconds(info.not_before).to_string());
+            entry["not_after"] =
+                json!(humantime::format_rfc3339_seconds(info.not_after).to_string());
+            let left = unix(info.not_after).saturating_sub(unix(now));
+            entry["days_left"] = json!(left as f64 / 86_400.0);
+        }
+    }
+    if let Some(record) = &record {
+        entry["failure"] = json!(record.failure);
+        if let Some(replaced) = &record.replaced {
+            entry["replaced_upload"] = json!(replaced);
+        }
+    }
+    entry
+}
+
+pub(crate) async fn list(State(api): State<Api>) -> Json<serde_json::Value> {
+    let certs: Vec<_> = api
+        .edge
+        .table
+        .sites()
+        .iter()
+        .map(|s| describe(&api, s))
+        .collect();
+    Json(json!({ "certificates": certs }))
+}
+
+fn site_for(api: &Api, host: &str) -> Result<std::sync::Arc<Site>, ApiError> {
+    let host = api_host(host)?;
+    api.edge
+        .table
+        .lookup(Some(host.as_str()))
+        .ok_or_else(|| ApiError::not_found(format!("no site serves `{host}`")))
+}
+
+pub(crate) async fn show(
+    State(api): State<Api>,
+    Path(host): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let site = site_for(&api, &host)?;
+    Ok(Json(describe(&api, &site)))
+}
+
+pub(crate) async fn renew(
+    State(api): State<Api>,
+    Path(host): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let site = site_for(&api, &host)?;
+    site.force_renewal();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({ "names": site.hosts().iter().map(|h| h.as_str()).collect::<Vec<_>>(), "renewal": "requested" }),
+        ),
+    ))
+}

@@ -1,0 +1,71 @@
+//! `/metrics` in the Prometheus text format: sites by status, certificates by state and
+//! source, seconds to the earliest expiry, and lifecycle events by kind.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::SystemTime;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+
+use super::Api;
+use crate::certs::record::unix;
+
+pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
+    let mut out = String::new();
+    let mut sites: BTreeMap<String, u64> = BTreeMap::new();
+    for record in api.edge.onboarding.list() {
+        *sites.entry(record.status.to_string()).or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP onehttps_sites Registered sites by onboarding status.\n# TYPE onehttps_sites gauge"
+    );
+    for (status, n) in &sites {
+        let _ = writeln!(out, "onehttps_sites{{status=\"{status}\"}} {n}");
+    }
+
+    let mut states: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut earliest: Option<u64> = None;
+    for site in api.edge.table.sites() {
+        let entry = super::certs::describe(&api, &site);
+        let state = entry["state"].as_str().unwrap_or("pending").to_owned();
+        let source = entry["source"].as_str().unwrap_or("none").to_owned();
+        *states.entry((state, source)).or_default() += 1;
+        if let Some(cert) = site.served_cert() {
+            let at = unix(cert.bundle.info.not_after);
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP onehttps_certificates Certificates by state and source.\n# TYPE onehttps_certificates gauge"
+    );
+    for ((state, source), n) in &states {
+        let _ = writeln!(
+            out,
+            "onehttps_certificates{{state=\"{state}\",source=\"{source}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP onehttps_certificate_earliest_expiry_seconds Seconds until the first certificate in service expires.\n# TYPE onehttps_certificate_earliest_expiry_seconds gauge"
+    );
+    let now = unix(SystemTime::now());
+    let left = earliest.map_or(0, |e| e.saturating_sub(now));
+    let _ = writeln!(out, "onehttps_certificate_earliest_expiry_seconds {left}");
+
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for event in api.edge.events.since(0) {
+        *kinds.entry(event.kind).or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP onehttps_events_total Lifecycle events recorded (issuance attempts, failures, renewals…).\n# TYPE onehttps_events_total counter"
+    );
+    for (kind, n) in &kinds {
+        let _ = writeln!(out, "onehttps_events_total{{kind=\"{kind}\"}} {n}");
+    }
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

@@ -1,0 +1,130 @@
+//! The admin API on the `admin` address (loopback by default), under `/api/v1`: sites,
+//! certificates, events, plus `/metrics` (Prometheus text) and `/healthz`. Every route but
+//! `/healthz` needs `Authorization: Bearer <token>` (compared in constant time); the token is
+//! `server.admin_token` or generated on first start into `data_dir/admin.token` (0600).
+//! Bad input gets a 4xx with `{"error", "message"}` and changes nothing; bodies are limited
+//! to 64 KiB; no response ever contains a private key.
+
+mod certs;
+mod errors;
+mod metrics;
+mod sites;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::edge::Edge;
+pub use errors::ApiError;
+
+/// Largest request body the API reads.
+const MAX_BODY: usize = 64 * 1024;
+/// Where the generated token lives under `data_dir`.
+pub const TOKEN_FILE: &str = "admin.token";
+
+/// What handlers share.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) edge: Arc<Edge>,
+    token: Arc<str>,
+}
+
+/// The admin token: from the config, else read from (or created in) `data_dir/admin.token`.
+pub fn token(edge: &Edge) -> Result<String, std::io::Error> {
+    if let Some(token) = &edge.server_settings().admin_token {
+        return Ok(token.clone());
+    }
+    let path = edge.server_settings().data_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let _lock = crate::store::atomic::lock_dir(&edge.server_settings().data_dir)?;
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && !text.trim().is_empty()
+            {
+                return Ok(text.trim().to_owned());
+            }
+            let mut raw = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut raw)
+                .map_err(|_| std::io::Error::other("random generator failed"))?;
+            let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            crate::store::write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
+            Ok(token)
+        }
+    }
+}
+
+/// The router, for `serve` and for tests.
+fn router(api: Api) -> Router {
+    let authed = Router::new()
+        .route("/api/v1/sites", get(sites::list).post(sites::create))
+        .route(
+            "/api/v1/sites/{host}",
+            get(sites::show).delete(sites::remove),
+        )
+        .route("/api/v1/certificates", get(certs::list))
+        .route("/api/v1/certificates/{host}", get(certs::show))
+        .route("/api/v1/certificates/{host}/renew", post(certs::renew))
+        .route("/api/v1/events", get(sites::events))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::render))
+        .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(authed)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+/// Serves the admin API on `listener` until `cancel`.
+pub async fn serve(
+    edge: Arc<Edge>,
+    listener: TcpListener,
+    token: String,
+    cancel: CancellationToken,
+) {
+    let api = Api {
+        edge,
+        token: token.into(),
+    };
+    let result = axum::serve(listener, router(api))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "admin API stopped");
+    }
+}
+
+async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let ok = aws_lc_rs::constant_time::verify_slices_are_equal(
+        presented.as_bytes(),
+        api.token.as_bytes(),
+    )
+    .is_ok();
+    if ok {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}

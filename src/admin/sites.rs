@@ -1,0 +1,186 @@
+//! `/api/v1/sites` and `/api/v1/events`: register a site (validated, normalised, nothing
+//! stored on any error), list, show, remove (stops renewal and deletes the key).
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Api, ApiError};
+use crate::certs::HostName;
+use crate::config::OriginUrl;
+use crate::onboarding::{AddError, SiteRecord};
+
+/// Most names one site may have.
+const MAX_HOSTS: usize = 100;
+/// Most origins one site may have.
+const MAX_ORIGINS: usize = 16;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewSite {
+    hosts: Vec<String>,
+    origins: Vec<String>,
+}
+
+/// Validates and normalises a host name given through the API.
+pub(crate) fn api_host(raw: &str) -> Result<HostName, ApiError> {
+    let bad = |message: String| ApiError::bad_request("bad_host", message);
+    if !raw.is_ascii() {
+        return Err(bad(format!(
+            "`{raw}` is not ASCII: give internationalised names in their punycode (xn--) form"
+        )));
+    }
+    let host = HostName::parse(raw).map_err(|e| bad(format!("`{raw}`: {e}")))?;
+    if host.is_wildcard() {
+        return Err(bad(format!(
+            "`{raw}`: wildcard names cannot be onboarded (they need DNS-01); upload a wildcard certificate instead"
+        )));
+    }
+    if !host.as_str().contains('.') {
+        return Err(bad(format!("`{raw}` is a bare top-level name, not a site")));
+    }
+    Ok(host)
+}
+
+fn describe(record: &SiteRecord) -> serde_json::Value {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("next_check");
+        object.insert(
+            "next_step".into(),
+            json!(match record.status {
+                crate::onboarding::SiteStatus::PendingDns => format!(
+                    "create the DNS record `{} CNAME {}` (apex names: A/AAAA to the edge and TXT `_onehttps.{}` = `{}`)",
+                    record.hosts[0], record.cname_target, record.hosts[0], record.txt_token
+                ),
+                crate::onboarding::SiteStatus::Active => "nothing: the site is served over HTTPS".into(),
+                _ => "wait: onehttps is working on it".into(),
+            }),
+        );
+    }
+    value
+}
+
+pub(crate) async fn create(
+    State(api): State<Api>,
+    body: Result<Json<NewSite>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(new) = body?;
+    if new.hosts.is_empty() || new.hosts.len() > MAX_HOSTS {
+        return Err(ApiError::bad_request(
+            "bad_host",
+            format!("give 1 to {MAX_HOSTS} host names"),
+        ));
+    }
+    if new.origins.is_empty() || new.origins.len() > MAX_ORIGINS {
+        return Err(ApiError::bad_request(
+            "bad_origin",
+            format!("give 1 to {MAX_ORIGINS} origins"),
+        ));
+    }
+    let mut hosts: Vec<HostName> = Vec::new();
+    for raw in &new.hosts {
+        let host = api_host(raw)?;
+        if hosts.contains(&host) {
+            return Err(ApiError::bad_request(
+                "bad_host",
+                format!("`{host}` is listed twice"),
+            ));
+        }
+        hosts.push(host);
+    }
+    let origins = new
+        .origins
+        .iter()
+        .map(|o| OriginUrl::parse(o).map_err(|m| ApiError::bad_request("bad_origin", m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let table = api.edge.table.clone();
+    let record = api
+        .edge
+        .onboarding
+        .add(&hosts, &origins, |h| {
+            table
+                .lookup(Some(h.as_str()))
+                .is_some_and(|s| s.hosts().contains(h))
+        })
+        .map_err(|e| match e {
+            AddError::Taken(_) => ApiError::new(StatusCode::CONFLICT, "host_taken", e.to_string()),
+            AddError::Disabled => {
+                ApiError::new(StatusCode::CONFLICT, "onboarding_off", e.to_string())
+            }
+            AddError::Store(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
+            }
+        })?;
+    let edge = api.edge.clone();
+    tokio::task::spawn_blocking(move || edge.republish())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    tracing::info!(site = %record.hosts[0], target = %record.cname_target, "site added");
+    Ok((StatusCode::CREATED, Json(describe(&record))))
+}
+
+pub(crate) async fn list(State(api): State<Api>) -> Json<serde_json::Value> {
+    let sites: Vec<_> = api.edge.onboarding.list().iter().map(describe).collect();
+    Json(json!({ "sites": sites }))
+}
+
+fn find(api: &Api, host: &str) -> Result<SiteRecord, ApiError> {
+    let host = api_host(host)?;
+    api.edge
+        .onboarding
+        .find(host.as_str())
+        .ok_or_else(|| ApiError::not_found(format!("no registered site has the name `{host}`")))
+}
+
+pub(crate) async fn show(
+    State(api): State<Api>,
+    Path(host): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(describe(&find(&api, &host)?)))
+}
+
+pub(crate) async fn remove(
+    State(api): State<Api>,
+    Path(host): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let record = find(&api, &host)?;
+    api.edge.onboarding.remove(&record.id);
+    let edge = api.edge.clone();
+    let hosts: Vec<HostName> = record
+        .hosts
+        .iter()
+        .filter_map(|h| HostName::parse(h).ok())
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        edge.republish();
+        if let Err(e) = edge.certificates.store().remove_cert(&hosts) {
+            tracing::error!(error = %e, "cannot delete the removed site's certificate");
+        }
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    tracing::info!(site = %record.hosts[0], "site removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Since {
+    #[serde(default)]
+    since: u64,
+}
+
+pub(crate) async fn events(
+    State(api): State<Api>,
+    since: Result<Query<Since>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(since) = since.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    Ok(Json(
+        json!({ "events": api.edge.events.since(since.since) }),
+    ))
+}

@@ -1,0 +1,394 @@
+//! CNAME onboarding: the site registry (`registry.rs`), DNS verification (`dns.rs`), and the
+//! per-site task that moves a site `pending_dns` → `verified` → `issuing` → `active`, watches
+//! an active site's DNS (→ `dns_moved`) and opens or closes its issuance gate: a registered
+//! site's certificate is only ever requested while its DNS points here (plus a grace period).
+
+pub mod dns;
+pub mod registry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::certs::HostName;
+use crate::certs::record::unix;
+use crate::certs::window::backoff;
+use crate::config::{IssuerKind, OnboardingSettings, OriginUrl, SiteConfig};
+use crate::events::Events;
+use crate::store::Store;
+use crate::tls::SiteTable;
+use dns::{DnsChecker, Verdict};
+pub use registry::{SiteRecord, SiteStatus};
+
+/// Why a site cannot be added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    #[error("onboarding is off: set [onboarding] cname_zone in the config")]
+    Disabled,
+    #[error("`{0}` is already served by another site")]
+    Taken(String),
+    #[error("cannot store the site: {0}")]
+    Store(String),
+}
+
+/// The registry and its background work.
+pub struct Onboarding {
+    settings: OnboardingSettings,
+    store: Arc<Store>,
+    dns: Option<DnsChecker>,
+    events: Arc<Events>,
+    sites: Mutex<BTreeMap<String, SiteRecord>>,
+    gates: Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+impl Onboarding {
+    /// Loads the registry from the store (corrupt entries are reported and skipped).
+    pub fn new(settings: OnboardingSettings, store: Arc<Store>, events: Arc<Events>) -> Self {
+        let dns = settings.cname_zone.as_ref().and_then(|_| {
+            DnsChecker::new(&settings.nameservers)
+                .map_err(|e| tracing::error!(error = %e, "onboarding DNS checks are off"))
+                .ok()
+        });
+        let mut sites = BTreeMap::new();
+        for record in store.load_json_dir::<SiteRecord>("sites") {
+            match record {
+                Ok(record) => {
+                    sites.insert(record.id.clone(), record);
+                }
+                Err(e) => tracing::error!(error = %e, "skipping an unreadable site record"),
+            }
+        }
+        Self {
+            settings,
+            store,
+            dns,
+            events,
+            sites: Mutex::new(sites),
+            gates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SiteRecord>> {
+        self.sites
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn list(&self) -> Vec<SiteRecord> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// The site one of whose names is `host`.
+    pub fn find(&self, host: &str) -> Option<SiteRecord> {
+        self.lock()
+            .values()
+            .find(|s| s.hosts.iter().any(|h| h == host))
+            .cloned()
+    }
+
+    pub fn get(&self, id: &str) -> Option<SiteRecord> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Registers a site (hosts and origins already validated); `taken` says whether a name is
+    /// served already (by the config).
+    pub fn add(
+        &self,
+        hosts: &[HostName],
+        origins: &[OriginUrl],
+        taken: impl Fn(&HostName) -> bool,
+    ) -> Result<SiteRecord, AddError> {
+        let zone = self
+            .settings
+            .cname_zone
+            .as_ref()
+            .ok_or(AddError::Disabled)?;
+        let mut sites = self.lock();
+        for host in hosts {
+            let in_registry = sites
+                .values()
+                .any(|s| s.hosts.iter().any(|h| h == host.as_str()));
+            if in_registry || taken(host) {
+                return Err(AddError::Taken(host.to_string()));
+            }
+        }
+        let record = SiteRecord::new(
+            hosts.iter().map(ToString::to_string).collect(),
+            origins.iter().map(ToString::to_string).collect(),
+            zone.as_str(),
+        )
+        .map_err(AddError::Store)?;
+        self.store
+            .save_json(&SiteRecord::path(&record.id), &record)
+            .map_err(|e| AddError::Store(e.to_string()))?;
+        sites.insert(record.id.clone(), record.clone());
+        drop(sites);
+        self.events.record(
+            "site.added",
+            &record.hosts[0],
+            format!("point the name at {}", record.cname_target),
+        );
+        Ok(record)
+    }
+
+    /// Forgets a site; its renewal stops when the edge republishes without it.
+    pub fn remove(&self, id: &str) -> Option<SiteRecord> {
+        let record = self.lock().remove(id)?;
+        if let Err(e) = self.store.remove(&SiteRecord::path(id)) {
+            tracing::error!(error = %e, "cannot remove the site record");
+        }
+        if let Ok(mut gates) = self.gates.lock() {
+            gates.remove(id);
+        }
+        self.events
+            .record("site.removed", &record.hosts[0], "site removed");
+        Some(record)
+    }
+
+    /// Every registered site as a site definition, with its issuance gate.
+    pub fn site_configs(&self, hsts: Option<&String>) -> Vec<(SiteConfig, watch::Receiver<bool>)> {
+        let sites = self.list();
+        let mut gates = self
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sites
+            .into_iter()
+            .filter_map(|record| {
+                let hosts: Vec<HostName> = record
+                    .hosts
+                    .iter()
+                    .filter_map(|h| HostName::parse(h).ok())
+                    .collect();
+                let origins: Vec<OriginUrl> = record
+                    .origins
+                    .iter()
+                    .filter_map(|o| {
+                        o.strip_prefix("http://")?
+                            .parse()
+                            .ok()
+                            .map(|authority| OriginUrl { authority })
+                    })
+                    .collect();
+                if hosts.is_empty() || origins.is_empty() {
+                    return None;
+                }
+                let open = gate_open(&record, &self.settings, SystemTime::now());
+                let gate = gates
+                    .entry(record.id.clone())
+                    .or_insert_with(|| watch::channel(open).0);
+                gate.send_replace(open);
+                let issuer = if hosts.iter().all(crate::issue::is_local_name) {
+                    IssuerKind::Internal
+                } else {
+                    IssuerKind::Acme
+                };
+                Some((
+                    SiteConfig {
+                        hosts,
+                        origins,
+                        cert: None,
+                        hsts: hsts.cloned(),
+                        issuer,
+                        managed: true,
+                    },
+                    gate.subscribe(),
+                ))
+            })
+            .collect()
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut SiteRecord)) -> Option<SiteRecord> {
+        let mut sites = self.lock();
+        let record = sites.get_mut(id)?;
+        change(record);
+        if let Err(e) = self.store.save_json(&SiteRecord::path(id), record) {
+            tracing::error!(error = %e, "cannot store the site status");
+        }
+        Some(record.clone())
+    }
+
+    fn set_gate(&self, id: &str, open: bool) {
+        if let Ok(gates) = self.gates.lock()
+            && let Some(gate) = gates.get(id)
+        {
+            gate.send_if_modified(|v| std::mem::replace(v, open) != open);
+        }
+    }
+
+    /// What DNS says about every name of `record`: verified only if all are.
+    async fn verify(&self, record: &SiteRecord) -> Verdict {
+        let Some(dns) = &self.dns else {
+            return Verdict::Unavailable {
+                reason: "no DNS resolver".into(),
+            };
+        };
+        for host in &record.hosts {
+            let mut verdict = dns.check_cname(host, &record.cname_target).await;
+            if verdict == Verdict::Missing && !self.settings.edge_addresses.is_empty() {
+                verdict = dns
+                    .check_apex(host, &self.settings.edge_addresses, &record.txt_token)
+                    .await;
+            }
+            if verdict != Verdict::Verified {
+                return verdict;
+            }
+        }
+        Verdict::Verified
+    }
+
+    /// Drives one site through its lifecycle until it is removed or `cancel`.
+    pub async fn run_site(
+        self: Arc<Self>,
+        id: String,
+        table: Arc<SiteTable>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let Some(record) = self.get(&id) else { return };
+            let now = SystemTime::now();
+            let wait = crate::certs::record::from_unix(record.next_check)
+                .duration_since(now)
+                .unwrap_or_default();
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait.min(Duration::from_secs(60))) => continue,
+                }
+            }
+            let step = match record.status {
+                SiteStatus::Issuing | SiteStatus::Verified => {
+                    self.await_certificate(&record, &table)
+                }
+                _ => {
+                    let verdict = self.verify(&record).await;
+                    self.after_check(&record, verdict)
+                }
+            };
+            if let Some(delay) = step {
+                self.update(&id, |r| r.next_check = unix(SystemTime::now() + delay));
+            }
+        }
+    }
+
+    /// Applies a DNS verdict to a site; returns when to look again.
+    fn after_check(&self, record: &SiteRecord, verdict: Verdict) -> Option<Duration> {
+        let subject = record.hosts[0].clone();
+        let s = &self.settings;
+        match (record.status, verdict) {
+            (SiteStatus::Active, Verdict::Verified) => Some(s.active_recheck),
+            (SiteStatus::DnsMoved, Verdict::Verified) => {
+                self.update(&record.id, |r| {
+                    r.status = SiteStatus::Active;
+                    r.moved_since = None;
+                    r.reason = None;
+                });
+                self.set_gate(&record.id, true);
+                self.events
+                    .record("site.active", &subject, "DNS points here again");
+                Some(s.active_recheck)
+            }
+            (_, Verdict::Verified) => {
+                self.update(&record.id, |r| {
+                    r.status = SiteStatus::Issuing;
+                    r.reason = Some("obtaining a certificate".into());
+                    r.checks = 0;
+                });
+                self.events.record(
+                    "site.verified",
+                    &subject,
+                    format!("CNAME reaches {}", record.cname_target),
+                );
+                tracing::info!(site = %subject, "site verified: DNS points here");
+                self.set_gate(&record.id, true);
+                Some(Duration::ZERO)
+            }
+            (SiteStatus::Active, Verdict::Elsewhere { found }) => {
+                self.moved(record, &format!("the name now points to {found}"))
+            }
+            (SiteStatus::Active, Verdict::Missing) => {
+                self.moved(record, "the name no longer points here")
+            }
+            (SiteStatus::DnsMoved, _) => {
+                let since = record.moved_since.unwrap_or(unix(SystemTime::now()));
+                if unix(SystemTime::now()) >= since + s.moved_grace.as_secs() {
+                    self.set_gate(&record.id, false);
+                }
+                Some(s.active_recheck)
+            }
+            (_, Verdict::Unavailable { reason }) => {
+                tracing::warn!(site = %subject, %reason, "DNS check failed; will retry");
+                Some(s.recheck_min)
+            }
+            (_, Verdict::Elsewhere { found }) => Some(self.pending(
+                record,
+                format!("the name points to {found}, not {}", record.cname_target),
+            )),
+            (_, Verdict::Missing) => {
+                Some(self.pending(record, format!("no CNAME to {} yet", record.cname_target)))
+            }
+        }
+    }
+
+    fn pending(&self, record: &SiteRecord, reason: String) -> Duration {
+        let checks = record.checks + 1;
+        let delay = backoff(
+            checks,
+            self.settings.recheck_min,
+            self.settings.recheck_max,
+            0.5,
+        );
+        self.update(&record.id, |r| {
+            r.status = SiteStatus::PendingDns;
+            r.reason = Some(reason);
+            r.checks = checks;
+        });
+        delay
+    }
+
+    fn moved(&self, record: &SiteRecord, reason: &str) -> Option<Duration> {
+        self.update(&record.id, |r| {
+            r.status = SiteStatus::DnsMoved;
+            r.moved_since = Some(unix(SystemTime::now()));
+            r.reason = Some(reason.to_owned());
+        });
+        self.events
+            .record("site.dns_moved", &record.hosts[0], reason);
+        tracing::warn!(site = %record.hosts[0], reason, "site DNS moved away; renewals stop after the grace period");
+        Some(self.settings.active_recheck)
+    }
+
+    /// While issuing: the site is active once its certificate is in the table.
+    fn await_certificate(&self, record: &SiteRecord, table: &SiteTable) -> Option<Duration> {
+        let served = table
+            .lookup(Some(&record.hosts[0]))
+            .is_some_and(|site| site.served_cert().is_some());
+        if served {
+            self.update(&record.id, |r| {
+                r.status = SiteStatus::Active;
+                r.reason = None;
+                r.checks = 0;
+            });
+            self.events
+                .record("site.active", &record.hosts[0], "served over HTTPS");
+            tracing::info!(site = %record.hosts[0], "site active");
+            Some(self.settings.active_recheck)
+        } else {
+            Some(Duration::from_millis(500))
+        }
+    }
+}
+
+/// Whether a site's certificate may be requested: DNS verified, or moved less than the grace.
+fn gate_open(record: &SiteRecord, settings: &OnboardingSettings, now: SystemTime) -> bool {
+    match record.status {
+        SiteStatus::Verified | SiteStatus::Issuing | SiteStatus::Active => true,
+        SiteStatus::DnsMoved => record
+            .moved_since
+            .is_some_and(|since| unix(now) < since + settings.moved_grace.as_secs()),
+        SiteStatus::PendingDns | SiteStatus::Failed => false,
+    }
+}

@@ -1,0 +1,432 @@
+//! CNAME onboarding end to end, with Pebble as the CA and pebble-challtestsrv as the DNS both
+//! Pebble and the edge use: `onehttps site add` → CNAME set → active over HTTPS; CNAMEs to
+//! the wrong target never verify; a removed CNAME makes an active site `dns_moved`; apex names
+//! verify with A + TXT; malformed API requests are refused and store nothing.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::pebble::{Pebble, PebbleOptions};
+use common::{EdgePorts, EdgeProcess, Origin, curl};
+
+struct World {
+    _rt: tokio::runtime::Runtime,
+    origin: Origin,
+    pebble: Pebble,
+    edge: EdgeProcess,
+    admin: u16,
+}
+
+fn world() -> World {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(Origin::start("shop-origin"));
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(&ports, PebbleOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(&pebble.acme_table("challenges = [\"http-01\"]"));
+    config.push_str(&pebble.onboarding_table());
+    let edge = EdgeProcess::start(dir, &ports, &config);
+    World {
+        _rt: rt,
+        origin,
+        pebble,
+        edge,
+        admin: ports.admin,
+    }
+}
+
+impl World {
+    /// `onehttps <args> --config <edge's config>`: (exit code, stdout, stderr).
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(common::binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.edge.config_path)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.edge.data_dir().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// A raw API call with curl: (HTTP status, body).
+    fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+        if let Some(token) = token {
+            cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
+        }
+        if let Some(body) = body {
+            cmd.args([
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                body,
+            ]);
+        }
+        let out = cmd
+            .arg(format!("http://127.0.0.1:{}{path}", self.admin))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    fn site(&self, host: &str) -> serde_json::Value {
+        let (code, out, err) = self.cli(&["site", "show", host, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn wait_status(&self, host: &str, status: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let site = self.site(host);
+            if site["status"] == status {
+                return site;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{host} never became {status}: {site}\n{}",
+                self.edge.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn add(&self, hosts: &[&str]) -> String {
+        let mut args = vec!["site", "add"];
+        args.extend_from_slice(hosts);
+        let origin = self.origin.url();
+        args.extend_from_slice(&["--origin", &origin]);
+        let (code, out, err) = self.cli(&args);
+        assert_eq!(code, 0, "{err}");
+        let target = out
+            .split_whitespace()
+            .skip_while(|w| *w != "CNAME")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no CNAME target in {out}"))
+            .to_owned();
+        assert!(target.ends_with(".edge.test"), "{out}");
+        target
+    }
+}
+
+#[test]
+fn the_whole_journey_from_site_add_to_https_and_dns_moved() {
+    let w = world();
+    let target = w.add(&["shop.example.com"]);
+    assert_eq!(w.site("shop.example.com")["status"], "pending_dns");
+    // Not served yet: no certificate until DNS points here.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(w.edge.count_log("ACME order placed"), 0);
+
+    w.pebble.set_cname("shop.example.com", &target);
+    w.wait_status("shop.example.com", "active", Duration::from_secs(60));
+    let root = w.pebble.write_issuing_root(w.edge.dir.path());
+    let (ok, out) = curl("shop.example.com", w.edge.https, "/echo", &root, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("x-forwarded-proto: https"), "{out}");
+
+    let (code, events) = w.api("GET", "/api/v1/events", None, Some(&w.token()));
+    assert_eq!(code, 200);
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    let order = [
+        "site.added",
+        "site.verified",
+        "certificate.issued",
+        "site.active",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|k| {
+            kinds
+                .iter()
+                .position(|x| x == k)
+                .unwrap_or_else(|| panic!("no {k} in {kinds:?}"))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|p| p[0] < p[1]), "{kinds:?}");
+
+    let (code, out, _) = w.cli(&["cert", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("shop.example.com") && out.contains("acme") && out.contains("issued"),
+        "{out}"
+    );
+    assert!(!out.contains("PRIVATE"), "{out}");
+
+    // The CNAME goes away: the site is noticed as moved.
+    w.pebble.clear_cname("shop.example.com");
+    let moved = w.wait_status("shop.example.com", "dns_moved", Duration::from_secs(20));
+    assert!(moved["moved_since"].is_u64(), "{moved}");
+
+    let (code, _, _) = w.cli(&["site", "remove", "shop.example.com"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = w.cli(&["site", "show", "shop.example.com"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        std::fs::read_dir(w.edge.data_dir().join("certs"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "key deleted"
+    );
+}
+
+#[test]
+fn only_a_cname_to_this_sites_own_target_verifies() {
+    let w = world();
+    let a = w.add(&["a.example.com"]);
+    let b = w.add(&["b.example.com"]);
+    assert_ne!(a, b);
+    w.add(&["c.example.com"]);
+    w.pebble.set_cname("a.example.com", &b);
+    w.pebble.set_cname("c.example.com", "somewhere.example.net");
+    std::thread::sleep(Duration::from_secs(4));
+    for host in ["a.example.com", "b.example.com", "c.example.com"] {
+        let site = w.site(host);
+        assert_eq!(site["status"], "pending_dns", "{site}");
+    }
+    assert!(
+        w.site("a.example.com")["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&b)
+    );
+    assert!(
+        w.site("c.example.com")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("somewhere.example.net")
+    );
+    assert_eq!(w.edge.count_log("ACME order placed"), 0);
+}
+
+#[test]
+fn an_apex_name_verifies_with_a_and_txt() {
+    let w = world();
+    w.add(&["example.org"]);
+    let site = w.site("example.org");
+    let token = site["txt_token"].as_str().unwrap().to_owned();
+    // challtestsrv answers A 127.0.0.1 (the edge address) for every name; only the TXT is missing.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(w.site("example.org")["status"], "pending_dns");
+    w.pebble.dns(
+        "/set-txt",
+        serde_json::json!({ "host": "_onehttps.example.org.", "value": token }),
+    );
+    w.wait_status("example.org", "active", Duration::from_secs(60));
+}
+
+#[test]
+fn malformed_api_requests_get_4xx_and_store_nothing() {
+    let w = world();
+    let token = w.token();
+    let origin = w.origin.url();
+    let big = format!(
+        "{{\"hosts\": [\"a.example.com\"], \"origins\": [\"{origin}\"], \"x\": \"{}\"}}",
+        "a".repeat(70_000)
+    );
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("not json", "{hosts:".into(), 400),
+        ("empty body", String::new(), 400),
+        (
+            "wrong type",
+            "{\"hosts\": \"a.example.com\", \"origins\": []}".into(),
+            422,
+        ),
+        (
+            "unknown field",
+            format!("{{\"hosts\": [\"a.example.com\"], \"origins\": [\"{origin}\"], \"tls\": 1}}"),
+            422,
+        ),
+        (
+            "missing origins",
+            "{\"hosts\": [\"a.example.com\"]}".into(),
+            422,
+        ),
+        (
+            "no hosts",
+            format!("{{\"hosts\": [], \"origins\": [\"{origin}\"]}}"),
+            400,
+        ),
+        (
+            "bad hostname",
+            format!("{{\"hosts\": [\"not a host\"], \"origins\": [\"{origin}\"]}}"),
+            400,
+        ),
+        (
+            "ip address",
+            format!("{{\"hosts\": [\"10.0.0.1\"], \"origins\": [\"{origin}\"]}}"),
+            400,
+        ),
+        (
+            "wildcard",
+            format!("{{\"hosts\": [\"*.example.com\"], \"origins\": [\"{origin}\"]}}"),
+            400,
+        ),
+        (
+            "bare tld",
+            format!("{{\"hosts\": [\"com\"], \"origins\": [\"{origin}\"]}}"),
+            400,
+        ),
+        (
+            "too long",
+            format!(
+                "{{\"hosts\": [\"{}.example.com\"], \"origins\": [\"{origin}\"]}}",
+                "a".repeat(64)
+            ),
+            400,
+        ),
+        (
+            "unicode",
+            format!("{{\"hosts\": [\"bücher.example\"], \"origins\": [\"{origin}\"]}}"),
+            400,
+        ),
+        (
+            "duplicate host",
+            format!(
+                "{{\"hosts\": [\"a.example.com\", \"A.example.com\"], \"origins\": [\"{origin}\"]}}"
+            ),
+            400,
+        ),
+        (
+            "https origin",
+            "{\"hosts\": [\"a.example.com\"], \"origins\": [\"https://127.0.0.1:1\"]}".into(),
+            400,
+        ),
+        (
+            "origin with path",
+            "{\"hosts\": [\"a.example.com\"], \"origins\": [\"http://127.0.0.1:1/x\"]}".into(),
+            400,
+        ),
+        ("oversize body", big, 413),
+    ];
+    for (name, body, want) in &cases {
+        let (code, out) = w.api("POST", "/api/v1/sites", Some(body), Some(&token));
+        assert_eq!(code, *want, "{name}: {out}");
+        let json: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|_| panic!("{name}: not JSON: {out}"));
+        assert!(
+            json["error"].is_string() && json["message"].is_string(),
+            "{name}: {out}"
+        );
+    }
+    let (code, _) = w.api(
+        "GET",
+        "/api/v1/sites/nothing.example.com",
+        None,
+        Some(&token),
+    );
+    assert_eq!(code, 404);
+    let (code, _) = w.api(
+        "POST",
+        "/api/v1/certificates/nothing.example.com/renew",
+        None,
+        Some(&token),
+    );
+    assert_eq!(code, 404);
+    // Authentication.
+    let (code, _) = w.api("GET", "/api/v1/sites", None, None);
+    assert_eq!(code, 401);
+    let (code, _) = w.api(
+        "GET",
+        "/api/v1/sites",
+        None,
+        Some("wrong-token-wrong-token"),
+    );
+    assert_eq!(code, 401);
+    let (code, _) = w.api("GET", "/metrics", None, None);
+    assert_eq!(code, 401);
+    let (code, body) = w.api("GET", "/healthz", None, None);
+    assert_eq!((code, body.trim()), (200, "ok"));
+    // Nothing was stored.
+    let (code, list) = w.api("GET", "/api/v1/sites", None, Some(&token));
+    assert_eq!(code, 200);
+    assert_eq!(list.trim(), "{\"sites\":[]}");
+    let stored = std::fs::read_dir(w.edge.data_dir().join("sites")).map_or(0, |d| d.count());
+    assert_eq!(stored, 0);
+    // The token file is private.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(w.edge.data_dir().join("admin.token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_move() {
+    let w = world();
+    let token = w.token();
+    let metrics = |w: &World| {
+        let (code, text) = w.api("GET", "/metrics", None, Some(&token));
+        assert_eq!(code, 200);
+        let mut values = std::collections::HashMap::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.is_empty() {
+                assert!(
+                    line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE "),
+                    "{line}"
+                );
+                continue;
+            }
+            let (name, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {line}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line}"));
+            values.insert(name.to_owned(), value);
+        }
+        values
+    };
+    let before = metrics(&w);
+    assert_eq!(before.get("onehttps_sites{status=\"pending_dns\"}"), None);
+    let target = w.add(&["m.example.com"]);
+    let pending = metrics(&w);
+    assert_eq!(pending["onehttps_sites{status=\"pending_dns\"}"], 1.0);
+    w.pebble.set_cname("m.example.com", &target);
+    w.wait_status("m.example.com", "active", Duration::from_secs(60));
+    let after = metrics(&w);
+    assert_eq!(after["onehttps_sites{status=\"active\"}"], 1.0);
+    assert_eq!(
+        after["onehttps_certificates{state=\"issued\",source=\"acme\"}"],
+        1.0
+    );
+    assert!(after["onehttps_certificate_earliest_expiry_seconds"] > 0.0);
+    assert_eq!(
+        after["onehttps_events_total{kind=\"certificate.issued\"}"],
+        1.0
+    );
+}

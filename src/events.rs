@@ -1,6 +1,8 @@
 //! Lifecycle events (site verified / active / failed / dns_moved, certificate issued /
 //! renewed / expiring / failed / replaced) kept in a bounded in-memory log that the admin API
-//! reads. Recording never blocks the caller.
+//! reads and, when `[events] webhook` is set, POSTed as JSON in order, with a timeout and
+//! three attempts each. Recording never blocks the caller: a slow or dead webhook only makes
+//! its own queue fill up (events beyond it are dropped from delivery, never from the log).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -10,6 +12,10 @@ use serde::Serialize;
 
 /// How many events are kept; older ones are dropped.
 const CAPACITY: usize = 1000;
+/// Events waiting for webhook delivery.
+const WEBHOOK_QUEUE: usize = 1000;
+/// Attempts per event.
+const WEBHOOK_ATTEMPTS: u32 = 3;
 
 /// One event.
 #[derive(Debug, Clone, Serialize)]
@@ -29,9 +35,70 @@ pub struct Event {
 #[derive(Debug, Default)]
 pub struct Events {
     inner: Mutex<(u64, VecDeque<Event>)>,
+    webhook: Option<tokio::sync::mpsc::Sender<Event>>,
+    /// The receiving end until `deliver` takes it.
+    pending: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
 }
 
 impl Events {
+    /// An event log that also queues every event for a webhook.
+    pub fn with_webhook() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(WEBHOOK_QUEUE);
+        Self {
+            webhook: Some(tx),
+            pending: Mutex::new(Some(rx)),
+            ..Self::default()
+        }
+    }
+
+    /// POSTs queued events to `url` one after the other until `cancel`.
+    pub async fn deliver(
+        &self,
+        url: http::Uri,
+        timeout: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let Some(mut queue) = self.pending.lock().ok().and_then(|mut p| p.take()) else {
+            return;
+        };
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        loop {
+            let event = tokio::select! {
+                () = cancel.cancelled() => return,
+                event = queue.recv() => match event {
+                    Some(event) => event,
+                    None => return,
+                },
+            };
+            let body = bytes::Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
+            for attempt in 1..=WEBHOOK_ATTEMPTS {
+                let request = http::Request::post(url.clone())
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header(http::header::USER_AGENT, "onehttps-webhook")
+                    .body(http_body_util::Full::new(body.clone()));
+                let Ok(request) = request else { break };
+                let outcome = tokio::time::timeout(timeout, client.request(request)).await;
+                match outcome {
+                    Ok(Ok(response)) if response.status().is_success() => break,
+                    other => {
+                        let why = match other {
+                            Ok(Ok(response)) => format!("HTTP {}", response.status()),
+                            Ok(Err(e)) => e.to_string(),
+                            Err(_) => "timed out".to_owned(),
+                        };
+                        tracing::warn!(webhook = %url, seq = event.seq, attempt, reason = %why, "webhook delivery failed");
+                        if attempt < WEBHOOK_ATTEMPTS {
+                            tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt)))
+                                .await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     pub fn record(&self, kind: &str, subject: &str, message: impl Into<String>) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
@@ -46,6 +113,11 @@ impl Events {
         };
         if inner.1.len() == CAPACITY {
             inner.1.pop_front();
+        }
+        if let Some(webhook) = &self.webhook
+            && webhook.try_send(event.clone()).is_err()
+        {
+            tracing::warn!(seq = event.seq, "webhook queue full: event not delivered");
         }
         inner.1.push_back(event);
     }

@@ -20,6 +20,10 @@ struct World {
 }
 
 fn world() -> World {
+    world_with("")
+}
+
+fn world_with(extra: &str) -> World {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,6 +36,7 @@ fn world() -> World {
     let mut config = ports.server_table(&dir.path().join("data"));
     config.push_str(&pebble.acme_table("challenges = [\"http-01\"]"));
     config.push_str(&pebble.onboarding_table());
+    config.push_str(extra);
     let edge = EdgeProcess::start(dir, &ports, &config);
     World {
         _rt: rt,
@@ -309,8 +314,8 @@ fn malformed_api_requests_get_4xx_and_store_nothing() {
             400,
         ),
         (
-            "unicode",
-            format!("{{\"hosts\": [\"bücher.example\"], \"origins\": [\"{origin}\"]}}"),
+            "bad unicode",
+            format!("{{\"hosts\": [\"bü cher.example\"], \"origins\": [\"{origin}\"]}}"),
             400,
         ),
         (
@@ -370,6 +375,18 @@ fn malformed_api_requests_get_4xx_and_store_nothing() {
     assert_eq!(code, 401);
     let (code, body) = w.api("GET", "/healthz", None, None);
     assert_eq!((code, body.trim()), (200, "ok"));
+    // An internationalised name is accepted in its punycode form.
+    let body = format!("{{\"hosts\": [\"Bücher.example.com\"], \"origins\": [\"{origin}\"]}}");
+    let (code, out) = w.api("POST", "/api/v1/sites", Some(&body), Some(&token));
+    assert_eq!(code, 201, "{out}");
+    assert!(out.contains("\"xn--bcher-kva.example.com\""), "{out}");
+    let (code, _) = w.api(
+        "DELETE",
+        "/api/v1/sites/xn--bcher-kva.example.com",
+        None,
+        Some(&token),
+    );
+    assert_eq!(code, 204);
     // Nothing was stored.
     let (code, list) = w.api("GET", "/api/v1/sites", None, Some(&token));
     assert_eq!(code, 200);
@@ -429,4 +446,114 @@ fn metrics_parse_as_prometheus_text_and_move() {
         after["onehttps_events_total{kind=\"certificate.issued\"}"],
         1.0
     );
+}
+
+/// A webhook receiver: records each POSTed body; with `hang`, accepts and never answers.
+fn webhook(
+    rt: &tokio::runtime::Runtime,
+    hang: bool,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use http_body_util::BodyExt;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let sink = got.clone();
+    rt.spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            if hang {
+                held.push(tcp);
+                continue;
+            }
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let sink = sink.clone();
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if let Ok(event) = serde_json::from_slice(&body) {
+                                sink.lock().unwrap().push(event);
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::new()),
+                            ))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn a_webhook_gets_the_events_in_order_and_a_dead_one_delays_nothing() {
+    let hooks = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (url, got) = webhook(&hooks, false);
+    let w = world_with(&format!("\n[events]\nwebhook = \"{url}\"\n"));
+    let target = w.add(&["hook.example.com"]);
+    w.pebble.set_cname("hook.example.com", &target);
+    w.wait_status("hook.example.com", "active", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "site.active")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "webhook got {:?}",
+            got.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let events = got.lock().unwrap().clone();
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(
+        seqs.windows(2).all(|p| p[0] < p[1]),
+        "out of order: {seqs:?}"
+    );
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(
+        &kinds[..],
+        &[
+            "site.added",
+            "site.verified",
+            "certificate.issued",
+            "site.active"
+        ],
+        "{events:?}"
+    );
+
+    // A webhook that accepts connections and never answers.
+    let (dead, _) = webhook(&hooks, true);
+    let w = world_with(&format!(
+        "\n[events]\nwebhook = \"{dead}\"\nwebhook_timeout = \"60s\"\n"
+    ));
+    let started = Instant::now();
+    let target = w.add(&["slow-hook.example.com"]);
+    w.pebble.set_cname("slow-hook.example.com", &target);
+    w.wait_status("slow-hook.example.com", "active", Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(30));
 }

@@ -29,12 +29,13 @@ pub(crate) struct NewSite {
 /// Validates and normalises a host name given through the API.
 pub(crate) fn api_host(raw: &str) -> Result<HostName, ApiError> {
     let bad = |message: String| ApiError::bad_request("bad_host", message);
-    if !raw.is_ascii() {
-        return Err(bad(format!(
-            "`{raw}` is not ASCII: give internationalised names in their punycode (xn--) form"
-        )));
-    }
-    let host = HostName::parse(raw).map_err(|e| bad(format!("`{raw}`: {e}")))?;
+    // Internationalised names are stored and served in their punycode (xn--) form.
+    let ascii = idna::domain_to_ascii(raw).map_err(|_| {
+        bad(format!(
+            "`{raw}` is not a valid internationalised domain name"
+        ))
+    })?;
+    let host = HostName::parse(&ascii).map_err(|e| bad(format!("`{raw}`: {e}")))?;
     if host.is_wildcard() {
         return Err(bad(format!(
             "`{raw}`: wildcard names cannot be onboarded (they need DNS-01); upload a wildcard certificate instead"

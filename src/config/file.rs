@@ -21,6 +21,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) onboarding: FileOnboarding,
     #[serde(default)]
+    pub(crate) events: FileEvents,
+    #[serde(default)]
     pub(crate) site: Vec<FileSite>,
 }
 
@@ -97,6 +99,13 @@ pub(crate) struct FileOnboarding {
     pub(crate) recheck_max: Option<Spanned<String>>,
     pub(crate) active_recheck: Option<Spanned<String>>,
     pub(crate) moved_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileEvents {
+    pub(crate) webhook: Option<Spanned<String>>,
+    pub(crate) webhook_timeout: Option<Spanned<String>>,
 }
 
 /// One `[[site]]` table.

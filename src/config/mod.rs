@@ -54,7 +54,17 @@ pub struct Config {
     pub log: LogSettings,
     pub acme: AcmeSettings,
     pub onboarding: OnboardingSettings,
+    pub events: EventSettings,
     pub sites: Vec<SiteConfig>,
+}
+
+/// `[events]`: where lifecycle events are POSTed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSettings {
+    /// `http://` URL receiving each event as JSON; `None` = no webhook.
+    pub webhook: Option<http::Uri>,
+    /// Per attempt; three attempts per event.
+    pub webhook_timeout: Duration,
 }
 
 /// `[server]`: listeners, storage and the limits on what a client may make us wait for.
@@ -392,6 +402,30 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
     };
     let acme = acme::convert(file.acme, base, issues);
     let onboarding = onboarding::convert(file.onboarding, issues);
+    let events = EventSettings {
+        webhook: file
+            .events
+            .webhook
+            .and_then(|w| match w.get_ref().parse::<http::Uri>() {
+                Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {
+                    Some(uri)
+                }
+                _ => {
+                    issues.at(
+                        w.span(),
+                        "events.webhook",
+                        format!("`{}` is not an http:// URL", w.get_ref()),
+                    );
+                    None
+                }
+            }),
+        webhook_timeout: duration(
+            file.events.webhook_timeout,
+            Duration::from_secs(5),
+            "events.webhook_timeout",
+            issues,
+        ),
+    };
     let sites: Vec<SiteConfig> = file
         .site
         .into_iter()
@@ -407,6 +441,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         log,
         acme,
         onboarding,
+        events,
         sites,
     }
 }

@@ -106,7 +106,10 @@ impl Edge {
     /// contacted), the table and the TLS config.
     pub fn new(config: Config) -> Result<Arc<Self>, EdgeError> {
         let challenges = Arc::new(Challenges::default());
-        let events = Arc::new(Events::default());
+        let events = Arc::new(match config.events.webhook {
+            Some(_) => Events::with_webhook(),
+            None => Events::default(),
+        });
         let certificates = Arc::new(CertManager::new(
             &config.server.data_dir,
             &config.acme,
@@ -166,6 +169,14 @@ impl Edge {
             listeners.http,
             accept::Kind::Http,
         ));
+        let webhook = self.lock_config().events.clone();
+        if let Some(url) = webhook.webhook {
+            let events = self.events.clone();
+            let timeout = webhook.webhook_timeout;
+            let cancel = self.cancel.clone();
+            self.tracker
+                .spawn(async move { events.deliver(url, timeout, cancel).await });
+        }
         match crate::admin::token(self) {
             Ok(token) => {
                 self.tracker.spawn(crate::admin::serve(

@@ -87,6 +87,13 @@ pub enum CertCommand {
     Show { host: String },
     /// Renew now.
     Renew { host: String },
+    /// Install a certificate for the site its names belong to (validated by the edge).
+    Upload {
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +295,17 @@ fn cert_command(
             &format!("/api/v1/certificates/{host}/renew"),
             None,
         )?,
+        CertCommand::Upload { cert, key } => {
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).map_err(|e| crate::admin_client::ClientError::Api {
+                    status: http::StatusCode::BAD_REQUEST,
+                    error: "unreadable_file".into(),
+                    message: format!("cannot read {}: {e}", p.display()),
+                })
+            };
+            let body = serde_json::json!({ "cert": read(cert)?, "key": read(key)? });
+            call(config, Method::POST, "/api/v1/certificates", Some(body))?
+        }
     };
     if json {
         return Ok(format!("{value:#}\n"));
@@ -320,7 +338,7 @@ fn cert_command(
                 .map(|a| a.iter().map(row).collect::<Vec<_>>())
                 .unwrap_or_default(),
         ),
-        CertCommand::Show { .. } => table(&HEAD, &[row(&value)]),
+        CertCommand::Show { .. } | CertCommand::Upload { .. } => table(&HEAD, &[row(&value)]),
         CertCommand::Renew { host } => format!("Renewal of {host} requested.\n"),
     })
 }

@@ -557,3 +557,72 @@ fn a_webhook_gets_the_events_in_order_and_a_dead_one_delays_nothing() {
     w.wait_status("slow-hook.example.com", "active", Duration::from_secs(30));
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn certificates_uploaded_through_the_api_are_validated_then_served() {
+    let w = world();
+    w.add(&["up.example.com"]);
+    let token = w.token();
+    let ca = common::TestCa::new();
+    let good = ca.issue(&["up.example.com"], 30);
+    let other = ca.issue(&["up.example.com"], 30);
+    let expired = ca.issue(&["up.example.com"], -1);
+    let wrong_name = ca.issue(&["other.example.com", "up.example.com.evil"], 30);
+    let body = |cert: &str, key: &str| serde_json::json!({ "cert": cert, "key": key }).to_string();
+    let cases = [
+        (
+            "key not matching",
+            body(&good.chain_pem, &other.key_pem),
+            400,
+            "does not match",
+        ),
+        (
+            "expired",
+            body(&expired.chain_pem, &expired.key_pem),
+            400,
+            "expired",
+        ),
+        ("not pem", body("hello", "world"), 400, "no certificate"),
+        (
+            "no site for its names",
+            body(&wrong_name.chain_pem, &wrong_name.key_pem),
+            404,
+            "no site serves",
+        ),
+        (
+            "unknown field",
+            "{\"cert\": \"x\", \"key\": \"y\", \"chain\": 1}".to_owned(),
+            422,
+            "",
+        ),
+    ];
+    for (name, body, want, text) in cases {
+        let (code, out) = w.api("POST", "/api/v1/certificates", Some(&body), Some(&token));
+        assert_eq!(code, want, "{name}: {out}");
+        assert!(out.contains(text), "{name}: {out}");
+    }
+    assert!(
+        std::fs::read_dir(w.edge.data_dir().join("certs")).map_or(true, |mut d| d.next().is_none())
+    );
+
+    let dir = w.edge.dir.path();
+    std::fs::write(dir.join("up.pem"), &good.chain_pem).unwrap();
+    std::fs::write(dir.join("up.key"), &good.key_pem).unwrap();
+    let (code, out, err) = w.cli(&[
+        "cert",
+        "upload",
+        "--cert",
+        dir.join("up.pem").to_str().unwrap(),
+        "--key",
+        dir.join("up.key").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("uploaded"), "{out}");
+    let root = ca.write_root(dir);
+    let (ok, out) = curl("up.example.com", w.edge.https, "/", &root, &[]);
+    assert!(ok, "{out}");
+    common::assert_no_plaintext_keys(&w.edge.data_dir());
+    let (_, shown, _) = w.cli(&["cert", "show", "up.example.com", "--json"]);
+    assert!(!shown.contains("PRIVATE"), "{shown}");
+    assert!(shown.contains("\"source\": \"uploaded\""), "{shown}");
+}

@@ -8,6 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::json;
 
+use rustls_pki_types::pem::PemObject;
+
 use super::sites::api_host;
 use super::{Api, ApiError};
 use crate::certs::record::unix;
@@ -60,6 +62,65 @@ pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
         }
     }
     entry
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Upload {
+    /// PEM chain, leaf first.
+    cert: String,
+    /// PEM private key.
+    key: String,
+}
+
+/// Installs an uploaded chain + key for the site its names belong to, after every check a
+/// file upload gets (parses, key matches, valid now, covers every name of the site).
+pub(crate) async fn upload(
+    State(api): State<Api>,
+    body: Result<Json<Upload>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(upload) = body?;
+    let invalid =
+        |e: &dyn std::fmt::Display| ApiError::bad_request("bad_certificate", e.to_string());
+    let bundle = crate::certs::CertBundle::from_pem(upload.cert.as_bytes(), upload.key.as_bytes())
+        .map_err(|e| invalid(&e))?;
+    let site = bundle
+        .info
+        .names
+        .iter()
+        .find_map(|n| api.edge.table.lookup(Some(n)))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no site serves any of {}",
+                bundle.info.names.join(", ")
+            ))
+        })?;
+    bundle
+        .check_serves(site.hosts(), SystemTime::now())
+        .map_err(|e| invalid(&e))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(upload.key.as_bytes())
+        .map_err(|e| invalid(&e))?;
+    let store = api.edge.certificates.store().clone();
+    let mut record =
+        crate::certs::CertRecord::pending(site.hosts(), crate::certs::Source::Uploaded);
+    let sealed = store
+        .seal_cert_key(site.hosts(), key.secret_der())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
+    record.set_issued(upload.cert.clone(), sealed, &bundle.info);
+    store
+        .save_cert(site.hosts(), &record)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
+    site.replace_cert(crate::sites::ServedCert {
+        bundle,
+        source: crate::certs::Source::Uploaded,
+    });
+    api.edge.events.record(
+        "certificate.uploaded",
+        site.name(),
+        "uploaded certificate in service",
+    );
+    tracing::info!(site = site.name(), "uploaded certificate in service");
+    Ok((StatusCode::CREATED, Json(describe(&api, &site))))
 }
 
 pub(crate) async fn list(State(api): State<Api>) -> Json<serde_json::Value> {

@@ -69,7 +69,7 @@ fn router(api: Api) -> Router {
             "/api/v1/sites/{host}",
             get(sites::show).delete(sites::remove),
         )
-        .route("/api/v1/certificates", get(certs::list))
+        .route("/api/v1/certificates", get(certs::list).post(certs::upload))
         .route("/api/v1/certificates/{host}", get(certs::show))
         .route("/api/v1/certificates/{host}/renew", post(certs::renew))
         .route("/api/v1/events", get(sites::events))

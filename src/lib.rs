@@ -19,5 +19,6 @@ pub mod managed;
 pub mod onboarding;
 pub mod proxy;
 pub mod sites;
+pub mod stats;
 pub mod store;
 pub mod tls;

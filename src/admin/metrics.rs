@@ -67,5 +67,50 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
     for (kind, n) in &kinds {
         let _ = writeln!(out, "onehttps_events_total{{kind=\"{kind}\"}} {n}");
     }
+    use crate::stats::{STATS, get};
+    let counters = [
+        (
+            "onehttps_tls_handshakes_total",
+            "Completed TLS handshakes.",
+            get(&STATS.handshakes),
+        ),
+        (
+            "onehttps_tls_resumptions_total",
+            "Handshakes that resumed a session.",
+            get(&STATS.resumed),
+        ),
+        (
+            "onehttps_origin_errors_total",
+            "Requests that failed at the origin (502/504).",
+            get(&STATS.origin_errors),
+        ),
+        (
+            "onehttps_issuance_attempts_total",
+            "Certificate orders started.",
+            get(&STATS.issuance_attempts),
+        ),
+        (
+            "onehttps_issuance_failures_total",
+            "Certificate orders that failed.",
+            get(&STATS.issuance_failures),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP onehttps_requests_total Proxied requests by status class.\n# TYPE onehttps_requests_total counter"
+    );
+    for (class, counter) in STATS.requests.iter().enumerate().skip(1) {
+        let _ = writeln!(
+            out,
+            "onehttps_requests_total{{code=\"{class}xx\"}} {}",
+            get(counter)
+        );
+    }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -36,6 +36,10 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
                 }
             };
         let tls_conn = stream.get_ref().1;
+        crate::stats::bump(&crate::stats::STATS.handshakes);
+        if tls_conn.handshake_kind() == Some(HandshakeKind::Resumed) {
+            crate::stats::bump(&crate::stats::STATS.resumed);
+        }
         tracing::Span::current().record("tls.sni", tls_conn.server_name().unwrap_or("-"));
         let conn = Arc::new(ClientConn::new(
             client,

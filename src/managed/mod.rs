@@ -238,7 +238,12 @@ impl CertManager {
             Source::Acme => Some(self.orders.acquire().await.ok()?),
             _ => None,
         };
-        Some(issuer.issue(names, self.settings.key_type).await)
+        crate::stats::bump(&crate::stats::STATS.issuance_attempts);
+        let result = issuer.issue(names, self.settings.key_type).await;
+        if result.is_err() {
+            crate::stats::bump(&crate::stats::STATS.issuance_failures);
+        }
+        Some(result)
     }
 }
 

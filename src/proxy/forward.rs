@@ -90,6 +90,7 @@ impl ProxyError {
             | Self::OriginTimeout { .. }
             | Self::OriginFailed { .. }
             | Self::NoOrigin => {
+                crate::stats::bump(&crate::stats::STATS.origin_errors);
                 tracing::warn!(site, %error, "origin error");
             }
         }
@@ -153,6 +154,7 @@ impl Proxy {
                 .entry(STRICT_TRANSPORT_SECURITY)
                 .or_insert_with(|| hsts.clone());
         }
+        crate::stats::request(response.status().as_u16());
         let record = self.access_log.then(|| AccessRecord {
             client: conn.client,
             host: host.unwrap_or_default(),

@@ -1,0 +1,43 @@
+//! Process-wide counters for `/metrics`: handshakes and resumptions, requests by status
+//! class, origin errors, issuance attempts and failures. Relaxed atomics: one add per event,
+//! no lock on any hot path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub handshakes: AtomicU64,
+    pub resumed: AtomicU64,
+    /// Index = status / 100 (1xx … 5xx).
+    pub requests: [AtomicU64; 6],
+    pub origin_errors: AtomicU64,
+    pub issuance_attempts: AtomicU64,
+    pub issuance_failures: AtomicU64,
+}
+
+/// The one instance.
+pub static STATS: Stats = Stats {
+    handshakes: AtomicU64::new(0),
+    resumed: AtomicU64::new(0),
+    requests: [const { AtomicU64::new(0) }; 6],
+    origin_errors: AtomicU64::new(0),
+    issuance_attempts: AtomicU64::new(0),
+    issuance_failures: AtomicU64::new(0),
+};
+
+/// Adds one to `counter`.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a response with `status`.
+pub fn request(status: u16) {
+    let class = usize::from(status / 100).min(5);
+    bump(&STATS.requests[class]);
+}
+
+/// Reads a counter.
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}

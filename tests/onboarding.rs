@@ -100,6 +100,17 @@ impl World {
         (code.trim().parse().unwrap_or(0), body.to_owned())
     }
 
+    /// `curl -i http://host:<edge http port>path` (headers and body).
+    fn http_get(&self, host: &str, path: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "10", "--resolve"])
+            .arg(format!("{host}:{}:127.0.0.1", self.edge.http))
+            .arg(format!("http://{host}:{}{path}", self.edge.http))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
     fn site(&self, host: &str) -> serde_json::Value {
         let (code, out, err) = self.cli(&["site", "show", host, "--json"]);
         assert_eq!(code, 0, "{err}");
@@ -145,9 +156,22 @@ fn the_whole_journey_from_site_add_to_https_and_dns_moved() {
     let w = world();
     let target = w.add(&["shop.example.com"]);
     assert_eq!(w.site("shop.example.com")["status"], "pending_dns");
-    // Not served yet: no certificate until DNS points here.
+    // Not served over HTTPS yet (no certificate until DNS points here), but plain HTTP to
+    // the site reaches its origin meanwhile.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(w.edge.count_log("ACME order placed"), 0);
+    let plain = w.http_get("shop.example.com", "/echo?x=1");
+    assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
+    assert!(
+        plain.contains("x-forwarded-proto: http") && !plain.contains("x-forwarded-proto: https"),
+        "{plain}"
+    );
+    assert!(
+        !plain
+            .to_ascii_lowercase()
+            .contains("strict-transport-security"),
+        "{plain}"
+    );
 
     w.pebble.set_cname("shop.example.com", &target);
     w.wait_status("shop.example.com", "active", Duration::from_secs(60));
@@ -155,6 +179,13 @@ fn the_whole_journey_from_site_add_to_https_and_dns_moved() {
     let (ok, out) = curl("shop.example.com", w.edge.https, "/echo", &root, &[]);
     assert!(ok, "{out}");
     assert!(out.contains("x-forwarded-proto: https"), "{out}");
+
+    // Active: plain HTTP now redirects to HTTPS.
+    let redirect = w.http_get("shop.example.com", "/echo?x=1");
+    assert!(
+        redirect.contains("308") && redirect.contains("location: https://shop.example.com"),
+        "{redirect}"
+    );
 
     let (code, events) = w.api("GET", "/api/v1/events", None, Some(&w.token()));
     assert_eq!(code, 200);

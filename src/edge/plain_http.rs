@@ -1,5 +1,6 @@
-//! The plain HTTP listener: ACME HTTP-01 challenge answers, and a 308 to HTTPS (path and
-//! query kept) for every configured site. Nothing is proxied in plain text.
+//! The plain HTTP listener: ACME HTTP-01 challenge answers; for a site with a certificate a
+//! 308 to HTTPS (path and query kept); for a site still onboarding (no certificate yet) the
+//! request is proxied to its origin as plain HTTP, so the site keeps working while DNS moves.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ pub(super) async fn serve(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr) {
     let service_edge = edge.clone();
     let service = service_fn(move |req| {
         let edge = service_edge.clone();
-        async move { Ok::<_, Infallible>(respond(&edge, &req)) }
+        async move { Ok::<_, Infallible>(respond(&edge, req, client).await) }
     });
     let http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -34,7 +35,7 @@ pub(super) async fn serve(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr) {
     drive(http, None, &edge.cancel).await;
 }
 
-fn respond(edge: &Edge, req: &Request<Incoming>) -> Response<ProxyBody> {
+async fn respond(edge: &Edge, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
     let path = req.uri().path();
     if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
         return match edge.challenges.http01(token) {
@@ -55,6 +56,19 @@ fn respond(edge: &Edge, req: &Request<Incoming>) -> Response<ProxyBody> {
         .map(|a| a.as_str())
         .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
         .and_then(normalize_authority);
+    let site = host.as_deref().and_then(|h| edge.table.lookup(Some(h)));
+    if let Some(site) = site.filter(|s| s.served_cert().is_none()) {
+        let conn = Arc::new(crate::proxy::ClientConn::new(
+            client,
+            site,
+            crate::proxy::conn::PLAIN_HTTP,
+            false,
+        ));
+        return match edge.proxy.clone().handle(conn, req).await {
+            Ok(response) => response.map(http_body_util::BodyExt::boxed),
+            Err(never) => match never {},
+        };
+    }
     match host {
         Some(host) if edge.table.lookup(Some(&host)).is_some() => {
             let port = match edge.server.https_public_port {

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::sites::Site;
 
+/// `tls_version` of a connection that is plain HTTP (port 80, a site still onboarding).
+pub const PLAIN_HTTP: &str = "plain";
+
 /// One client connection.
 pub struct ClientConn {
     pub client: SocketAddr,
@@ -37,6 +40,11 @@ impl ClientConn {
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the client connected over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls_version != PLAIN_HTTP
     }
 
     /// Marks a request (or an upgraded tunnel) as in flight until the guard drops.

@@ -148,7 +148,8 @@ impl Proxy {
                 (e.response(), None)
             }
         };
-        if let Some(hsts) = conn.site.hsts() {
+        // HSTS only over TLS (RFC 6797 §7.2).
+        if let Some(hsts) = conn.site.hsts().filter(|_| conn.is_tls()) {
             response
                 .headers_mut()
                 .entry(STRICT_TRANSPORT_SECURITY)
@@ -181,7 +182,8 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers, upgrade);
-        set_forwarded(&mut headers, conn.client.ip(), &authority);
+        let proto = if conn.is_tls() { "https" } else { "http" };
+        set_forwarded(&mut headers, conn.client.ip(), &authority, proto);
         headers.insert(HOST, authority);
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
 

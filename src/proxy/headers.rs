@@ -60,8 +60,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host`.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, host: &HeaderValue) {
+/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` (`proto`) and
+/// `X-Forwarded-Host`.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    host: &HeaderValue,
+    proto: &'static str,
+) {
     let client = client.to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
@@ -70,7 +76,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, host: &HeaderValue
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     headers.insert(X_FORWARDED_HOST, host.clone());
 }
 
@@ -125,6 +131,7 @@ mod tests {
             &mut h,
             "127.0.0.1".parse().unwrap(),
             &HeaderValue::from_static("a.test"),
+            "https",
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "203.0.113.9, 127.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");

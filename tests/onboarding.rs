@@ -657,3 +657,40 @@ fn certificates_uploaded_through_the_api_are_validated_then_served() {
     assert!(!shown.contains("PRIVATE"), "{shown}");
     assert!(shown.contains("\"source\": \"uploaded\""), "{shown}");
 }
+
+#[test]
+fn an_unmanaged_upload_in_its_window_raises_an_expiring_event() {
+    let ca = common::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let leaf = ca.issue_between(
+        &["old.example.com"],
+        now - time::Duration::days(80),
+        now + time::Duration::days(2),
+    );
+    let (cert, key) = (dir.path().join("old.pem"), dir.path().join("old.key"));
+    std::fs::write(&cert, &leaf.chain_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let site = common::site_table(
+        &["old.example.com"],
+        &["http://127.0.0.1:9".into()],
+        Some(&(cert, key)),
+    );
+    let w = world_with(&format!("{site}managed = false\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, events) = w.api("GET", "/api/v1/events", None, Some(&w.token()));
+        if events.contains("certificate.expiring") && events.contains("old.example.com") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{events}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        w.edge.count_log("ACME order placed"),
+        0,
+        "an unmanaged upload is never replaced"
+    );
+    let (_, cert, _) = w.cli(&["cert", "show", "old.example.com", "--json"]);
+    assert!(cert.contains("\"state\": \"expiring\""), "{cert}");
+}

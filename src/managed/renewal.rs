@@ -26,13 +26,12 @@ const BUSY_WAIT: Duration = Duration::from_secs(1);
 pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: CancellationToken) {
     let retired = site.retired().clone();
     let mut ari: Option<(String, Option<(SystemTime, SystemTime)>)> = None;
-    let mut warned_unmanaged = false;
+    let mut last_reminder: Option<SystemTime> = None;
     loop {
         let config = site.config();
-        if config.cert.is_some() && !config.managed {
-            return; // an unmanaged upload: the file watcher is all it gets
-        }
-        let issuer = manager.issuer_for(config);
+        // An unmanaged upload is never replaced: it only gets expiry reminders.
+        let replaceable = config.cert.is_none() || config.managed;
+        let issuer = manager.issuer_for(config).filter(|_| replaceable);
         let served = site.served_cert();
         let record = manager.load_record(&config.hosts);
         let now = SystemTime::now();
@@ -42,12 +41,14 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
             Some(cert) => {
                 let info = &cert.bundle.info;
                 let spread = spread_of(&info.serial);
-                let mut at = window::renew_at(
-                    info.not_before,
-                    info.not_after,
-                    manager.settings.renew_before,
-                    spread,
-                );
+                let renew_before = manager.settings.renew_before;
+                let mut at = match issuer {
+                    // Nothing renews it: report as soon as the window opens.
+                    None => window::window_start(info.not_before, info.not_after, renew_before),
+                    Some(_) => {
+                        window::renew_at(info.not_before, info.not_after, renew_before, spread)
+                    }
+                };
                 if let (Some(issuer), Some(chain)) =
                     (issuer, record.as_ref().and_then(|r| r.chain_pem.as_deref()))
                     && cert.source == Source::Acme
@@ -84,19 +85,21 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
         }
 
         let Some(issuer) = issuer else {
-            if !warned_unmanaged {
-                tracing::warn!(
-                    site = site.name(),
-                    event = "expiring",
-                    "uploaded certificate is in its renewal window and no ACME CA is configured \
-                     to replace it: upload a new one"
+            // Nothing will renew this one: remind on entering the window, then daily.
+            if served.is_some() {
+                remind(
+                    &manager,
+                    &site,
+                    &mut last_reminder,
+                    now,
+                    "it will not be renewed automatically: upload a new one",
                 );
-                warned_unmanaged = true;
             }
+            let wait = MAX_SLEEP;
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = retired.cancelled() => return,
-                () = tokio::time::sleep(MAX_SLEEP) => continue,
+                () = tokio::time::sleep(wait) => continue,
             }
         };
 
@@ -185,6 +188,15 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                         delay.as_secs()
                     ),
                 );
+                if served.is_some() {
+                    remind(
+                        &manager,
+                        &site,
+                        &mut last_reminder,
+                        SystemTime::now(),
+                        "renewal keeps failing",
+                    );
+                }
                 tracing::warn!(
                     site = site.name(),
                     names = %join(&config.hosts),
@@ -203,6 +215,37 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
             }
         }
     }
+}
+
+/// How often an expiring certificate nobody renews is reported again.
+const REMINDER_EVERY: Duration = Duration::from_secs(86_400);
+
+/// An `expiring` event (and WARN) when none was raised for a day.
+fn remind(
+    manager: &CertManager,
+    site: &Site,
+    last: &mut Option<SystemTime>,
+    now: SystemTime,
+    why: &str,
+) {
+    if !reminder_due(*last, now) {
+        return;
+    }
+    *last = Some(now);
+    let not_after = site
+        .served_cert()
+        .map(|c| humantime::format_rfc3339_seconds(c.bundle.info.not_after).to_string())
+        .unwrap_or_default();
+    manager.events.record(
+        "certificate.expiring",
+        site.name(),
+        format!("expires {not_after}; {why}"),
+    );
+    tracing::warn!(site = site.name(), %not_after, reason = why, event = "expiring", "certificate is expiring");
+}
+
+fn reminder_due(last: Option<SystemTime>, now: SystemTime) -> bool {
+    last.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= REMINDER_EVERY)
 }
 
 /// Records that an attempt is due: `pending` for a first order, `expiring` (with a WARN the
@@ -273,5 +316,13 @@ mod tests {
         assert!((0.0..1.0).contains(&a));
         assert_ne!(a, spread_of("01:02:04"));
         assert!((0.0..1.0).contains(&jitter()));
+    }
+
+    #[test]
+    fn reminders_on_entering_then_daily() {
+        let now = SystemTime::now();
+        assert!(reminder_due(None, now));
+        assert!(!reminder_due(Some(now - Duration::from_secs(3600)), now));
+        assert!(reminder_due(Some(now - REMINDER_EVERY), now));
     }
 }

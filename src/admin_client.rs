@@ -109,6 +109,19 @@ pub fn call(
     })
 }
 
+/// A JSON array of strings as `a,b,c` (empty for anything else).
+pub fn joined(list: &serde_json::Value) -> String {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 /// A plain-text table of `rows` under `headers`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();

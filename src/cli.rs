@@ -231,15 +231,7 @@ fn site_command(
     }
     let row = |s: &serde_json::Value| {
         vec![
-            s["hosts"]
-                .as_array()
-                .map(|h| {
-                    h.iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default(),
+            crate::admin_client::joined(&s["hosts"]),
             s["status"].as_str().unwrap_or("").to_owned(),
             s["cname_target"].as_str().unwrap_or("").to_owned(),
             s["reason"].as_str().unwrap_or("").to_owned(),
@@ -312,15 +304,7 @@ fn cert_command(
     }
     let row = |c: &serde_json::Value| {
         vec![
-            c["names"]
-                .as_array()
-                .map(|h| {
-                    h.iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default(),
+            crate::admin_client::joined(&c["names"]),
             c["source"].as_str().unwrap_or("-").to_owned(),
             c["state"].as_str().unwrap_or("").to_owned(),
             c["not_after"].as_str().unwrap_or("-").to_owned(),

@@ -694,3 +694,29 @@ fn an_unmanaged_upload_in_its_window_raises_an_expiring_event() {
     let (_, cert, _) = w.cli(&["cert", "show", "old.example.com", "--json"]);
     assert!(cert.contains("\"state\": \"expiring\""), "{cert}");
 }
+
+#[test]
+fn a_site_whose_validation_fails_is_failed_with_the_reason_and_retries() {
+    let w = world();
+    let target = w.add(&["broken.example.com"]);
+    // DNS verifies for us, but the CA's validator is sent to an address nobody listens on.
+    w.pebble.dns(
+        "/add-a",
+        serde_json::json!({ "host": format!("{target}."), "addresses": ["127.0.0.2"] }),
+    );
+    w.pebble.set_cname("broken.example.com", &target);
+    let site = w.wait_status("broken.example.com", "failed", Duration::from_secs(60));
+    let reason = site["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("certificate order failed"), "{site}");
+    let (_, events) = w.api("GET", "/api/v1/events", None, Some(&w.token()));
+    assert!(
+        events.contains("site.failed") && events.contains("certificate.failed"),
+        "{events}"
+    );
+    // It keeps trying: once the validator can reach the edge, the site becomes active.
+    w.pebble.dns(
+        "/clear-a",
+        serde_json::json!({ "host": format!("{target}.") }),
+    );
+    w.wait_status("broken.example.com", "active", Duration::from_secs(60));
+}

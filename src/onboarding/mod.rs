@@ -377,7 +377,40 @@ impl Onboarding {
             tracing::info!(site = %record.hosts[0], "site active");
             Some(self.settings.active_recheck)
         } else {
+            self.note_issuance_failure(record);
             Some(Duration::from_millis(500))
+        }
+    }
+
+    /// While issuing: a failed order makes the site `failed`, with the CA's reason and when
+    /// the next attempt is (the renewal task retries by itself).
+    fn note_issuance_failure(&self, record: &SiteRecord) {
+        let hosts: Vec<HostName> = record
+            .hosts
+            .iter()
+            .filter_map(|h| HostName::parse(h).ok())
+            .collect();
+        let Ok(Some(cert)) = self.store.load_cert(&hosts) else {
+            return;
+        };
+        let Some(failure) = cert.failure else { return };
+        let reason = format!("certificate order failed: {}", failure.reason);
+        if record.status != SiteStatus::Failed || record.reason.as_deref() != Some(reason.as_str())
+        {
+            self.update(&record.id, |r| {
+                r.status = SiteStatus::Failed;
+                r.reason = Some(reason.clone());
+            });
+            self.events.record(
+                "site.failed",
+                &record.hosts[0],
+                format!(
+                    "{reason}; retrying at {}",
+                    humantime::format_rfc3339_seconds(crate::certs::record::from_unix(
+                        failure.next_retry
+                    ))
+                ),
+            );
         }
     }
 }

@@ -153,7 +153,7 @@ impl World {
 
 #[test]
 fn the_whole_journey_from_site_add_to_https_and_dns_moved() {
-    let w = world();
+    let mut w = world();
     let target = w.add(&["shop.example.com"]);
     assert_eq!(w.site("shop.example.com")["status"], "pending_dns");
     // Not served over HTTPS yet (no certificate until DNS points here), but plain HTTP to
@@ -220,6 +220,13 @@ fn the_whole_journey_from_site_add_to_https_and_dns_moved() {
         "{out}"
     );
     assert!(!out.contains("PRIVATE"), "{out}");
+
+    // A forced renewal replaces the certificate at once.
+    let (code, out, err) = w.cli(&["cert", "renew", "shop.example.com"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("requested"), "{out}");
+    w.edge
+        .wait_log("certificate renewed", Duration::from_secs(30));
 
     // The CNAME goes away: the site is noticed as moved.
     w.pebble.clear_cname("shop.example.com");

@@ -80,7 +80,7 @@ fn table(n: usize, cert: &BenchCert) -> Arc<SiteTable> {
 fn lookup(c: &mut Criterion) {
     let cert = bench_cert();
     let mut group = c.benchmark_group("sni_lookup");
-    for n in [1_000usize, 100_000] {
+    for n in [1_000usize, 100_000, 1_000_000] {
         let table = table(n, &cert);
         let exact = format!("site{}.bench.test", n / 2);
         group.bench_with_input(BenchmarkId::new("exact", n), &exact, |b, sni| {
@@ -169,9 +169,57 @@ fn handshakes(c: &mut Criterion) {
     group.finish();
 }
 
+/// Replacing a site's certificate (what a renewal or a file change does).
+fn swap(c: &mut Criterion) {
+    let cert = bench_cert();
+    let table = table(1_000, &cert);
+    let site = table.lookup(Some("site1.bench.test")).expect("bench site");
+    c.bench_function("certificate_swap", |b| {
+        b.iter(|| {
+            site.replace_cert(ServedCert {
+                bundle: cert.bundle.clone(),
+                source: Source::Acme,
+            })
+        })
+    });
+}
+
+/// The floor: the server's cryptography in a full TLS 1.3 handshake, alone — one ECDSA P-256
+/// signature and one X25519 key agreement.
+fn crypto_floor(c: &mut Criterion) {
+    use aws_lc_rs::{agreement, rand::SystemRandom, signature};
+    let rng = SystemRandom::new();
+    let pkcs8 =
+        signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .expect("bench key");
+    let key = signature::EcdsaKeyPair::from_pkcs8(
+        &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        pkcs8.as_ref(),
+    )
+    .expect("bench key parses");
+    let message = [7u8; 100];
+    c.bench_function("floor/ecdsa_p256_sign", |b| {
+        b.iter(|| black_box(key.sign(&rng, black_box(&message)).expect("sign")))
+    });
+    let peer =
+        agreement::EphemeralPrivateKey::generate(&agreement::X25519, &rng).expect("peer key");
+    let peer_public = peer.compute_public_key().expect("peer public");
+    c.bench_function("floor/x25519_keygen_and_agree", |b| {
+        b.iter(|| {
+            let mine =
+                agreement::EphemeralPrivateKey::generate(&agreement::X25519, &rng).expect("key");
+            let public =
+                agreement::UnparsedPublicKey::new(&agreement::X25519, peer_public.as_ref());
+            black_box(agreement::agree_ephemeral(mine, public, (), |secret| {
+                Ok(secret.len())
+            }))
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = lookup, handshakes
+    targets = lookup, swap, handshakes, crypto_floor
 }
 criterion_main!(benches);

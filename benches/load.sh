@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Load benchmark: onehttps beside nginx and haproxy, same ECDSA P-256 certificate, same
+# origin (nginx `return 200`), same clients, on this machine. For each scenario and server it
+# reports throughput, the server's own CPU microseconds per operation (utime+stime of all its
+# processes from /proc: clients share the machine, so this is the figure to compare), latency,
+# and memory per idle TLS connection. Prints a table and writes BENCHMARKS.md.
+#
+#   benches/load.sh            # full run (about 4 minutes)
+#   DURATION=3 benches/load.sh # shorter runs per scenario
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-8}
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+IDLE=${IDLE:-2000}
+
+declare -A packages=([nginx]=nginx [haproxy]=haproxy [h2load]=nghttp2-client [wrk]=wrk [openssl]=openssl [python3]=python3)
+missing=()
+for cmd in "${!packages[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}"); done
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build --release --quiet
+ONEHTTPS=$PWD/target/release/onehttps
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$work"; }
+trap cleanup EXIT
+
+# One certificate for every server.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
+
+ORIGIN=18080 EDGE=18443 NGINX=18444 HAPROXY=18445
+cat > "$work/origin.conf" <<EOF
+worker_processes 1; daemon off; pid $work/origin.pid; error_log $work/origin.err;
+events { worker_connections 8192; }
+http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 1000000;
+  location / { return 200 "hello from the origin\n"; } } }
+EOF
+cat > "$work/nginx.conf" <<EOF
+worker_processes auto; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
+events { worker_connections 16384; }
+http { access_log off;
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 256; }
+  server { listen 127.0.0.1:$NGINX ssl http2; keepalive_requests 1000000;
+    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:20m; ssl_session_tickets on;
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+cat > "$work/haproxy.cfg" <<EOF
+global
+  nbthread $(nproc)
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend tls
+  bind 127.0.0.1:$HAPROXY ssl crt $work/combined.pem alpn h2,http/1.1
+  default_backend origin
+backend origin
+  http-reuse always
+  server o1 127.0.0.1:$ORIGIN
+EOF
+cat > "$work/onehttps.toml" <<EOF
+[server]
+https = "127.0.0.1:$EDGE"
+http = "127.0.0.1:18081"
+admin = "127.0.0.1:18082"
+data_dir = "$work/data"
+max_connections = 20000
+[log]
+access = false
+level = "warn"
+[[site]]
+host = "localhost"
+origins = ["http://127.0.0.1:$ORIGIN"]
+cert = "$work/cert.pem"
+key = "$work/key.pem"
+managed = false
+EOF
+
+nginx -c "$work/origin.conf" & pids+=($!)
+nginx -c "$work/nginx.conf" & pids+=($!); NGINX_PID=$!
+haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!); HAPROXY_PID=$!
+"$ONEHTTPS" run --config "$work/onehttps.toml" 2>"$work/onehttps.log" & pids+=($!); EDGE_PID=$!
+sleep 1.5
+
+# Total CPU ticks and RSS (KiB) of a process and its children.
+tree() { echo "$1"; pgrep -P "$1" || true; }
+cpu() { local t=0; for p in $(tree "$1"); do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
+rss() { local t=0; for p in $(tree "$1"); do t=$((t + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done; echo $t; }
+TCK=$(getconf CLK_TCK)
+
+results="$work/results.tsv"
+: > "$results"
+# run NAME PID PORT SCENARIO COMMAND…: runs the client, records ops, CPU µs/op, latency.
+run() {
+  local name=$1 pid=$2 scenario=$3; shift 3
+  local c0; c0=$(cpu "$pid")
+  local out; out=$("$@" 2>&1 || true)
+  local c1; c1=$(cpu "$pid")
+  python3 - "$name" "$scenario" "$((c1 - c0))" "$TCK" "$out" >> "$results" <<'PY'
+import re, sys
+name, scenario, ticks, tck, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+ops = rate = p50 = p99 = None
+m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+if m:  # h2load
+    ops = int(m.group(2))
+    r = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out); rate = float(r.group(1)) if r else None
+    r = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out); p50 = r.group(3) + " (mean)" if r else None
+m = re.search(r"(\d+) requests in ([\d.]+)s", out)
+if m and ops is None:  # wrk
+    ops = int(m.group(1)); rate = ops / float(m.group(2))
+    r = re.search(r"50%\s+(\S+)", out); p50 = r.group(1) if r else None
+    r = re.search(r"99%\s+(\S+)", out); p99 = r.group(1) if r else None
+m = re.search(r"(\d+) connections in (\d+) real seconds", out)
+if m and ops is None:  # benches/visitors.py
+    ops = int(m.group(1)); rate = ops / int(m.group(2))
+    r = re.search(r"50% (\S+)", out); p50 = r.group(1) if r else None
+    r = re.search(r"99% (\S+)", out); p99 = r.group(1) if r else None
+us = ticks / tck * 1e6 / ops if ops else None
+fmt = lambda v, f: (f % v) if v is not None else "-"
+print("\t".join([scenario, name, fmt(rate, "%.0f"), fmt(us, "%.1f"), p50 or "-", p99 or "-"]))
+PY
+}
+
+
+for server in onehttps nginx haproxy; do
+  case $server in
+    onehttps) pid=$EDGE_PID port=$EDGE ;;
+    nginx) pid=$NGINX_PID port=$NGINX ;;
+    haproxy) pid=$HAPROXY_PID port=$HAPROXY ;;
+  esac
+  url="https://localhost:$port/"
+  h2load --h1 -n 20000 -c 16 "$url" >/dev/null 2>&1 || true   # warm-up
+  run "$server" "$pid" "keep-alive HTTP/1.1 (h2load --h1 -c16)" h2load --h1 -D "$DURATION" -c 16 -t 1 "$url"
+  run "$server" "$pid" "HTTP/2, 10 streams (h2load -c16 -m10)" h2load -D "$DURATION" -c 16 -m 10 -t 1 "$url"
+  run "$server" "$pid" "new visitor: full TLS handshake + GET (4 clients)" python3 benches/visitors.py "$port" new "$DURATION" 4
+  run "$server" "$pid" "returning visitor: resumed handshake + GET (4 clients)" python3 benches/visitors.py "$port" reuse "$DURATION" 4
+  run "$server" "$pid" "returning visitor, wrk Connection: close (-c16)" wrk -t1 -c16 -d"${DURATION}s" --latency -H "Connection: close" "$url"
+  # Idle TLS connections: RSS growth per connection held open after its handshake.
+  before=$(rss "$pid")
+  rm -f "$work/idle.out"
+  python3 - "$port" "$IDLE" > "$work/idle.out" <<'PY' &
+import socket, ssl, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["http/1.1"])
+conns = []
+for _ in range(n):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    conns.append(s)
+print("held", flush=True)
+time.sleep(30)
+PY
+  idle_pid=$!
+  for _ in $(seq 300); do grep -q held "$work/idle.out" 2>/dev/null && break; sleep 0.2; done
+  sleep 1
+  after=$(rss "$pid")
+  kill $idle_pid 2>/dev/null || true
+  wait $idle_pid 2>/dev/null || true
+  printf 'idle TLS connection (%d held): KB each\t%s\t-\t%s KB/conn\t-\t-\n' "$IDLE" "$server" \
+    "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN { printf "%.1f", (a - b) / n }')" >> "$results"
+done
+
+python3 - "$results" "$(nproc)" "$(nginx -v 2>&1 | sed 's/.*\///')" "$(haproxy -v | head -1 | awk '{print $3}')" "$("$ONEHTTPS" --version)" <<'PY' | tee BENCHMARKS.md
+import collections, datetime, platform, sys
+path, cores, nginx, haproxy, ours = sys.argv[1:6]
+rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
+by = collections.OrderedDict()
+for scenario, server, rate, us, p50, p99 in rows:
+    by.setdefault(scenario, {})[server] = (rate, us, p50, p99)
+print(f"# Benchmarks\n\nRun {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC by `benches/load.sh` on {platform.node()} "
+      f"({cores} cores, {platform.machine()}, Linux {platform.release()}); clients on the same machine, loopback.\n"
+      f"Servers: {ours} (release build), nginx {nginx}, haproxy {haproxy}; one ECDSA P-256 certificate; origin: nginx `return 200`.\n"
+      "CPU/op is the server's own utime+stime (all its processes) divided by completed operations.\n")
+print("| scenario | server | ops/s | server CPU µs/op | latency p50 | p99 |")
+print("|---|---|---|---|---|---|")
+for scenario, servers in by.items():
+    for server in ("onehttps", "nginx", "haproxy"):
+        if server in servers:
+            rate, us, p50, p99 = servers[server]
+            print(f"| {scenario} | {server} | {rate} | {us} | {p50} | {p99} |")
+PY

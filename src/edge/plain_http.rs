@@ -57,7 +57,7 @@ async fn respond(edge: &Edge, req: Request<Incoming>, client: SocketAddr) -> Res
         .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
         .and_then(normalize_authority);
     let site = host.as_deref().and_then(|h| edge.table.lookup(Some(h)));
-    if let Some(site) = site.filter(|s| s.served_cert().is_none()) {
+    if let Some(site) = site.filter(|s| !s.has_cert()) {
         let conn = Arc::new(crate::proxy::ClientConn::new(
             client,
             site,

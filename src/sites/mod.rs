@@ -132,6 +132,11 @@ impl Site {
             .map(|c| c.bundle.certified.clone())
     }
 
+    /// Whether a certificate is in service (no reference count touched).
+    pub fn has_cert(&self) -> bool {
+        self.cert.load().is_some()
+    }
+
     pub fn served_cert(&self) -> Option<Arc<ServedCert>> {
         self.cert.load_full()
     }

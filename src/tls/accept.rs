@@ -55,7 +55,7 @@ pub async fn accept(
         return answer_tls_alpn01(start, challenges, name).await;
     }
     let site = match table.lookup(sni.as_deref()) {
-        Some(site) if site.certified_key().is_some() => site,
+        Some(site) if site.has_cert() => site,
         found => {
             let StartHandshake { mut io, .. } = start;
             // Best effort: the client is told why, then the connection is closed.

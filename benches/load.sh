@@ -54,7 +54,7 @@ EOF
 cat > "$work/haproxy.cfg" <<EOF
 global
   nbthread $(nproc)
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   timeout connect 5s
@@ -88,7 +88,7 @@ EOF
 
 nginx -c "$work/origin.conf" & pids+=($!)
 nginx -c "$work/nginx.conf" & pids+=($!); NGINX_PID=$!
-haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!); HAPROXY_PID=$!
+haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & pids+=($!); HAPROXY_PID=$!
 "$ONEHTTPS" run --config "$work/onehttps.toml" 2>"$work/onehttps.log" & pids+=($!); EDGE_PID=$!
 sleep 1.5
 
@@ -139,6 +139,11 @@ for server in onehttps nginx haproxy; do
     haproxy) pid=$HAPROXY_PID port=$HAPROXY ;;
   esac
   url="https://localhost:$port/"
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "benches/load.sh: $server is not running:" >&2
+    tail -5 "$work/$server.log" "$work/nginx.err" 2>/dev/null >&2 || true
+    exit 1
+  fi
   h2load --h1 -n 20000 -c 16 "$url" >/dev/null 2>&1 || true   # warm-up
   run "$server" "$pid" "keep-alive HTTP/1.1 (h2load --h1 -c16)" h2load --h1 -D "$DURATION" -c 16 -t 1 "$url"
   run "$server" "$pid" "HTTP/2, 10 streams (h2load -c16 -m10)" h2load -D "$DURATION" -c 16 -m 10 -t 1 "$url"

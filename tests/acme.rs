@@ -14,15 +14,8 @@ use common::{EdgePorts, EdgeProcess, Origin, TestCa, curl, served_cert_fields, s
 
 const HOST: &str = "shop.example.com";
 
-/// The test origin on its own runtime (the tests themselves are blocking code).
 fn start_origin() -> (tokio::runtime::Runtime, Origin) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let origin = rt.block_on(Origin::start("shop"));
-    (rt, origin)
+    common::origin_on_own_runtime("shop")
 }
 
 /// An edge with one ACME-managed site for `HOST`, pointed at `pebble`.

@@ -24,12 +24,7 @@ fn world() -> World {
 }
 
 fn world_with(extra: &str) -> World {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let origin = rt.block_on(Origin::start("shop-origin"));
+    let (rt, origin) = common::origin_on_own_runtime("shop-origin");
     let ports = EdgePorts::new();
     let pebble = Pebble::start(&ports, PebbleOptions::default());
     let dir = tempfile::tempdir().unwrap();

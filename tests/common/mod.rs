@@ -168,6 +168,17 @@ impl Origin {
     }
 }
 
+/// An origin on a runtime of its own, for tests that are blocking code; keep both alive.
+pub fn origin_on_own_runtime(name: &str) -> (tokio::runtime::Runtime, Origin) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(Origin::start(name));
+    (rt, origin)
+}
+
 impl Drop for Origin {
     fn drop(&mut self) {
         self.task.abort();

@@ -91,6 +91,8 @@ pub struct Edge {
     pub events: Arc<Events>,
     /// Registered sites whose onboarding task runs.
     onboarding_tasks: Mutex<std::collections::HashSet<String>>,
+    /// Serialises `apply` (a SIGHUP reload and an API change may come at once).
+    applying: Mutex<()>,
     tls: Arc<ServerConfig>,
     proxy: Arc<Proxy>,
     http: auto::Builder<TokioExecutor>,
@@ -139,6 +141,7 @@ impl Edge {
             onboarding,
             events,
             onboarding_tasks: Mutex::new(std::collections::HashSet::new()),
+            applying: Mutex::new(()),
             tls,
             proxy,
             http: http_builder(&server),

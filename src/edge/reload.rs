@@ -35,6 +35,10 @@ impl Edge {
     /// Makes `config`'s sites the ones served. Listener, TLS and proxy settings are read at
     /// start only; a change to them is reported and waits for a restart.
     pub fn apply(&self, config: Config) -> ReloadSummary {
+        let _one_at_a_time = self
+            .applying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.table.sites();
         let mut summary = ReloadSummary::default();
         let mut sites = Vec::with_capacity(config.sites.len());

@@ -65,17 +65,20 @@ pub enum CertError {
 impl CertBundle {
     /// Parses a PEM chain (leaf first) and a PEM private key; checks that they match.
     pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, CertError> {
-        let chain = CertificateDer::pem_slice_iter(chain_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(CertError::Pem)?;
-        if chain.is_empty() {
-            return Err(CertError::NoCertificate);
-        }
+        let chain = parse_chain(chain_pem)?;
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
             rustls_pki_types::pem::Error::NoItemsFound => CertError::NoKey,
             other => CertError::Pem(other),
         })?;
         Self::from_der(chain, key)
+    }
+
+    /// Parses a PEM chain (leaf first) for a key already in DER; checks that they match.
+    pub fn from_chain_pem(
+        chain_pem: &[u8],
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, CertError> {
+        Self::from_der(parse_chain(chain_pem)?, key)
     }
 
     /// Builds a bundle from DER parts (leaf first).
@@ -144,6 +147,17 @@ impl CertBundle {
                 Err(_) => false,
             })
     }
+}
+
+/// The certificates of a PEM chain; at least one.
+fn parse_chain(chain_pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CertError::Pem)?;
+    if chain.is_empty() {
+        return Err(CertError::NoCertificate);
+    }
+    Ok(chain)
 }
 
 fn parse_leaf(leaf: &CertificateDer<'_>) -> Result<CertInfo, CertError> {

@@ -62,10 +62,7 @@ impl AcmeIssuer {
     fn account_path(&self) -> String {
         let digest =
             aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.directory.as_bytes());
-        let short: String = digest.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let short = crate::store::seal::to_hex(&digest.as_ref()[..8]);
         format!("acme/account-{short}.sealed")
     }
 

@@ -62,11 +62,8 @@ pub fn csr(names: &[HostName], key: &KeyPair) -> Result<Vec<u8>, IssueError> {
 /// Checks an issued chain against its key and names, now; the result is ready to serve.
 pub fn verify(chain_pem: String, key: &KeyPair, names: &[HostName]) -> Result<Issued, IssueError> {
     let key_der = Zeroizing::new(key.serialize_der());
-    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| IssueError::new(format!("the issued chain is not PEM: {e}")))?;
     let key_for_bundle = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec()));
-    let bundle = CertBundle::from_der(chain, key_for_bundle)
+    let bundle = CertBundle::from_chain_pem(chain_pem.as_bytes(), key_for_bundle)
         .map_err(|e| IssueError::invalid("chain or key", &e))?;
     bundle
         .check_serves(names, std::time::SystemTime::now())
@@ -77,8 +74,6 @@ pub fn verify(chain_pem: String, key: &KeyPair, names: &[HostName]) -> Result<Is
         bundle,
     })
 }
-
-use rustls_pki_types::pem::PemObject;
 
 #[cfg(test)]
 mod tests {

@@ -10,8 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::PrivateKeyDer;
 use tokio::sync::Semaphore;
 
 use crate::certs::names::join;
@@ -170,11 +169,9 @@ impl CertManager {
                 .store
                 .open_cert_key(names, sealed)
                 .map_err(|e| e.to_string())?;
-            let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
             let key = PrivateKeyDer::try_from(key_der.to_vec()).map_err(str::to_owned)?;
-            let bundle = CertBundle::from_der(chain, key).map_err(|e| e.to_string())?;
+            let bundle =
+                CertBundle::from_chain_pem(chain_pem.as_bytes(), key).map_err(|e| e.to_string())?;
             bundle
                 .check_serves(names, SystemTime::now())
                 .map_err(|e| e.to_string())?;

@@ -103,15 +103,16 @@ impl Store {
             .chars()
             .map(|c| if c == '*' { '_' } else { c })
             .collect();
-        let short: String = hash.as_ref()[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("{readable}-{short}")
+        format!("{readable}-{}", seal::to_hex(&hash.as_ref()[..6]))
+    }
+
+    /// Where the record with `id` lives, relative to `data_dir`.
+    fn cert_rel(id: &str) -> String {
+        format!("certs/{id}.json")
     }
 
     fn cert_path(&self, id: &str) -> PathBuf {
-        self.dir.join("certs").join(format!("{id}.json"))
+        self.dir.join(Self::cert_rel(id))
     }
 
     /// The stored record for `names`, `None` if there is none. A corrupt record is an error
@@ -183,12 +184,12 @@ impl Store {
 
     /// Removes the managed certificate record (and so its sealed key) of `names`.
     pub fn remove_cert(&self, names: &[HostName]) -> Result<(), StoreError> {
-        self.remove(&format!("certs/{}.json", Self::cert_id(names)))
+        self.remove(&Self::cert_rel(&Self::cert_id(names)))
     }
 
     /// Writes `record` atomically (0600: it holds a sealed key).
     pub fn save_cert(&self, names: &[HostName], record: &CertRecord) -> Result<(), StoreError> {
-        self.save_json(&format!("certs/{}.json", Self::cert_id(names)), record)
+        self.save_json(&Self::cert_rel(&Self::cert_id(names)), record)
     }
 
     /// Renames a corrupt file out of the way (kept for inspection, never loaded again) and

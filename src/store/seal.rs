@@ -184,7 +184,8 @@ fn parse_hex_key(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -18,7 +18,7 @@ use rustls::{RootCertStore, ServerConfig};
 use onehttps::certs::{CertBundle, HostName, Source};
 use onehttps::config::{CertFiles, IssuerKind, MinTlsVersion, OriginUrl, SiteConfig, TlsSettings};
 use onehttps::sites::{ServedCert, Site};
-use onehttps::tls::{Routes, SiteTable, TableResolver, server_config};
+use onehttps::tls::{KeyCache, Routes, SiteTable, TableResolver, server_config};
 
 /// One certificate for `*.bench.test` and `bench.test`, shared by every site.
 struct BenchCert {
@@ -55,10 +55,7 @@ fn site(hosts: Vec<HostName>, cert: &BenchCert) -> Arc<Site> {
         issuer: IssuerKind::Internal,
         managed: false,
     };
-    let served = ServedCert {
-        bundle: cert.bundle.clone(),
-        source: Source::Uploaded,
-    };
+    let served = ServedCert::new(cert.bundle.clone(), Source::Uploaded);
     Arc::new(Site::build(config, Some(served), Duration::ZERO))
 }
 
@@ -104,6 +101,7 @@ fn tls_settings() -> TlsSettings {
         hsts: None,
         session_tickets: true,
         session_cache_entries: 1024,
+        key_cache_entries: 1024,
         default_host: None,
         watch_interval: Duration::from_secs(1),
     }
@@ -141,9 +139,12 @@ fn handshake(server_config: &Arc<ServerConfig>, client_config: &Arc<ClientConfig
 fn handshakes(c: &mut Criterion) {
     let cert = bench_cert();
     let table = table(1_000, &cert);
-    let server_config =
-        server_config::build(&tls_settings(), Arc::new(TableResolver::new(table.clone())))
-            .expect("server config builds");
+    let keys = Arc::new(KeyCache::new(1_000));
+    let server_config = server_config::build(
+        &tls_settings(),
+        Arc::new(TableResolver::new(table.clone(), keys)),
+    )
+    .expect("server config builds");
     let mut roots = RootCertStore::empty();
     roots.add(cert.cert_der.clone()).expect("bench root");
     let client = |resume: bool| {
@@ -175,12 +176,7 @@ fn swap(c: &mut Criterion) {
     let table = table(1_000, &cert);
     let site = table.lookup(Some("site1.bench.test")).expect("bench site");
     c.bench_function("certificate_swap", |b| {
-        b.iter(|| {
-            site.replace_cert(ServedCert {
-                bundle: cert.bundle.clone(),
-                source: Source::Acme,
-            })
-        })
+        b.iter(|| site.replace_cert(ServedCert::new(cert.bundle.clone(), Source::Acme)))
     });
 }
 

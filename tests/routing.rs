@@ -8,6 +8,10 @@ use common::*;
 const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 fn three_sites_and_a_wildcard(ca: &TestCa, origins: &[&Origin]) -> EdgeProcess {
+    sites_with(ca, origins, "")
+}
+
+fn sites_with(ca: &TestCa, origins: &[&Origin], extra: &str) -> EdgeProcess {
     start_edge(
         ca,
         &[
@@ -16,10 +20,12 @@ fn three_sites_and_a_wildcard(ca: &TestCa, origins: &[&Origin]) -> EdgeProcess {
             (&["c.example.org"], vec![origins[2].url()]),
             (&["*.apps.example.net"], vec![origins[3].url()]),
         ],
-        "",
+        extra,
     )
 }
 
+/// With room for one decoded key, every handshake below to another site evicts the last key
+/// and opens and decodes its own sealed one: the certificate and key served stay right.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_sni_gets_its_own_certificate_and_site() {
     let ca = TestCa::new();
@@ -29,7 +35,11 @@ async fn each_sni_gets_its_own_certificate_and_site() {
         Origin::start("C").await,
         Origin::start("W").await,
     ];
-    let edge = three_sites_and_a_wildcard(&ca, &origins.iter().collect::<Vec<_>>());
+    let edge = sites_with(
+        &ca,
+        &origins.iter().collect::<Vec<_>>(),
+        "[tls]\nkey_cache = 1\n",
+    );
     let cases = [
         ("a.example.com", "DNS:a.example.com", "A"),
         (
@@ -46,7 +56,7 @@ async fn each_sni_gets_its_own_certificate_and_site() {
         ("shop.apps.example.net", "DNS:*.apps.example.net", "W"),
         ("API.Apps.Example.NET", "DNS:*.apps.example.net", "W"),
     ];
-    for (sni, san, origin) in cases {
+    for (sni, san, origin) in cases.iter().chain(&cases).copied() {
         // openssl sees the site's certificate…
         let fields = served_cert_fields(edge.https, sni);
         assert!(fields.contains(san), "SNI {sni}: openssl saw {fields}");
@@ -61,6 +71,7 @@ async fn each_sni_gets_its_own_certificate_and_site() {
         .unwrap_or_else(|e| panic!("SNI {sni}: {e}"));
         assert_eq!(got.text(), format!("origin {origin} /x"));
     }
+    assert_eq!(edge.count_log("cannot decode the signing key"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

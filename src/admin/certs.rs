@@ -110,10 +110,10 @@ pub(crate) async fn upload(
     store
         .save_cert(site.hosts(), &record)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
-    site.replace_cert(crate::sites::ServedCert {
+    site.replace_cert(crate::sites::ServedCert::new(
         bundle,
-        source: crate::certs::Source::Uploaded,
-    });
+        crate::certs::Source::Uploaded,
+    ));
     api.edge.events.record(
         "certificate.uploaded",
         site.name(),

@@ -2,7 +2,6 @@
 //! the key matches the leaf, the leaf is within its validity and covers the site's names.
 //! Nothing here touches the network or the certificate table.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::sign::CertifiedKey;
@@ -10,7 +9,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
 
+use super::chain::Chain;
 use super::names::HostName;
+use super::sealed_key::{SealedKey, SealedKeyError};
 
 /// What we know about a certificate after parsing its leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,10 +24,12 @@ pub struct CertInfo {
     pub serial: String,
 }
 
-/// A parsed chain and signing key, ready to be served.
+/// A parsed chain and its private key (sealed in memory), ready to be served. The signing
+/// key is decoded only when a handshake needs it ([`certified_key`](Self::certified_key)).
 #[derive(Clone)]
 pub struct CertBundle {
-    pub certified: Arc<CertifiedKey>,
+    pub chain: Chain,
+    key: SealedKey,
     pub info: CertInfo,
 }
 
@@ -52,6 +55,8 @@ pub enum CertError {
     Chain { index: usize, reason: String },
     #[error("private key is not usable")]
     Key(#[source] rustls::Error),
+    #[error(transparent)]
+    Sealed(#[from] SealedKeyError),
     #[error("private key does not match the certificate")]
     KeyMismatch,
     #[error("certificate expired at {0}")]
@@ -98,8 +103,9 @@ impl CertBundle {
         }
         let signing_key =
             rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(CertError::Key)?;
-        let certified = CertifiedKey::new(chain, signing_key);
-        match certified.keys_match() {
+        let sealed = SealedKey::seal(&key)?;
+        let chain = Chain::new(chain).ok_or(CertError::NoCertificate)?;
+        match CertifiedKey::new(vec![chain.leaf().into_owned()], signing_key).keys_match() {
             Ok(()) => {}
             Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
                 return Err(CertError::KeyMismatch);
@@ -107,9 +113,46 @@ impl CertBundle {
             Err(other) => return Err(CertError::Key(other)),
         }
         Ok(Self {
-            certified: Arc::new(certified),
+            chain,
+            key: sealed,
             info,
         })
+    }
+
+    /// Builds a bundle from a PEM chain and key that were checked when they were stored
+    /// (the store's records are sealed, so they are what was written): the leaf is parsed
+    /// for its names and dates, the key is sealed but not decoded. Loading a million sites
+    /// costs no key decoding; a key that fails to decode later fails its handshakes.
+    pub fn from_stored(chain_pem: &[u8], key: PrivateKeyDer<'static>) -> Result<Self, CertError> {
+        let chain = Chain::from_pem(chain_pem)
+            .map_err(CertError::Pem)?
+            .ok_or(CertError::NoCertificate)?;
+        Self::from_trusted_parts(chain, &key)
+    }
+
+    /// Like [`from_stored`](Self::from_stored), from DER parts.
+    pub fn from_trusted_parts(chain: Chain, key: &PrivateKeyDer<'_>) -> Result<Self, CertError> {
+        Ok(Self {
+            info: parse_leaf(&chain.leaf())?,
+            key: SealedKey::seal(key)?,
+            chain,
+        })
+    }
+
+    /// Opens and decodes the signing key: what a handshake serves.
+    pub fn certified_key(&self) -> Result<CertifiedKey, CertError> {
+        Ok(CertifiedKey::new(
+            self.chain.to_vec(),
+            self.key.signing_key()?,
+        ))
+    }
+
+    /// Bytes this bundle holds that no other site shares (leaf, sealed key, names).
+    pub fn own_bytes(&self) -> usize {
+        self.chain.leaf().len()
+            + self.key.sealed_len()
+            + self.info.names.iter().map(String::len).sum::<usize>()
+            + self.info.serial.len()
     }
 
     /// Checks that the certificate is valid at `now` and covers every one of `hosts`.

@@ -3,12 +3,16 @@
 //! what a caller hands in, heavily unit-tested.
 
 pub mod bundle;
+pub mod chain;
 pub mod names;
 pub mod record;
+pub mod sealed_key;
 #[cfg(test)]
 pub mod selfsigned;
 pub mod window;
 
 pub use bundle::{CertBundle, CertError, CertInfo};
+pub use chain::Chain;
 pub use names::{HostName, HostNameError};
 pub use record::{CertRecord, CertState, Source};
+pub use sealed_key::SealedKey;

@@ -51,6 +51,7 @@ pub(crate) struct FileTls {
     pub(crate) hsts: Option<Spanned<Hsts>>,
     pub(crate) session_tickets: Option<bool>,
     pub(crate) session_cache: Option<Spanned<u32>>,
+    pub(crate) key_cache: Option<Spanned<u32>>,
     pub(crate) default_host: Option<Spanned<String>>,
     pub(crate) watch_interval: Option<Spanned<String>>,
 }

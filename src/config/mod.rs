@@ -36,6 +36,7 @@ const DEFAULT_MAX_HEADER_BYTES: u32 = 64 * 1024;
 const MIN_HEADER_BYTES: u32 = 8 * 1024;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_SESSION_CACHE_ENTRIES: u32 = 20_000;
+const DEFAULT_KEY_CACHE_ENTRIES: u32 = 50_000;
 const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -107,6 +108,8 @@ pub struct TlsSettings {
     pub hsts: Option<String>,
     pub session_tickets: bool,
     pub session_cache_entries: usize,
+    /// How many decoded signing keys are kept; the others stay sealed until a handshake.
+    pub key_cache_entries: usize,
     /// Site served to clients that send no SNI; without it they are refused.
     pub default_host: Option<HostName>,
     /// How often certificate files are checked for changes.
@@ -325,6 +328,12 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
             t.session_cache,
             DEFAULT_SESSION_CACHE_ENTRIES,
             "tls.session_cache",
+            issues,
+        ),
+        key_cache_entries: positive(
+            t.key_cache,
+            DEFAULT_KEY_CACHE_ENTRIES,
+            "tls.key_cache",
             issues,
         ),
         default_host: t

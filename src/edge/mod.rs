@@ -25,7 +25,7 @@ use crate::issue::Challenges;
 use crate::managed::CertManager;
 use crate::onboarding::Onboarding;
 use crate::proxy::Proxy;
-use crate::tls::{self, SiteTable, TableResolver};
+use crate::tls::{self, KeyCache, SiteTable, TableResolver};
 pub use reload::ReloadSummary;
 
 /// Largest number of concurrent HTTP/2 streams per client connection.
@@ -124,9 +124,10 @@ impl Edge {
             events.clone(),
         ));
         let table = Arc::new(SiteTable::new());
+        let keys = Arc::new(KeyCache::new(config.tls.key_cache_entries));
+        let resolver = TableResolver::new(table.clone(), keys);
         let tls =
-            tls::server_config::build(&config.tls, Arc::new(TableResolver::new(table.clone())))
-                .map_err(EdgeError::Tls)?;
+            tls::server_config::build(&config.tls, Arc::new(resolver)).map_err(EdgeError::Tls)?;
         let tracker = TaskTracker::new();
         let proxy = Arc::new(Proxy::new(
             &config.proxy,

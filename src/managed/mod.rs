@@ -109,10 +109,9 @@ impl CertManager {
                     .then(|| self.servable(record, &site.hosts))
                     .flatten()
             });
-            return Some(took_over.unwrap_or_else(|| ServedCert {
-                bundle: bundle.clone(),
-                source: Source::Uploaded,
-            }));
+            return Some(
+                took_over.unwrap_or_else(|| ServedCert::new(bundle.clone(), Source::Uploaded)),
+            );
         }
         if let Some(served) = stored.as_ref().and_then(|r| self.servable(r, &site.hosts)) {
             return Some(served);
@@ -127,10 +126,7 @@ impl CertManager {
                             tracing::error!(site = site.name(), error = %e, "cannot store the internal certificate")
                         }
                     }
-                    return Some(ServedCert {
-                        bundle: issued.bundle,
-                        source: Source::Internal,
-                    });
+                    return Some(ServedCert::new(issued.bundle, Source::Internal));
                 }
                 Err(e) => {
                     tracing::error!(site = site.name(), error = %e, "internal CA cannot issue")
@@ -171,17 +167,14 @@ impl CertManager {
                 .map_err(|e| e.to_string())?;
             let key = PrivateKeyDer::try_from(key_der.to_vec()).map_err(str::to_owned)?;
             let bundle =
-                CertBundle::from_chain_pem(chain_pem.as_bytes(), key).map_err(|e| e.to_string())?;
+                CertBundle::from_stored(chain_pem.as_bytes(), key).map_err(|e| e.to_string())?;
             bundle
                 .check_serves(names, SystemTime::now())
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>(bundle)
         })();
         match result {
-            Ok(bundle) => Some(ServedCert {
-                bundle,
-                source: record.source,
-            }),
+            Ok(bundle) => Some(ServedCert::new(bundle, record.source)),
             Err(reason) => {
                 tracing::warn!(names = %join(names), %reason, "stored certificate not usable; a new one will be obtained");
                 None

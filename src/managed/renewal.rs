@@ -150,10 +150,7 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                     tracing::error!(site = site.name(), error = %e, "cannot store the new certificate");
                 }
                 manager.log_issued(&config.hosts, issuer.source(), &issued, served.is_some());
-                site.replace_cert(ServedCert {
-                    bundle: issued.bundle,
-                    source: issuer.source(),
-                });
+                site.replace_cert(ServedCert::new(issued.bundle, issuer.source()));
             }
             Some(Err(error)) => {
                 let attempts = record

@@ -8,19 +8,31 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
-use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
 use crate::certs::{CertBundle, HostName, Source};
 use crate::config::{CertFiles, SiteConfig};
 use crate::proxy::OriginPool;
+use crate::tls::key_cache::KeySlot;
 use cert_files::FileStamp;
 
-/// A certificate in service and where it came from.
+/// A certificate in service, where it came from, and its decoded signing key while the key
+/// cache (`tls::key_cache`) holds it.
 #[derive(Debug)]
 pub struct ServedCert {
     pub bundle: CertBundle,
     pub source: Source,
+    pub(crate) live: KeySlot,
+}
+
+impl ServedCert {
+    pub fn new(bundle: CertBundle, source: Source) -> Self {
+        Self {
+            bundle,
+            source,
+            live: KeySlot::default(),
+        }
+    }
 }
 
 /// One site, shared by the table, connections and background tasks.
@@ -122,14 +134,6 @@ impl Site {
 
     pub fn hsts(&self) -> Option<&HeaderValue> {
         self.hsts.as_ref()
-    }
-
-    /// The key and chain for the next handshake; `None` before the first certificate.
-    pub fn certified_key(&self) -> Option<Arc<CertifiedKey>> {
-        self.cert
-            .load()
-            .as_ref()
-            .map(|c| c.bundle.certified.clone())
     }
 
     /// Whether a certificate is in service (no reference count touched).

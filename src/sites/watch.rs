@@ -73,10 +73,7 @@ fn check_site(site: &Site) {
                 not_after = %humantime::format_rfc3339_seconds(bundle.info.not_after),
                 "certificate files changed: new certificate in service"
             );
-            site.replace_cert(ServedCert {
-                bundle,
-                source: Source::Uploaded,
-            });
+            site.replace_cert(ServedCert::new(bundle, Source::Uploaded));
             *state = WatchState::new(current);
         }
         Err(e) if state.failed_once == Some(current) => {

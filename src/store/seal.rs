@@ -95,10 +95,7 @@ impl MasterKey {
                 Ok(Self::from_bytes(&bytes))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = Zeroizing::new([0u8; 32]);
-                SystemRandom::new()
-                    .fill(bytes.as_mut())
-                    .map_err(|_| SealError::Random)?;
+                let bytes = random_key_bytes()?;
                 let hex = Zeroizing::new(to_hex(bytes.as_ref()) + "\n");
                 write_atomic(path, hex.as_bytes(), 0o600).map_err(io)?;
                 Ok(Self::from_bytes(&bytes))
@@ -130,22 +127,16 @@ impl MasterKey {
         }
     }
 
+    /// A key made from fresh random bytes, never stored: for secrets that live only as long
+    /// as the process (private keys held in memory).
+    pub fn ephemeral() -> Result<Self, SealError> {
+        Ok(Self::from_bytes(&*random_key_bytes()?))
+    }
+
     /// Seals `plain` for `purpose`: `onehttps-sealed-v1:` + base64(nonce ‖ ciphertext ‖ tag).
     pub fn seal(&self, purpose: &str, plain: &[u8]) -> Result<String, SealError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
-        let mut buf = Zeroizing::new(plain.to_vec());
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(purpose.as_bytes()),
-                &mut *buf,
-            )
-            .map_err(|_| SealError::Random)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
-        Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
+        let raw = self.seal_raw(purpose.as_bytes(), plain)?;
+        Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(raw)))
     }
 
     /// Opens a blob made by [`seal`](Self::seal) for the same `purpose`.
@@ -155,20 +146,52 @@ impl MasterKey {
         };
         let encoded = sealed.strip_prefix(SEALED_PREFIX).ok_or_else(corrupt)?;
         let raw = STANDARD.decode(encoded).map_err(|_| corrupt())?;
+        self.open_raw(purpose.as_bytes(), &raw).ok_or_else(corrupt)
+    }
+
+    /// Seals `plain` with `aad` as associated data: nonce ‖ ciphertext ‖ tag, in binary.
+    pub fn seal_raw(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
+        let mut buf = Zeroizing::new(plain.to_vec());
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut *buf,
+            )
+            .map_err(|_| SealError::Random)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+
+    /// Opens what [`seal_raw`](Self::seal_raw) made with the same `aad`; `None` when the
+    /// blob is corrupt or was sealed under another key or for another purpose.
+    pub fn open_raw(&self, aad: &[u8], raw: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         if raw.len() < NONCE_LEN {
-            return Err(corrupt());
+            return None;
         }
         let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt())?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = Zeroizing::new(ciphertext.to_vec());
         let plain_len = self
             .key
-            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut buf)
-            .map_err(|_| corrupt())?
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .ok()?
             .len();
         buf.truncate(plain_len);
-        Ok(buf)
+        Some(buf)
     }
+}
+
+fn random_key_bytes() -> Result<Zeroizing<[u8; 32]>, SealError> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    SystemRandom::new()
+        .fill(bytes.as_mut())
+        .map_err(|_| SealError::Random)?;
+    Ok(bytes)
 }
 
 fn parse_hex_key(hex: &str) -> Option<[u8; 32]> {

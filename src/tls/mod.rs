@@ -1,11 +1,14 @@
-//! TLS termination: the certificate table, the certificate resolver, the rustls server
+//! TLS termination: the certificate table, the cache of decoded signing keys, the certificate
+//! resolver, the rustls server
 //! configuration and the ClientHello gate in front of the handshake.
 
 pub mod accept;
+pub mod key_cache;
 pub mod resolver;
 pub mod server_config;
 pub mod table;
 
 pub use accept::{HandshakeError, accept};
+pub use key_cache::KeyCache;
 pub use resolver::TableResolver;
 pub use table::{Routes, SiteTable};

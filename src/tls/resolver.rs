@@ -1,22 +1,24 @@
-//! rustls' `ResolvesServerCert` over the certificate table: a lookup and an `Arc` clone, no
-//! I/O, no lock a writer can hold.
+//! rustls' `ResolvesServerCert` over the certificate table: a lookup, then the site's decoded
+//! key from the key cache (decoded on a miss). No I/O, no lock a writer can hold.
 
 use std::sync::Arc;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use super::key_cache::KeyCache;
 use super::table::SiteTable;
 
 /// Picks the certificate of the site named by the SNI (or the default site).
 #[derive(Debug)]
 pub struct TableResolver {
     table: Arc<SiteTable>,
+    keys: Arc<KeyCache>,
 }
 
 impl TableResolver {
-    pub fn new(table: Arc<SiteTable>) -> Self {
-        Self { table }
+    pub fn new(table: Arc<SiteTable>, keys: Arc<KeyCache>) -> Self {
+        Self { table, keys }
     }
 }
 
@@ -30,6 +32,7 @@ impl ResolvesServerCert for TableResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.table
             .lookup(hello.server_name())
-            .and_then(|site| site.certified_key())
+            .and_then(|site| site.served_cert())
+            .and_then(|served| self.keys.certified_key(&served))
     }
 }

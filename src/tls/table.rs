@@ -27,7 +27,15 @@ impl Routes {
     /// Host names are unique across sites (the config checks it); on a duplicate the later
     /// site wins.
     pub fn new(sites: Vec<Arc<Site>>, default_host: Option<&HostName>) -> Self {
-        let mut routes = Self::default();
+        let exact_names = sites
+            .iter()
+            .flat_map(|s| s.hosts())
+            .filter(|h| !h.is_wildcard())
+            .count();
+        let mut routes = Self {
+            exact: HashMap::with_capacity(exact_names),
+            ..Self::default()
+        };
         for site in &sites {
             for host in site.hosts() {
                 match host.wildcard_suffix() {

@@ -1,0 +1,166 @@
+//! A served certificate chain, kept compactly: the leaf is owned by its site, the rest (the
+//! CA's intermediates) is one shared allocation for every site with the same intermediates —
+//! a million sites from one CA hold the intermediate once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use aws_lc_rs::digest::{Context, SHA256};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+/// Leaf first, then the shared intermediates.
+#[derive(Clone)]
+pub struct Chain {
+    leaf: Box<[u8]>,
+    rest: Arc<[CertificateDer<'static>]>,
+}
+
+impl Chain {
+    /// `None` for an empty chain.
+    pub fn new(certs: Vec<CertificateDer<'static>>) -> Option<Self> {
+        let mut certs = certs.into_iter();
+        let leaf = certs.next()?.as_ref().into();
+        Some(Self {
+            leaf,
+            rest: intern(certs.collect()),
+        })
+    }
+
+    /// Parses a PEM chain (leaf first). The intermediates are decoded only the first time
+    /// their PEM text is seen; later chains with the same text share the decoded copy, which
+    /// halves the cost of loading many sites from one CA.
+    pub fn from_pem(pem: &[u8]) -> Result<Option<Self>, rustls_pki_types::pem::Error> {
+        let mut items = CertificateDer::pem_slice_iter(pem);
+        let Some(leaf) = items.next().transpose()? else {
+            return Ok(None);
+        };
+        let rest_pem = &pem[leaf_pem_end(pem)..];
+        let rest = intern_with(digest_of([rest_pem]), || {
+            CertificateDer::pem_slice_iter(rest_pem).collect()
+        })?;
+        Ok(Some(Self {
+            leaf: leaf.as_ref().into(),
+            rest,
+        }))
+    }
+
+    pub fn leaf(&self) -> CertificateDer<'_> {
+        CertificateDer::from(&self.leaf[..])
+    }
+
+    /// The whole chain as rustls wants it (copies the bytes).
+    pub fn to_vec(&self) -> Vec<CertificateDer<'static>> {
+        let mut chain = Vec::with_capacity(1 + self.rest.len());
+        chain.push(CertificateDer::from(self.leaf.to_vec()));
+        chain.extend(self.rest.iter().cloned());
+        chain
+    }
+
+    /// Whether `self` and `other` share their intermediates' allocation.
+    pub fn shares_rest_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.rest, &other.rest)
+    }
+}
+
+/// Where the first PEM block of `pem` ends (after its END line).
+fn leaf_pem_end(pem: &[u8]) -> usize {
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    pem.windows(END.len())
+        .position(|w| w == END)
+        .map_or(pem.len(), |at| at + END.len())
+}
+
+fn digest_of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
+    let mut hash = Context::new(&SHA256);
+    for part in parts {
+        hash.update(&(part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(hash.finish().as_ref());
+    digest
+}
+
+/// The one shared copy of `rest`: equal chains (by SHA-256 of their DER) get the same `Arc`
+/// while any site still holds it.
+fn intern(rest: Vec<CertificateDer<'static>>) -> Arc<[CertificateDer<'static>]> {
+    let digest = digest_of(rest.iter().map(|c| c.as_ref()));
+    let interned = intern_with(digest, || Ok::<_, std::convert::Infallible>(rest));
+    interned.unwrap_or_else(|never| match never {})
+}
+
+/// The shared chain known by `digest`, or the one `make` builds (then shared).
+fn intern_with<E>(
+    digest: [u8; 32],
+    make: impl FnOnce() -> Result<Vec<CertificateDer<'static>>, E>,
+) -> Result<Arc<[CertificateDer<'static>]>, E> {
+    type Interned = HashMap<[u8; 32], Weak<[CertificateDer<'static>]>>;
+    static INTERNED: Mutex<Option<Interned>> = Mutex::new(None);
+
+    let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    let interned = interned.get_or_insert_with(HashMap::new);
+    if let Some(shared) = interned.get(&digest).and_then(Weak::upgrade) {
+        return Ok(shared);
+    }
+    // Chains nobody holds any more are forgotten as the map grows.
+    if interned.len() >= 64 && interned.len().is_power_of_two() {
+        interned.retain(|_, weak| weak.strong_count() > 0);
+    }
+    let rest: Vec<CertificateDer<'static>> = make()?
+        .into_iter()
+        .map(|c| CertificateDer::from(c.as_ref().to_vec()))
+        .collect();
+    let shared: Arc<[CertificateDer<'static>]> = rest.into();
+    interned.insert(digest, Arc::downgrade(&shared));
+    Ok(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(bytes: &[u8]) -> CertificateDer<'static> {
+        CertificateDer::from(bytes.to_vec())
+    }
+
+    #[test]
+    fn equal_intermediates_are_shared_and_the_leaf_is_kept() {
+        let a = Chain::new(vec![der(b"leaf-a"), der(b"inter"), der(b"root")]).unwrap();
+        let b = Chain::new(vec![der(b"leaf-b"), der(b"inter"), der(b"root")]).unwrap();
+        let c = Chain::new(vec![der(b"leaf-c"), der(b"inter2")]).unwrap();
+        assert!(a.shares_rest_with(&b));
+        assert!(!a.shares_rest_with(&c));
+        assert_eq!(a.leaf().as_ref(), b"leaf-a");
+        let whole: Vec<Vec<u8>> = b.to_vec().iter().map(|c| c.to_vec()).collect();
+        assert_eq!(
+            whole,
+            vec![b"leaf-b".to_vec(), b"inter".to_vec(), b"root".to_vec()]
+        );
+        assert!(Chain::new(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn pem_chains_share_intermediates_and_bad_pem_is_refused() {
+        let pem = |der: &[u8]| {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+            format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n")
+        };
+        let a = Chain::from_pem((pem(b"leaf-a") + &pem(b"inter")).as_bytes())
+            .unwrap()
+            .unwrap();
+        let b = Chain::from_pem((pem(b"leaf-b") + &pem(b"inter")).as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(a.shares_rest_with(&b));
+        assert_eq!(b.leaf().as_ref(), b"leaf-b");
+        assert_eq!(b.to_vec()[1].as_ref(), b"inter");
+        let alone = Chain::from_pem(pem(b"leaf-c").as_bytes()).unwrap().unwrap();
+        assert_eq!(alone.to_vec().len(), 1);
+        assert!(Chain::from_pem(b"no pem here").unwrap().is_none());
+        let broken =
+            pem(b"leaf-d") + "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        assert!(Chain::from_pem(broken.as_bytes()).is_err());
+    }
+}

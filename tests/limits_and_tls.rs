@@ -222,13 +222,23 @@ async fn tls_policy_and_resumption() {
         "[log]\nformat = \"json\"\n",
     );
 
-    // Versions and suites.
-    assert!(openssl(edge.https, &["-tls1_3"]).contains("TLSv1.3"));
+    // Versions and suites: the server's order wins, SHA-256 suites first, even though
+    // OpenSSL lists AES-256-GCM-SHA384 first.
+    let tls13 = openssl(edge.https, &["-tls1_3"]);
+    assert!(
+        tls13.contains("TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256"),
+        "{tls13}"
+    );
     let tls12 = openssl(edge.https, &["-tls1_2"]);
     assert!(
-        tls12.contains("ECDHE-ECDSA-AES") || tls12.contains("ECDHE-ECDSA-CHACHA20"),
+        tls12.contains("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"),
         "{tls12}"
     );
+    let only_384 = openssl(
+        edge.https,
+        &["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"],
+    );
+    assert!(only_384.contains("TLS_AES_256_GCM_SHA384"), "{only_384}");
     for refused in [
         &["-tls1_1"][..],
         &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"],

@@ -3,15 +3,20 @@
 # origin (nginx `return 200`), same clients, on this machine. For each scenario and server it
 # reports throughput, the server's own CPU microseconds per operation (utime+stime of all its
 # processes from /proc: clients share the machine, so this is the figure to compare), latency,
-# and memory per idle TLS connection. Prints a table and writes BENCHMARKS.md.
+# and memory per idle TLS connection. Then `cargo bench --bench sites` loads 1k, 100k and 1M
+# sites into one table (RSS per site, start to serving, cold vs cached key). Prints the tables
+# and writes BENCHMARKS.md.
 #
-#   benches/load.sh            # full run (about 4 minutes)
-#   DURATION=3 benches/load.sh # shorter runs per scenario
+#   benches/load.sh                 # full run (about 6 minutes; the first run also generates
+#                                   # a million certificates, ~2 minutes, 1.4 GB under target/)
+#   DURATION=3 benches/load.sh      # shorter runs per scenario
+#   SITES="1000 100000" benches/load.sh   # smaller site tables
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 IDLE=${IDLE:-2000}
+SITES=${SITES:-1000 100000 1000000}
 
 declare -A packages=([nginx]=nginx [haproxy]=haproxy [h2load]=nghttp2-client [wrk]=wrk [openssl]=openssl [python3]=python3)
 missing=()
@@ -109,7 +114,7 @@ run() {
   python3 - "$name" "$scenario" "$((c1 - c0))" "$TCK" "$out" >> "$results" <<'PY'
 import re, sys
 name, scenario, ticks, tck, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-ops = rate = p50 = p99 = None
+ops = rate = p50 = p99 = resumed = None
 m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
 if m:  # h2load
     ops = int(m.group(2))
@@ -118,16 +123,17 @@ if m:  # h2load
 m = re.search(r"(\d+) requests in ([\d.]+)s", out)
 if m and ops is None:  # wrk
     ops = int(m.group(1)); rate = ops / float(m.group(2))
-    r = re.search(r"50%\s+(\S+)", out); p50 = r.group(1) if r else None
-    r = re.search(r"99%\s+(\S+)", out); p99 = r.group(1) if r else None
+    r = re.search(r"^\s*50%\s+([\d.]+\w+)", out, re.M); p50 = r.group(1) if r else None
+    r = re.search(r"^\s*99%\s+([\d.]+\w+)", out, re.M); p99 = r.group(1) if r else None
 m = re.search(r"(\d+) connections in (\d+) real seconds", out)
 if m and ops is None:  # benches/visitors.py
     ops = int(m.group(1)); rate = ops / int(m.group(2))
+    r = re.search(r"resumed (\d+)", out); resumed = f"{int(r.group(1)) / ops:.0%}" if r and ops else None
     r = re.search(r"50% (\S+)", out); p50 = r.group(1) if r else None
     r = re.search(r"99% (\S+)", out); p99 = r.group(1) if r else None
 us = ticks / tck * 1e6 / ops if ops else None
 fmt = lambda v, f: (f % v) if v is not None else "-"
-print("\t".join([scenario, name, fmt(rate, "%.0f"), fmt(us, "%.1f"), p50 or "-", p99 or "-"]))
+print("\t".join([scenario, name, fmt(rate, "%.0f"), fmt(us, "%.1f"), p50 or "-", p99 or "-", resumed or "-"]))
 PY
 }
 
@@ -171,7 +177,7 @@ PY
   after=$(rss "$pid")
   kill $idle_pid 2>/dev/null || true
   wait $idle_pid 2>/dev/null || true
-  printf 'idle TLS connection (%d held): KB each\t%s\t-\t%s KB/conn\t-\t-\n' "$IDLE" "$server" \
+  printf 'idle TLS connection (%d held): KB each\t%s\t-\t%s KB/conn\t-\t-\t-\n' "$IDLE" "$server" \
     "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN { printf "%.1f", (a - b) / n }')" >> "$results"
 done
 
@@ -180,17 +186,38 @@ import collections, datetime, platform, sys
 path, cores, nginx, haproxy, ours = sys.argv[1:6]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 by = collections.OrderedDict()
-for scenario, server, rate, us, p50, p99 in rows:
-    by.setdefault(scenario, {})[server] = (rate, us, p50, p99)
+for scenario, server, rate, us, p50, p99, resumed in rows:
+    by.setdefault(scenario, {})[server] = (rate, us, p50, p99, resumed)
 print(f"# Benchmarks\n\nRun {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC by `benches/load.sh` on {platform.node()} "
       f"({cores} cores, {platform.machine()}, Linux {platform.release()}); clients on the same machine, loopback.\n"
       f"Servers: {ours} (release build), nginx {nginx}, haproxy {haproxy}; one ECDSA P-256 certificate; origin: nginx `return 200`.\n"
-      "CPU/op is the server's own utime+stime (all its processes) divided by completed operations.\n")
-print("| scenario | server | ops/s | server CPU µs/op | latency p50 | p99 |")
-print("|---|---|---|---|---|---|")
+      "CPU/op is the server's own utime+stime (all its processes) divided by completed operations. "
+      "`resumed`: share of the visitors' connections whose TLS session was resumed (Python's ssl, TLS 1.3 tickets).\n")
+print("| scenario | server | ops/s | server CPU µs/op | latency p50 | p99 | resumed |")
+print("|---|---|---|---|---|---|---|")
 for scenario, servers in by.items():
     for server in ("onehttps", "nginx", "haproxy"):
         if server in servers:
-            rate, us, p50, p99 = servers[server]
-            print(f"| {scenario} | {server} | {rate} | {us} | {p50} | {p99} |")
+            rate, us, p50, p99, resumed = servers[server]
+            print(f"| {scenario} | {server} | {rate} | {us} | {p50} | {p99} | {resumed} |")
 PY
+
+# Many sites in one table: memory per site, start to serving, cold vs cached signing key.
+# shellcheck disable=SC2086
+sites_table=$(cargo bench --quiet --bench sites -- $SITES 2>"$work/sites.err") || {
+  cat "$work/sites.err" >&2; exit 1; }
+{
+  echo
+  echo "## Many sites on one node (\`cargo bench --bench sites\`)"
+  echo
+  echo "Each site has its own ECDSA P-256 certificate and key (one local CA, one intermediate), loaded"
+  echo "as the edge loads its store: chain parsed, key opened and sealed again in memory, not decoded."
+  echo "RSS is the growth of the process; start→serving runs from process start to the first handshake"
+  echo "served on a socket with every site in the table; handshakes are in-memory TLS 1.3 full"
+  echo "handshakes (X25519MLKEM768), server-side CPU only, to a site whose key is sealed (cold: opened"
+  echo "and decoded on the spot) or already in the key cache."
+  echo
+  echo "| sites | RSS | RSS/site | start→serving | cold-key handshake | cached-key handshake |"
+  echo "|---|---|---|---|---|---|"
+  echo "$sites_table" | awk -F'|' 'NR > 1 { printf "|%s|%s|%s|%s|%s|%s|\n", $1, $2, $3, $4, $5, $6 }'
+} | tee -a BENCHMARKS.md

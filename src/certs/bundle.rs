@@ -147,14 +147,6 @@ impl CertBundle {
         ))
     }
 
-    /// Bytes this bundle holds that no other site shares (leaf, sealed key, names).
-    pub fn own_bytes(&self) -> usize {
-        self.chain.leaf().len()
-            + self.key.sealed_len()
-            + self.info.names.iter().map(String::len).sum::<usize>()
-            + self.info.serial.len()
-    }
-
     /// Checks that the certificate is valid at `now` and covers every one of `hosts`.
     pub fn check_serves(&self, hosts: &[HostName], now: SystemTime) -> Result<(), CertError> {
         if now > self.info.not_after {

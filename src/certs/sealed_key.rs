@@ -92,11 +92,6 @@ impl SealedKey {
         };
         rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(SealedKeyError::Decode)
     }
-
-    /// Bytes held in memory for this key.
-    pub fn sealed_len(&self) -> usize {
-        self.sealed.len()
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
@@ -133,7 +134,7 @@ impl Proxy {
             .and_then(|a| a.to_str().ok())
             .and_then(normalize_authority);
         let (method, version) = (req.method().clone(), req.version());
-        let path = req.uri().path().to_owned();
+        let path = self.access_log.then(|| req.uri().path().to_owned());
         let result = match (&host, authority) {
             (Some(h), Some(authority)) if conn.site.covers(h) => {
                 self.forward(&conn, req, authority).await
@@ -160,7 +161,7 @@ impl Proxy {
             client: conn.client,
             host: host.unwrap_or_default(),
             method,
-            path,
+            path: path.unwrap_or_default(),
             version,
             status: response.status(),
             started,
@@ -185,7 +186,11 @@ impl Proxy {
         let proto = if conn.is_tls() { "https" } else { "http" };
         set_forwarded(&mut headers, conn.client.ip(), &authority, proto);
         headers.insert(HOST, authority);
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
         let pool = conn.site.origins();
         // Only a request that can be sent again unchanged is retried: idempotent, no body.
@@ -196,7 +201,7 @@ impl Proxy {
             return Err(ProxyError::NoOrigin);
         };
         let sent = self
-            .send(origin, &parts.method, path, headers, body.boxed())
+            .send(origin, &parts.method, &path, headers, body.boxed())
             .await;
         let (mut response, origin_time) = match (sent, retry_headers) {
             (Err(e @ ProxyError::OriginUnreachable { .. }), retry) => {
@@ -207,7 +212,9 @@ impl Proxy {
                 };
                 e.log(conn.site.name());
                 let empty = Empty::new().map_err(|never| match never {}).boxed();
-                let retried = self.send(origin, &parts.method, path, headers, empty).await;
+                let retried = self
+                    .send(origin, &parts.method, &path, headers, empty)
+                    .await;
                 if matches!(retried, Err(ProxyError::OriginUnreachable { .. })) {
                     pool.mark_down(second);
                 }
@@ -244,11 +251,16 @@ impl Proxy {
         &self,
         origin: &OriginUrl,
         method: &Method,
-        path: &str,
+        path: &PathAndQuery,
         headers: HeaderMap,
         body: ProxyBody,
     ) -> Result<Forwarded, ProxyError> {
-        let uri = format!("http://{}{path}", origin.authority);
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(origin.authority.clone())
+            .path_and_query(path.clone())
+            .build()
+            .map_err(ProxyError::Rebuild)?;
         let mut req = Request::builder()
             .method(method.clone())
             .uri(uri)

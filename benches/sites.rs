@@ -39,6 +39,10 @@ const HANDSHAKES: usize = 2_000;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The edge binary's allocator (`src/main.rs`), so memory and load time are the edge's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Error> {
     let started = Instant::now();
     let args: Vec<String> = std::env::args()

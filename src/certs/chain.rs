@@ -56,11 +56,6 @@ impl Chain {
         chain.extend(self.rest.iter().cloned());
         chain
     }
-
-    /// Whether `self` and `other` share their intermediates' allocation.
-    pub fn shares_rest_with(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.rest, &other.rest)
-    }
 }
 
 /// Where the first PEM block of `pem` ends (after its END line).
@@ -119,6 +114,12 @@ fn intern_with<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Chain {
+        fn shares_rest_with(&self, other: &Self) -> bool {
+            Arc::ptr_eq(&self.rest, &other.rest)
+        }
+    }
 
     fn der(bytes: &[u8]) -> CertificateDer<'static> {
         CertificateDer::from(bytes.to_vec())

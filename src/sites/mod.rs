@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::certs::{CertBundle, HostName, Source};
 use crate::config::{CertFiles, SiteConfig};
 use crate::proxy::OriginPool;
-use crate::tls::key_cache::KeySlot;
+use crate::tls::key_cache::{KeyCache, KeySlot};
 use cert_files::FileStamp;
+use rustls::sign::CertifiedKey;
 
 /// A certificate in service, where it came from, and its decoded signing key while the key
 /// cache (`tls::key_cache`) holds it.
@@ -134,6 +135,13 @@ impl Site {
 
     pub fn hsts(&self) -> Option<&HeaderValue> {
         self.hsts.as_ref()
+    }
+
+    /// The decoded key and chain for the next handshake, from `keys` (decoded on a miss);
+    /// `None` before the first certificate. No reference count of the site's certificate is
+    /// touched unless the key has to be decoded.
+    pub fn certified_key(&self, keys: &KeyCache) -> Option<Arc<CertifiedKey>> {
+        keys.certified_key(self.cert.load().as_ref()?)
     }
 
     /// Whether a certificate is in service (no reference count touched).

@@ -32,7 +32,6 @@ impl ResolvesServerCert for TableResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.table
             .lookup(hello.server_name())
-            .and_then(|site| site.served_cert())
-            .and_then(|served| self.keys.certified_key(&served))
+            .and_then(|site| site.certified_key(&self.keys))
     }
 }

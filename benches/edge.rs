@@ -34,7 +34,7 @@ fn bench_cert() -> BenchCert {
     let cert_der = cert.der().clone();
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let bundle =
-        CertBundle::from_der(vec![cert_der.clone()], key_der).expect("bench bundle is valid");
+        CertBundle::from_der(vec![cert_der.clone()], &key_der).expect("bench bundle is valid");
     BenchCert { bundle, cert_der }
 }
 

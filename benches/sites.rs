@@ -254,7 +254,7 @@ fn load_site(store: &Store, stored: &Stored) -> Result<Arc<Site>, Error> {
     let names = vec![HostName::parse(&stored.host)?];
     let key_der = store.open_cert_key(&names, &stored.sealed)?;
     let key = PrivateKeyDer::try_from(key_der.to_vec())?;
-    let bundle = CertBundle::from_stored(&stored.chain_pem, key)?;
+    let bundle = CertBundle::from_stored(&stored.chain_pem, &key)?;
     let config = SiteConfig {
         hosts: names,
         origins: vec![OriginUrl {

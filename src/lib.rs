@@ -4,7 +4,7 @@
 //! (certificate table, resolver, rustls config), `sites` (what is served per host name),
 //! `proxy` (request forwarding), `edge` (listeners, connections, reload, shutdown), `store`
 //! (sealed persistence), `issue` (ACME and the internal CA), `managed` (issuance and renewal
-//! per site), `cli`.
+//! per site), `net` (address policy: CIDRs, which addresses tenants may reach), `cli`.
 
 pub mod admin;
 pub mod admin_client;
@@ -16,6 +16,7 @@ pub mod events;
 pub mod issue;
 pub mod logging;
 pub mod managed;
+pub mod net;
 pub mod onboarding;
 pub mod proxy;
 pub mod sites;

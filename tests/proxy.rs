@@ -30,7 +30,12 @@ async fn get_and_post_over_h1_and_h2_with_forwarded_headers() {
         assert_eq!(h2, alpn == H2);
         let mut req = request(h2, "GET", "shop.example.com", "/echo?q=1&r=two", empty());
         let headers = req.headers_mut();
+        // A client's claims about its address never reach the origin.
         headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        headers.insert("forwarded", "for=203.0.113.7".parse().unwrap());
+        headers.insert("x-real-ip", "203.0.113.7".parse().unwrap());
+        headers.append("cookie", "a=1".parse().unwrap());
+        headers.append("cookie", "b=2".parse().unwrap());
         if !h2 {
             headers.insert("connection", "keep-alive, x-hop".parse().unwrap());
             headers.insert("x-hop", "secret".parse().unwrap());
@@ -43,9 +48,17 @@ async fn get_and_post_over_h1_and_h2_with_forwarded_headers() {
         assert!(seen.contains("target /echo?q=1&r=two\n"), "{seen}");
         assert!(seen.contains("header host: shop.example.com\n"), "{seen}");
         assert!(
-            seen.contains("header x-forwarded-for: 203.0.113.7, 127.0.0.1\n"),
+            seen.contains("header x-forwarded-for: 127.0.0.1\n"),
             "{seen}"
         );
+        assert!(
+            !seen.contains("203.0.113.7"),
+            "a forged address reached the origin: {seen}"
+        );
+        if h2 {
+            // RFC 9113 §8.2.3: HTTP/2 cookie fields become one HTTP/1.1 field.
+            assert!(seen.contains("header cookie: a=1; b=2\n"), "{seen}");
+        }
         assert!(seen.contains("header x-forwarded-proto: https\n"), "{seen}");
         assert!(
             seen.contains("header x-forwarded-host: shop.example.com\n"),
@@ -83,6 +96,38 @@ async fn get_and_post_over_h1_and_h2_with_forwarded_headers() {
         log.contains("method=GET path=/echo") && log.contains("status=200"),
         "no access log line:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxy_keeps_its_forwarding_headers() {
+    let ca = TestCa::new();
+    let origin = Origin::start("o1").await;
+    let edge = start_edge(
+        &ca,
+        &[(&["shop.example.com"], vec![origin.url()])],
+        "[proxy]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+    );
+    let mut conn = HttpConn::open(
+        edge.https_addr(),
+        "shop.example.com",
+        client_config(&ca.root_der, H1),
+    )
+    .await
+    .unwrap();
+    let mut req = request(false, "GET", "shop.example.com", "/echo", empty());
+    req.headers_mut()
+        .insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+    req.headers_mut()
+        .insert("x-real-ip", "203.0.113.7".parse().unwrap());
+    let seen = read_whole(conn.send(req).await.unwrap())
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        seen.contains("header x-forwarded-for: 203.0.113.7, 127.0.0.1\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("header x-real-ip: 203.0.113.7\n"), "{seen}");
 }
 
 fn full_body(data: &'static [u8]) -> http_body_util::combinators::BoxBody<Bytes, BoxError> {

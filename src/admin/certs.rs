@@ -8,8 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::json;
 
-use rustls_pki_types::pem::PemObject;
-
 use super::sites::api_host;
 use super::{Api, ApiError};
 use crate::certs::record::unix;
@@ -73,6 +71,12 @@ pub(crate) struct Upload {
     key: String,
 }
 
+impl Drop for Upload {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
 /// Installs an uploaded chain + key for the site its names belong to, after every check a
 /// file upload gets (parses, key matches, valid now, covers every name of the site).
 pub(crate) async fn upload(
@@ -82,7 +86,10 @@ pub(crate) async fn upload(
     let Json(upload) = body?;
     let invalid =
         |e: &dyn std::fmt::Display| ApiError::bad_request("bad_certificate", e.to_string());
-    let bundle = crate::certs::CertBundle::from_pem(upload.cert.as_bytes(), upload.key.as_bytes())
+    let key = crate::certs::PlainKey::from_pem(upload.key.as_bytes())
+        .map_err(|e| invalid(&e))?
+        .ok_or_else(|| invalid(&crate::certs::CertError::NoKey))?;
+    let bundle = crate::certs::CertBundle::from_chain_pem(upload.cert.as_bytes(), &key.as_der())
         .map_err(|e| invalid(&e))?;
     let site = bundle
         .info
@@ -98,13 +105,11 @@ pub(crate) async fn upload(
     bundle
         .check_serves(site.hosts(), SystemTime::now())
         .map_err(|e| invalid(&e))?;
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(upload.key.as_bytes())
-        .map_err(|e| invalid(&e))?;
     let store = api.edge.certificates.store().clone();
     let mut record =
         crate::certs::CertRecord::pending(site.hosts(), crate::certs::Source::Uploaded);
     let sealed = store
-        .seal_cert_key(site.hosts(), key.secret_der())
+        .seal_cert_key(site.hosts(), key.as_der().secret_der())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
     record.set_issued(upload.cert.clone(), sealed, &bundle.info);
     store

@@ -11,7 +11,7 @@ use x509_parser::extensions::GeneralName;
 
 use super::chain::Chain;
 use super::names::HostName;
-use super::sealed_key::{SealedKey, SealedKeyError};
+use super::sealed_key::{PlainKey, SealedKey, SealedKeyError};
 
 /// What we know about a certificate after parsing its leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,10 @@ pub enum CertError {
     NoKey,
     #[error("PEM data is malformed")]
     Pem(#[source] rustls_pki_types::pem::Error),
+    #[error(
+        "the certificate chain holds a `{0}` block; it must hold certificates only (give the private key separately)"
+    )]
+    NotACertificate(String),
     #[error("certificate #{index} of the chain does not parse: {reason}")]
     Chain { index: usize, reason: String },
     #[error("private key is not usable")]
@@ -71,25 +75,21 @@ impl CertBundle {
     /// Parses a PEM chain (leaf first) and a PEM private key; checks that they match.
     pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, CertError> {
         let chain = parse_chain(chain_pem)?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
-            rustls_pki_types::pem::Error::NoItemsFound => CertError::NoKey,
-            other => CertError::Pem(other),
-        })?;
-        Self::from_der(chain, key)
+        let key = PlainKey::from_pem(key_pem)
+            .map_err(CertError::Pem)?
+            .ok_or(CertError::NoKey)?;
+        Self::from_der(chain, &key.as_der())
     }
 
     /// Parses a PEM chain (leaf first) for a key already in DER; checks that they match.
-    pub fn from_chain_pem(
-        chain_pem: &[u8],
-        key: PrivateKeyDer<'static>,
-    ) -> Result<Self, CertError> {
+    pub fn from_chain_pem(chain_pem: &[u8], key: &PrivateKeyDer<'_>) -> Result<Self, CertError> {
         Self::from_der(parse_chain(chain_pem)?, key)
     }
 
     /// Builds a bundle from DER parts (leaf first).
     pub fn from_der(
         chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
+        key: &PrivateKeyDer<'_>,
     ) -> Result<Self, CertError> {
         let Some(leaf) = chain.first() else {
             return Err(CertError::NoCertificate);
@@ -102,8 +102,8 @@ impl CertBundle {
             })?;
         }
         let signing_key =
-            rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(CertError::Key)?;
-        let sealed = SealedKey::seal(&key)?;
+            rustls::crypto::aws_lc_rs::sign::any_supported_type(key).map_err(CertError::Key)?;
+        let sealed = SealedKey::seal(key)?;
         let chain = Chain::new(chain).ok_or(CertError::NoCertificate)?;
         match CertifiedKey::new(vec![chain.leaf().into_owned()], signing_key).keys_match() {
             Ok(()) => {}
@@ -123,11 +123,11 @@ impl CertBundle {
     /// (the store's records are sealed, so they are what was written): the leaf is parsed
     /// for its names and dates, the key is sealed but not decoded. Loading a million sites
     /// costs no key decoding; a key that fails to decode later fails its handshakes.
-    pub fn from_stored(chain_pem: &[u8], key: PrivateKeyDer<'static>) -> Result<Self, CertError> {
+    pub fn from_stored(chain_pem: &[u8], key: &PrivateKeyDer<'_>) -> Result<Self, CertError> {
         let chain = Chain::from_pem(chain_pem)
             .map_err(CertError::Pem)?
             .ok_or(CertError::NoCertificate)?;
-        Self::from_trusted_parts(chain, &key)
+        Self::from_trusted_parts(chain, key)
     }
 
     /// Like [`from_stored`](Self::from_stored), from DER parts.
@@ -184,8 +184,10 @@ impl CertBundle {
     }
 }
 
-/// The certificates of a PEM chain; at least one.
+/// The certificates of a PEM chain; at least one, and nothing else: a private key (or any
+/// other block) pasted into a chain would otherwise be stored with it, in plaintext.
 fn parse_chain(chain_pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    only_certificates(chain_pem)?;
     let chain = CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(CertError::Pem)?;
@@ -193,6 +195,21 @@ fn parse_chain(chain_pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertErr
         return Err(CertError::NoCertificate);
     }
     Ok(chain)
+}
+
+/// Refuses PEM text with any block other than `CERTIFICATE`.
+pub fn only_certificates(pem: &[u8]) -> Result<(), CertError> {
+    let text = String::from_utf8_lossy(pem);
+    for line in text.lines() {
+        let Some(label) = line.trim().strip_prefix("-----BEGIN ") else {
+            continue;
+        };
+        let label = label.trim_end_matches('-').trim();
+        if label != "CERTIFICATE" {
+            return Err(CertError::NotACertificate(label.to_owned()));
+        }
+    }
+    Ok(())
 }
 
 fn parse_leaf(leaf: &CertificateDer<'_>) -> Result<CertInfo, CertError> {
@@ -283,5 +300,21 @@ mod tests {
         assert!(CertBundle::from_pem(truncated.as_bytes(), a.key_pem.as_bytes()).is_err());
         let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(CertBundle::from_pem(garbage.as_bytes(), a.key_pem.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_chain_with_a_key_block_is_refused() {
+        let a = selfsigned::generate(&hosts(&["a.test"]), 1).unwrap();
+        for chain in [
+            format!("{}{}", a.chain_pem, a.key_pem),
+            format!("{}{}", a.key_pem, a.chain_pem),
+            format!(
+                "{}-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n",
+                a.chain_pem
+            ),
+        ] {
+            let err = CertBundle::from_pem(chain.as_bytes(), a.key_pem.as_bytes()).unwrap_err();
+            assert!(matches!(err, CertError::NotACertificate(_)), "{err}");
+        }
     }
 }

@@ -15,4 +15,4 @@ pub use bundle::{CertBundle, CertError, CertInfo};
 pub use chain::Chain;
 pub use names::{HostName, HostNameError};
 pub use record::{CertRecord, CertState, Source};
-pub use sealed_key::SealedKey;
+pub use sealed_key::{PlainKey, SealedKey};

@@ -7,7 +7,9 @@
 use std::sync::{Arc, OnceLock};
 
 use rustls::sign::SigningKey;
+use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
+use zeroize::Zeroizing;
 
 use crate::store::{MasterKey, SealError};
 
@@ -20,6 +22,63 @@ enum Encoding {
     Pkcs1 = 1,
     Sec1 = 2,
     Pkcs8 = 8,
+}
+
+impl Encoding {
+    /// `der` as the key type rustls takes, borrowed (no plaintext copy is made).
+    fn key(self, der: &[u8]) -> PrivateKeyDer<'_> {
+        match self {
+            Self::Pkcs1 => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der)),
+            Self::Sec1 => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der)),
+            Self::Pkcs8 => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)),
+        }
+    }
+}
+
+/// A plaintext private key on its way in (a PEM upload, a key file, a freshly generated
+/// key): the bytes are zeroized when it drops, and rustls only ever sees borrowed views
+/// (`PrivateKeyDer` does not zeroize on drop by itself, so no owned one is made).
+pub struct PlainKey {
+    encoding: Encoding,
+    der: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PlainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlainKey([redacted])")
+    }
+}
+
+impl PlainKey {
+    /// The first private key block of `pem`; `None` if it holds none. Other blocks are
+    /// skipped; malformed PEM is an error.
+    pub fn from_pem(pem: &[u8]) -> Result<Option<Self>, rustls_pki_types::pem::Error> {
+        for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+            let (kind, der) = item?;
+            let der = Zeroizing::new(der);
+            let encoding = match kind {
+                SectionKind::PrivateKey => Encoding::Pkcs8,
+                SectionKind::EcPrivateKey => Encoding::Sec1,
+                SectionKind::RsaPrivateKey => Encoding::Pkcs1,
+                _ => continue,
+            };
+            return Ok(Some(Self { encoding, der }));
+        }
+        Ok(None)
+    }
+
+    /// A PKCS#8 DER key (what rcgen generates).
+    pub fn pkcs8(der: Zeroizing<Vec<u8>>) -> Self {
+        Self {
+            encoding: Encoding::Pkcs8,
+            der,
+        }
+    }
+
+    /// A borrowed view for rustls.
+    pub fn as_der(&self) -> PrivateKeyDer<'_> {
+        self.encoding.key(&self.der)
+    }
 }
 
 /// A private key, sealed. Cloning copies the ciphertext.
@@ -85,11 +144,7 @@ impl SealedKey {
         let der = memory_key()?
             .open_raw(&aad(self.encoding), &self.sealed)
             .ok_or(SealedKeyError::Open)?;
-        let key = match self.encoding {
-            Encoding::Pkcs1 => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der.as_slice())),
-            Encoding::Sec1 => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der.as_slice())),
-            Encoding::Pkcs8 => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.as_slice())),
-        };
+        let key = self.encoding.key(&der);
         rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(SealedKeyError::Decode)
     }
 }

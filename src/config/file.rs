@@ -64,6 +64,7 @@ pub(crate) struct FileProxy {
     pub(crate) origin_down_for: Option<Spanned<String>>,
     pub(crate) pool_idle_timeout: Option<Spanned<String>>,
     pub(crate) pool_max_idle_per_origin: Option<Spanned<u32>>,
+    pub(crate) trusted_proxies: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +101,7 @@ pub(crate) struct FileOnboarding {
     pub(crate) recheck_max: Option<Spanned<String>>,
     pub(crate) active_recheck: Option<Spanned<String>>,
     pub(crate) moved_grace: Option<Spanned<String>>,
+    pub(crate) allow_private_origins: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -126,6 +126,9 @@ pub struct ProxySettings {
     pub origin_down_for: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_origin: usize,
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept (appended to);
+    /// from anyone else they are replaced by what the edge saw.
+    pub trusted_proxies: Vec<crate::net::Cidr>,
 }
 
 /// Log output format.
@@ -378,6 +381,17 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
             "proxy.pool_max_idle_per_origin",
             issues,
         ),
+        trusted_proxies: p.trusted_proxies.map_or_else(Vec::new, |list| {
+            let span = list.span();
+            list.into_inner()
+                .iter()
+                .filter_map(|raw| {
+                    raw.parse()
+                        .map_err(|why| issues.at(span.clone(), "proxy.trusted_proxies", why))
+                        .ok()
+                })
+                .collect()
+        }),
     };
     let l = file.log;
     let format = match l.format {

@@ -30,6 +30,9 @@ pub struct OnboardingSettings {
     pub active_recheck: Duration,
     /// How long a site whose CNAME moved away keeps renewing before renewals stop.
     pub moved_grace: Duration,
+    /// Whether API-registered sites and the webhook may point at loopback, private or
+    /// link-local addresses (off: a tenant cannot make the edge reach its own network).
+    pub allow_private_origins: bool,
 }
 
 pub(super) fn convert(o: FileOnboarding, issues: &mut Issues<'_>) -> OnboardingSettings {
@@ -118,5 +121,6 @@ pub(super) fn convert(o: FileOnboarding, issues: &mut Issues<'_>) -> OnboardingS
             "onboarding.moved_grace",
             issues,
         ),
+        allow_private_origins: o.allow_private_origins.unwrap_or(false),
     }
 }

@@ -299,7 +299,8 @@ fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, Issue
     let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(fail)?;
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
     let cert = params.self_signed(&key).map_err(fail)?;
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let plain = zeroize::Zeroizing::new(key.serialize_der());
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(plain.as_slice()));
     let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der)
         .map_err(|e| IssueError::new(format!("TLS-ALPN-01 key unusable: {e}")))?;
     Ok(Arc::new(CertifiedKey::new(

@@ -62,8 +62,8 @@ pub fn csr(names: &[HostName], key: &KeyPair) -> Result<Vec<u8>, IssueError> {
 /// Checks an issued chain against its key and names, now; the result is ready to serve.
 pub fn verify(chain_pem: String, key: &KeyPair, names: &[HostName]) -> Result<Issued, IssueError> {
     let key_der = Zeroizing::new(key.serialize_der());
-    let key_for_bundle = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec()));
-    let bundle = CertBundle::from_chain_pem(chain_pem.as_bytes(), key_for_bundle)
+    let key_for_bundle = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.as_slice()));
+    let bundle = CertBundle::from_chain_pem(chain_pem.as_bytes(), &key_for_bundle)
         .map_err(|e| IssueError::invalid("chain or key", &e))?;
     bundle
         .check_serves(names, std::time::SystemTime::now())

@@ -165,9 +165,11 @@ impl CertManager {
                 .store
                 .open_cert_key(names, sealed)
                 .map_err(|e| e.to_string())?;
-            let key = PrivateKeyDer::try_from(key_der.to_vec()).map_err(str::to_owned)?;
-            let bundle =
-                CertBundle::from_stored(chain_pem.as_bytes(), key).map_err(|e| e.to_string())?;
+            let key = PrivateKeyDer::try_from(key_der.as_slice()).map_err(str::to_owned)?;
+            // The whole record is authenticated; the chain and key are checked again anyway
+            // (chain parses, key matches the leaf) so a bad record is never served.
+            let bundle = CertBundle::from_chain_pem(chain_pem.as_bytes(), &key)
+                .map_err(|e| e.to_string())?;
             bundle
                 .check_serves(names, SystemTime::now())
                 .map_err(|e| e.to_string())?;

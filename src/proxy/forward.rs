@@ -18,7 +18,7 @@ use super::ProxyBody;
 use super::access_log::{AccessRecord, LoggedBody};
 use super::client::{self, OriginClient, OriginError};
 use super::conn::ClientConn;
-use super::headers::{is_upgrade, set_forwarded, strip_hop_by_hop};
+use super::headers::{is_upgrade, join_cookies, set_forwarded, strip_hop_by_hop};
 use super::responses::error_page;
 use crate::certs::names::normalize_authority;
 use crate::config::{OriginUrl, ProxySettings};
@@ -103,6 +103,8 @@ pub struct Proxy {
     client: OriginClient,
     response_timeout: Duration,
     access_log: bool,
+    /// Peers whose forwarding headers are kept (`proxy.trusted_proxies`).
+    trusted_proxies: Vec<crate::net::Cidr>,
     /// Upgraded tunnels outlive their request: tracked for shutdown.
     tunnels: TaskTracker,
 }
@@ -116,6 +118,7 @@ impl Proxy {
             client: client::build(settings),
             response_timeout: settings.response_timeout,
             access_log,
+            trusted_proxies: settings.trusted_proxies.clone(),
             tunnels,
         }
     }
@@ -183,8 +186,13 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers, upgrade);
+        if parts.version == Version::HTTP_2 {
+            join_cookies(&mut headers);
+        }
         let proto = if conn.is_tls() { "https" } else { "http" };
-        set_forwarded(&mut headers, conn.client.ip(), &authority, proto);
+        let peer = conn.client.ip();
+        let trusted = self.trusted_proxies.iter().any(|net| net.contains(peer));
+        set_forwarded(&mut headers, peer, &authority, proto, trusted);
         headers.insert(HOST, authority);
         let path = parts
             .uri

@@ -1,5 +1,6 @@
 //! Header rewriting between client and origin: hop-by-hop removal (RFC 9110 §7.6.1),
-//! `X-Forwarded-*`, upgrade detection.
+//! `X-Forwarded-*` set from the connection (a client cannot forge its address), HTTP/2
+//! cookie fields joined for HTTP/1.1 (RFC 9113 §8.2.3), upgrade detection.
 
 use std::net::IpAddr;
 
@@ -20,6 +21,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Whether `headers` ask to switch protocols (`Connection: upgrade` + `Upgrade`).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -60,24 +62,61 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` (`proto`) and
-/// `X-Forwarded-Host`.
+/// Sets `X-Forwarded-For` to the client, `X-Forwarded-Proto` (`proto`) and
+/// `X-Forwarded-Host`. The edge is the first hop: what a client claims in `X-Forwarded-For`,
+/// `Forwarded` or `X-Real-IP` is dropped, unless the peer is a trusted proxy
+/// (`proxy.trusted_proxies`), whose `X-Forwarded-For` is appended to and whose other two
+/// headers are kept.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: IpAddr,
     host: &HeaderValue,
     proto: &'static str,
+    peer_trusted: bool,
 ) {
     let client = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
-        _ => client,
+    let prior = peer_trusted
+        .then(|| joined(headers, &X_FORWARDED_FOR, ", "))
+        .flatten();
+    let xff = match prior {
+        Some(prior) => format!("{prior}, {client}"),
+        None => client,
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
+    if !peer_trusted {
+        headers.remove(header::FORWARDED);
+        headers.remove(X_REAL_IP);
     }
+    match HeaderValue::from_str(&xff) {
+        Ok(v) => headers.insert(X_FORWARDED_FOR, v),
+        Err(_) => headers.remove(X_FORWARDED_FOR),
+    };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     headers.insert(X_FORWARDED_HOST, host.clone());
+}
+
+/// Joins the `cookie` fields of an HTTP/2 request into the one field HTTP/1.1 allows,
+/// separated by "; " (RFC 9113 §8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    if let Some(v) =
+        joined(headers, &header::COOKIE, "; ").and_then(|j| HeaderValue::from_str(&j).ok())
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+/// Every non-empty value of `name` joined with `sep`; `None` when there is none.
+fn joined(headers: &HeaderMap, name: &HeaderName, sep: &str) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(sep))
 }
 
 #[cfg(test)]
@@ -122,19 +161,43 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_append() {
-        let mut h = map(&[
+    fn forwarded_headers_come_from_the_connection() {
+        let client_claims = [
             ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.1"),
             ("x-forwarded-proto", "http"),
-        ]);
-        set_forwarded(
-            &mut h,
-            "127.0.0.1".parse().unwrap(),
-            &HeaderValue::from_static("a.test"),
-            "https",
-        );
-        assert_eq!(h.get("x-forwarded-for").unwrap(), "203.0.113.9, 127.0.0.1");
+            ("forwarded", "for=203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+        ];
+        let edge_sees = "127.0.0.1".parse().unwrap();
+        let host = HeaderValue::from_static("a.test");
+
+        let mut h = map(&client_claims);
+        set_forwarded(&mut h, edge_sees, &host, "https", false);
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "127.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "a.test");
+        assert!(h.get("forwarded").is_none() && h.get("x-real-ip").is_none());
+
+        let mut h = map(&client_claims);
+        set_forwarded(&mut h, edge_sees, &host, "https", true);
+        assert_eq!(
+            h.get("x-forwarded-for").unwrap(),
+            "203.0.113.9, 198.51.100.1, 127.0.0.1"
+        );
+        assert_eq!(h.get("forwarded").unwrap(), "for=203.0.113.9");
+        assert_eq!(h.get("x-real-ip").unwrap(), "203.0.113.9");
+    }
+
+    #[test]
+    fn http2_cookies_are_joined_into_one_field() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2; c=3");
+        let mut one = map(&[("cookie", "a=1")]);
+        join_cookies(&mut one);
+        assert_eq!(one.get("cookie").unwrap(), "a=1");
     }
 }

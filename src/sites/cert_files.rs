@@ -29,10 +29,12 @@ pub enum CertFileError {
 /// Reads `files` and checks the pair serves `hosts` now.
 pub fn load(files: &CertFiles, hosts: &[HostName]) -> Result<CertBundle, CertFileError> {
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| CertFileError::Read {
-            path: path.to_owned(),
-            source,
-        })
+        std::fs::read(path)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|source| CertFileError::Read {
+                path: path.to_owned(),
+                source,
+            })
     };
     let (chain, key) = (read(&files.cert)?, read(&files.key)?);
     CertBundle::from_pem(&chain, &key)

@@ -54,6 +54,7 @@ fn site(hosts: Vec<HostName>, cert: &BenchCert) -> Arc<Site> {
         hsts: None,
         issuer: IssuerKind::Internal,
         managed: false,
+        registered: false,
     };
     let served = ServedCert::new(cert.bundle.clone(), Source::Uploaded);
     Arc::new(Site::build(config, Some(served), Duration::ZERO))

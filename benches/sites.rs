@@ -264,6 +264,7 @@ fn load_site(store: &Store, stored: &Stored) -> Result<Arc<Site>, Error> {
         hsts: Some("max-age=31536000".into()),
         issuer: IssuerKind::Acme,
         managed: true,
+        registered: false,
     };
     let served = ServedCert::new(bundle, Source::Acme);
     Ok(Arc::new(Site::build(

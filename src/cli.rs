@@ -168,6 +168,10 @@ pub fn main(cli: Cli) -> ExitCode {
             };
             match runtime.block_on(crate::edge::run(loaded, config)) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e @ crate::edge::EdgeError::Registered(_)) => {
+                    eprintln!("error: {}", error_chain(&e));
+                    ExitCode::from(EXIT_CONFIG)
+                }
                 Err(e) => {
                     tracing::error!(error = %error_chain(&e), "onehttps stopped");
                     eprintln!("error: {}", error_chain(&e));

@@ -56,46 +56,20 @@ impl Events {
         &self,
         url: http::Uri,
         timeout: std::time::Duration,
+        allow_private: bool,
         cancel: tokio_util::sync::CancellationToken,
     ) {
-        let Some(mut queue) = self.pending.lock().ok().and_then(|mut p| p.take()) else {
+        let Some(queue) = self.pending.lock().ok().and_then(|mut p| p.take()) else {
             return;
         };
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Full<bytes::Bytes>>();
-        loop {
-            let event = tokio::select! {
-                () = cancel.cancelled() => return,
-                event = queue.recv() => match event {
-                    Some(event) => event,
-                    None => return,
-                },
-            };
-            let body = bytes::Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
-            for attempt in 1..=WEBHOOK_ATTEMPTS {
-                let request = http::Request::post(url.clone())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .header(http::header::USER_AGENT, "onehttps-webhook")
-                    .body(http_body_util::Full::new(body.clone()));
-                let Ok(request) = request else { break };
-                let outcome = tokio::time::timeout(timeout, client.request(request)).await;
-                match outcome {
-                    Ok(Ok(response)) if response.status().is_success() => break,
-                    other => {
-                        let why = match other {
-                            Ok(Ok(response)) => format!("HTTP {}", response.status()),
-                            Ok(Err(e)) => e.to_string(),
-                            Err(_) => "timed out".to_owned(),
-                        };
-                        tracing::warn!(webhook = %url, seq = event.seq, attempt, reason = %why, "webhook delivery failed");
-                        if attempt < WEBHOOK_ATTEMPTS {
-                            tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt)))
-                                .await;
-                        }
-                    }
-                }
-            }
+        let builder =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+        let connector = crate::proxy::client::connector(timeout);
+        if allow_private {
+            deliver_with(builder.build(connector), queue, url, timeout, cancel).await;
+        } else {
+            let connector = crate::proxy::guard::PublicOnly::new(connector);
+            deliver_with(builder.build(connector), queue, url, timeout, cancel).await;
         }
     }
 
@@ -128,6 +102,51 @@ impl Events {
             .lock()
             .map(|inner| inner.1.iter().filter(|e| e.seq > since).cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+/// Delivers queued events in order through `client` until `cancel`.
+async fn deliver_with<C>(
+    client: hyper_util::client::legacy::Client<C, http_body_util::Full<bytes::Bytes>>,
+    mut queue: tokio::sync::mpsc::Receiver<Event>,
+    url: http::Uri,
+    timeout: std::time::Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    loop {
+        let event = tokio::select! {
+            () = cancel.cancelled() => return,
+            event = queue.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+        };
+        let body = bytes::Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
+        for attempt in 1..=WEBHOOK_ATTEMPTS {
+            let request = http::Request::post(url.clone())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::USER_AGENT, "onehttps-webhook")
+                .body(http_body_util::Full::new(body.clone()));
+            let Ok(request) = request else { break };
+            let outcome = tokio::time::timeout(timeout, client.request(request)).await;
+            match outcome {
+                Ok(Ok(response)) if response.status().is_success() => break,
+                other => {
+                    let why = match other {
+                        Ok(Ok(response)) => format!("HTTP {}", response.status()),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "timed out".to_owned(),
+                    };
+                    tracing::warn!(webhook = %url, seq = event.seq, attempt, reason = %why, "webhook delivery failed");
+                    if attempt < WEBHOOK_ATTEMPTS {
+                        tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt)))
+                            .await;
+                    }
+                }
+            }
+        }
     }
 }
 

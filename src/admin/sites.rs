@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{Api, ApiError};
 use crate::certs::HostName;
 use crate::config::OriginUrl;
+use crate::onboarding::policy::check_origin;
 use crate::onboarding::{AddError, SiteRecord};
 
 /// Most names one site may have.
@@ -94,11 +95,19 @@ pub(crate) async fn create(
         }
         hosts.push(host);
     }
+    let server = api.edge.server_settings();
+    let own = [server.https, server.http, server.admin];
+    let allow_private = api.edge.allow_private_origins();
     let origins = new
         .origins
         .iter()
-        .map(|o| OriginUrl::parse(o).map_err(|m| ApiError::bad_request("bad_origin", m)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|o| {
+            let origin = OriginUrl::parse(o)?;
+            check_origin(&origin, allow_private, &own)?;
+            Ok(origin)
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|m| ApiError::bad_request("bad_origin", m))?;
     let table = api.edge.table.clone();
     let record = api
         .edge
@@ -106,10 +115,13 @@ pub(crate) async fn create(
         .add(&hosts, &origins, |h| {
             table
                 .lookup(Some(h.as_str()))
-                .is_some_and(|s| s.hosts().contains(h))
+                .map(|site| site.name().to_owned())
         })
         .map_err(|e| match e {
-            AddError::Taken(_) => ApiError::new(StatusCode::CONFLICT, "host_taken", e.to_string()),
+            AddError::Taken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "host_taken", e.to_string())
+            }
+            AddError::OwnZone { .. } => ApiError::bad_request("bad_host", e.to_string()),
             AddError::Disabled => {
                 ApiError::new(StatusCode::CONFLICT, "onboarding_off", e.to_string())
             }

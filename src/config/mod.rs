@@ -180,6 +180,9 @@ pub struct SiteConfig {
     /// Whether the edge obtains and renews the certificate itself; for an uploaded one, it
     /// takes over when the upload enters its renewal window.
     pub managed: bool,
+    /// Registered through the admin API by a tenant (not written by the operator): its
+    /// origins may only be public addresses, unless `onboarding.allow_private_origins`.
+    pub registered: bool,
 }
 
 impl SiteConfig {
@@ -195,6 +198,7 @@ impl SiteConfig {
             && self.hsts == other.hsts
             && self.issuer == other.issuer
             && self.managed == other.managed
+            && self.registered == other.registered
             && self.cert.as_ref().map(|c| &c.0) == other.cert.as_ref().map(|c| &c.0)
     }
 }
@@ -429,16 +433,10 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         webhook: file
             .events
             .webhook
-            .and_then(|w| match w.get_ref().parse::<http::Uri>() {
-                Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {
-                    Some(uri)
-                }
-                _ => {
-                    issues.at(
-                        w.span(),
-                        "events.webhook",
-                        format!("`{}` is not an http:// URL", w.get_ref()),
-                    );
+            .and_then(|w| match webhook_url(w.get_ref(), &onboarding) {
+                Ok(uri) => Some(uri),
+                Err(why) => {
+                    issues.at(w.span(), "events.webhook", why);
                     None
                 }
             }),
@@ -551,6 +549,7 @@ fn convert_site(
         hsts,
         issuer,
         managed: site.managed.unwrap_or(true),
+        registered: false,
     })
 }
 
@@ -740,9 +739,26 @@ fn origin(value: &Spanned<String>, key: &str, issues: &mut Issues<'_>) -> Option
 }
 
 impl OriginUrl {
-    /// `http://host:port`, nothing else: no path, no query, no credentials.
+    /// The port connected to (80 when the URL names none).
+    pub fn port(&self) -> u16 {
+        self.authority.port_u16().unwrap_or(80)
+    }
+
+    /// The host as written, without the brackets of an IPv6 literal.
+    pub fn host(&self) -> &str {
+        self.authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    }
+
+    /// `http://host:port`, nothing else: no path, no query, no fragment, no credentials, a
+    /// port in 1-65535.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let fail = |why: &str| format!("`{raw}` {why}");
+        if raw.contains('#') {
+            return Err(fail("must not have a fragment"));
+        }
         let uri: http::Uri = raw
             .parse()
             .map_err(|e| fail(&format!("is not a URL: {e}")))?;
@@ -763,8 +779,49 @@ impl OriginUrl {
         if authority.as_str().contains('@') {
             return Err(fail("must not carry credentials"));
         }
+        if authority.host().is_empty() {
+            return Err(fail("has no host"));
+        }
+        // `http` drops a port it cannot read as u16 (`:99999`), so look at the text.
+        let text = authority.as_str();
+        let port = (!text.ends_with(']'))
+            .then(|| text.rsplit_once(':').map(|(_, port)| port))
+            .flatten();
+        if port.is_some_and(|p| !p.parse::<u16>().is_ok_and(|p| p > 0)) {
+            return Err(fail("has a port outside 1-65535"));
+        }
         Ok(Self { authority })
     }
+}
+
+/// The webhook: an `http://host:port/path` URL (no fragment, no credentials, a valid port);
+/// a private, loopback or link-local IP only with `onboarding.allow_private_origins`.
+fn webhook_url(raw: &str, onboarding: &OnboardingSettings) -> Result<http::Uri, String> {
+    let uri: http::Uri = raw
+        .parse()
+        .ok()
+        .filter(|u: &http::Uri| u.scheme_str() == Some("http"))
+        .ok_or_else(|| format!("`{raw}` is not an http:// URL"))?;
+    let origin = OriginUrl::parse(&format!(
+        "http://{}",
+        uri.authority().map_or("", http::uri::Authority::as_str)
+    ))
+    .map_err(|why| format!("webhook {why}"))?;
+    if raw.contains('#') {
+        return Err(format!("`{raw}` must not have a fragment"));
+    }
+    if !onboarding.allow_private_origins
+        && let Some(why) = origin
+            .host()
+            .parse()
+            .ok()
+            .and_then(crate::net::non_public_reason)
+    {
+        return Err(format!(
+            "`{raw}` is {why}: set onboarding.allow_private_origins = true to send events there"
+        ));
+    }
+    Ok(uri)
 }
 
 fn hsts(

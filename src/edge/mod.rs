@@ -51,6 +51,10 @@ pub enum EdgeError {
     Signal(#[source] std::io::Error),
     #[error("reload task failed")]
     Task(#[source] tokio::task::JoinError),
+    #[error(
+        "[[site]] names overlap sites registered through the admin API: {0}; remove them from the config or remove the registered site first (onehttps site remove)"
+    )]
+    Registered(String),
 }
 
 /// Bound sockets, so tests (and socket activation) can hand them in.
@@ -131,6 +135,7 @@ impl Edge {
         let tracker = TaskTracker::new();
         let proxy = Arc::new(Proxy::new(
             &config.proxy,
+            config.onboarding.allow_private_origins,
             config.log.access,
             tracker.clone(),
         ));
@@ -151,6 +156,7 @@ impl Edge {
             cancel: CancellationToken::new(),
             tracker,
         });
+        edge.check_registered(&config)?;
         edge.apply(config);
         Ok(edge)
     }
@@ -173,13 +179,29 @@ impl Edge {
             listeners.http,
             accept::Kind::Http,
         ));
+        let edge = self.clone();
+        self.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = edge.cancel.cancelled() => return,
+                    () = edge.onboarding.served_changed() => {}
+                }
+                let republishing = edge.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || republishing.republish()).await
+                {
+                    tracing::error!(error = %e, "cannot republish the sites after a verification");
+                }
+            }
+        });
         let webhook = self.lock_config().events.clone();
         if let Some(url) = webhook.webhook {
             let events = self.events.clone();
             let timeout = webhook.webhook_timeout;
             let cancel = self.cancel.clone();
-            self.tracker
-                .spawn(async move { events.deliver(url, timeout, cancel).await });
+            let allow_private = self.allow_private_origins();
+            self.tracker.spawn(async move {
+                events.deliver(url, timeout, allow_private, cancel).await;
+            });
         }
         match crate::admin::token(self) {
             Ok(token) => {
@@ -206,6 +228,7 @@ impl Edge {
         let edge = self.clone();
         tokio::task::spawn_blocking(move || {
             let config = Config::load(&path)?;
+            edge.check_registered(&config)?;
             Ok(edge.apply(config))
         })
         .await
@@ -231,6 +254,23 @@ impl Edge {
     /// The `[server]` settings the edge started with.
     pub fn server_settings(&self) -> &ServerSettings {
         &self.server
+    }
+
+    /// Whether tenants' origins and the webhook may be private addresses.
+    pub fn allow_private_origins(&self) -> bool {
+        self.lock_config().onboarding.allow_private_origins
+    }
+
+    /// Refuses a config whose `[[site]]` names take a name registered through the API.
+    fn check_registered(&self, config: &Config) -> Result<(), EdgeError> {
+        let overlaps = self
+            .onboarding
+            .overlaps(config.sites.iter().flat_map(|s| s.hosts.iter()));
+        if overlaps.is_empty() {
+            Ok(())
+        } else {
+            Err(EdgeError::Registered(overlaps.join(", ")))
+        }
     }
 
     /// The configured renewal window bound.

@@ -4,13 +4,14 @@
 //! site's certificate is only ever requested while its DNS points here (plus a grace period).
 
 pub mod dns;
+pub mod policy;
 pub mod registry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::certs::HostName;
@@ -28,8 +29,10 @@ pub use registry::{SiteRecord, SiteStatus};
 pub enum AddError {
     #[error("onboarding is off: set [onboarding] cname_zone in the config")]
     Disabled,
-    #[error("`{0}` is already served by another site")]
-    Taken(String),
+    #[error("`{host}` is already served by the site `{owner}`")]
+    Taken { host: String, owner: String },
+    #[error("`{host}` is inside the edge's own zone `{zone}`")]
+    OwnZone { host: String, zone: String },
     #[error("cannot store the site: {0}")]
     Store(String),
 }
@@ -42,6 +45,9 @@ pub struct Onboarding {
     events: Arc<Events>,
     sites: Mutex<BTreeMap<String, SiteRecord>>,
     gates: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Signalled when the set of sites to serve changed (a site verified): the edge
+    /// republishes its table.
+    served_changed: Notify,
 }
 
 impl Onboarding {
@@ -68,6 +74,7 @@ impl Onboarding {
             events,
             sites: Mutex::new(sites),
             gates: Mutex::new(HashMap::new()),
+            served_changed: Notify::new(),
         }
     }
 
@@ -93,13 +100,15 @@ impl Onboarding {
         self.lock().get(id).cloned()
     }
 
-    /// Registers a site (hosts and origins already validated); `taken` says whether a name is
-    /// served already (by the config).
+    /// Registers a site (hosts and origins already validated); `owner` names the site that
+    /// already serves a name, exactly or through a wildcard (configured, uploaded or
+    /// registered and verified). Names in the edge's own zone and names of other registered
+    /// sites (verified or not) are refused too.
     pub fn add(
         &self,
         hosts: &[HostName],
         origins: &[OriginUrl],
-        taken: impl Fn(&HostName) -> bool,
+        owner: impl Fn(&HostName) -> Option<String>,
     ) -> Result<SiteRecord, AddError> {
         let zone = self
             .settings
@@ -108,11 +117,21 @@ impl Onboarding {
             .ok_or(AddError::Disabled)?;
         let mut sites = self.lock();
         for host in hosts {
-            let in_registry = sites
+            if policy::in_zone(host, zone) {
+                return Err(AddError::OwnZone {
+                    host: host.to_string(),
+                    zone: zone.to_string(),
+                });
+            }
+            let registered = sites
                 .values()
-                .any(|s| s.hosts.iter().any(|h| h == host.as_str()));
-            if in_registry || taken(host) {
-                return Err(AddError::Taken(host.to_string()));
+                .find(|s| s.hosts.iter().any(|h| h == host.as_str()))
+                .map(|s| s.hosts[0].clone());
+            if let Some(owner) = registered.or_else(|| owner(host)) {
+                return Err(AddError::Taken {
+                    host: host.to_string(),
+                    owner,
+                });
             }
         }
         let record = SiteRecord::new(
@@ -134,6 +153,30 @@ impl Onboarding {
         Ok(record)
     }
 
+    /// Resolves when the set of sites to serve changed (a site's DNS was verified).
+    pub async fn served_changed(&self) {
+        self.served_changed.notified().await;
+    }
+
+    /// Names of registered sites that `hosts` would take: the same name, or a wildcard of
+    /// `hosts` covering a registered name. Config sites must not overlap registered ones.
+    pub fn overlaps<'a>(&self, hosts: impl Iterator<Item = &'a HostName>) -> Vec<String> {
+        let sites = self.lock();
+        let mut found = Vec::new();
+        for host in hosts {
+            for record in sites.values() {
+                if record
+                    .hosts
+                    .iter()
+                    .any(|h| h == host.as_str() || host.covers(h))
+                {
+                    found.push(format!("`{host}` (registered site `{}`)", record.hosts[0]));
+                }
+            }
+        }
+        found
+    }
+
     /// Forgets a site; its renewal stops when the edge republishes without it.
     pub fn remove(&self, id: &str) -> Option<SiteRecord> {
         let record = self.lock().remove(id)?;
@@ -148,9 +191,12 @@ impl Onboarding {
         Some(record)
     }
 
-    /// Every registered site as a site definition, with its issuance gate.
+    /// Every registered site whose DNS has been verified, as a site definition with its
+    /// issuance gate. A site still waiting for its DNS is not served at all: it receives no
+    /// traffic and changes how no name is answered.
     pub fn site_configs(&self, hsts: Option<&String>) -> Vec<(SiteConfig, watch::Receiver<bool>)> {
-        let sites = self.list();
+        let mut sites = self.list();
+        sites.retain(|record| record.status != SiteStatus::PendingDns);
         let mut gates = self
             .gates
             .lock()
@@ -194,6 +240,7 @@ impl Onboarding {
                         hsts: hsts.cloned(),
                         issuer,
                         managed: true,
+                        registered: true,
                     },
                     gate.subscribe(),
                 ))
@@ -304,6 +351,7 @@ impl Onboarding {
                 );
                 tracing::info!(site = %subject, "site verified: DNS points here");
                 self.set_gate(&record.id, true);
+                self.served_changed.notify_one();
                 Some(Duration::ZERO)
             }
             (SiteStatus::Active, Verdict::Elsewhere { found }) => {

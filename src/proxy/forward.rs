@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::ProxyBody;
 use super::access_log::{AccessRecord, LoggedBody};
-use super::client::{self, OriginClient, OriginError};
+use super::client::{self, OriginClient, OriginError, TenantClient};
 use super::conn::ClientConn;
 use super::headers::{is_upgrade, join_cookies, set_forwarded, strip_hop_by_hop};
 use super::responses::error_page;
@@ -101,6 +101,8 @@ impl ProxyError {
 /// Shared state of the request path.
 pub struct Proxy {
     client: OriginClient,
+    /// For API-registered sites; `None` when `onboarding.allow_private_origins` is on.
+    tenant_client: Option<TenantClient>,
     response_timeout: Duration,
     access_log: bool,
     /// Peers whose forwarding headers are kept (`proxy.trusted_proxies`).
@@ -113,9 +115,15 @@ pub struct Proxy {
 type Forwarded = (Response<ProxyBody>, Duration);
 
 impl Proxy {
-    pub fn new(settings: &ProxySettings, access_log: bool, tunnels: TaskTracker) -> Self {
+    pub fn new(
+        settings: &ProxySettings,
+        allow_private_origins: bool,
+        access_log: bool,
+        tunnels: TaskTracker,
+    ) -> Self {
         Self {
             client: client::build(settings),
+            tenant_client: (!allow_private_origins).then(|| client::build_tenant(settings)),
             response_timeout: settings.response_timeout,
             access_log,
             trusted_proxies: settings.trusted_proxies.clone(),
@@ -208,8 +216,9 @@ impl Proxy {
         let Some((first, origin)) = pool.pick(None) else {
             return Err(ProxyError::NoOrigin);
         };
+        let tenant = conn.site.config().registered;
         let sent = self
-            .send(origin, &parts.method, &path, headers, body.boxed())
+            .send(tenant, origin, &parts.method, &path, headers, body.boxed())
             .await;
         let (mut response, origin_time) = match (sent, retry_headers) {
             (Err(e @ ProxyError::OriginUnreachable { .. }), retry) => {
@@ -221,7 +230,7 @@ impl Proxy {
                 e.log(conn.site.name());
                 let empty = Empty::new().map_err(|never| match never {}).boxed();
                 let retried = self
-                    .send(origin, &parts.method, &path, headers, empty)
+                    .send(tenant, origin, &parts.method, &path, headers, empty)
                     .await;
                 if matches!(retried, Err(ProxyError::OriginUnreachable { .. })) {
                     pool.mark_down(second);
@@ -254,9 +263,11 @@ impl Proxy {
         Ok((response, origin_time))
     }
 
-    /// One attempt at one origin, bounded by the response timeout.
+    /// One attempt at one origin, bounded by the response timeout. `tenant`: the origin was
+    /// given through the API, so only public addresses may be connected to.
     async fn send(
         &self,
+        tenant: bool,
         origin: &OriginUrl,
         method: &Method,
         path: &PathAndQuery,
@@ -278,7 +289,11 @@ impl Proxy {
         *req.headers_mut() = headers;
         let started = Instant::now();
         let origin_name = || origin.to_string();
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+        let response = match &self.tenant_client {
+            Some(client) if tenant => client.request(req),
+            _ => self.client.request(req),
+        };
+        match tokio::time::timeout(self.response_timeout, response).await {
             Ok(Ok(response)) => Ok((response.map(BodyExt::boxed), started.elapsed())),
             Ok(Err(source)) if source.is_connect() => Err(ProxyError::OriginUnreachable {
                 origin: origin_name(),

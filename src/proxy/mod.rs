@@ -1,10 +1,12 @@
 //! The reverse proxy: from a decrypted request to an origin and back. Header rewriting,
-//! origin selection, the origin client, error pages and the access log each have a file.
+//! origin selection, the origin client (and the public-only connector for tenants' origins),
+//! error pages and the access log each have a file.
 
 pub mod access_log;
 pub mod client;
 pub mod conn;
 pub mod forward;
+pub mod guard;
 pub mod headers;
 pub mod origins;
 pub mod responses;

@@ -319,6 +319,7 @@ pub struct EdgeProcess {
     pub dir: tempfile::TempDir,
     pub https: u16,
     pub http: u16,
+    pub admin: u16,
     pub log_path: PathBuf,
     pub config_path: PathBuf,
 }
@@ -381,6 +382,7 @@ impl EdgeProcess {
             dir,
             https: ports.https,
             http: ports.http,
+            admin: ports.admin,
             log_path,
             config_path,
         };
@@ -496,6 +498,60 @@ impl EdgeProcess {
     pub fn https_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.https))
     }
+
+    /// The admin API's bearer token (generated in the data directory).
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// An admin API call with the edge's token, through curl: (HTTP status, body).
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        admin_call(self.admin, method, path, body, Some(&self.token()))
+    }
+
+    /// `curl -i http://host:<http port>path` (headers and body, and curl's errors).
+    pub fn http_get(&self, host: &str, path: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "10", "--resolve"])
+            .arg(format!("{host}:{}:127.0.0.1", self.http))
+            .arg(format!("http://{host}:{}{path}", self.http))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+/// A raw admin API call with curl: (HTTP status, body).
+pub fn admin_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+    if let Some(token) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
+    }
+    if let Some(body) = body {
+        cmd.args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    let out = cmd
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
 impl Drop for EdgeProcess {

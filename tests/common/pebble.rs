@@ -207,10 +207,16 @@ impl Pebble {
         );
     }
 
-    /// The `[onboarding]` table using this DNS server, with fast re-checks for tests.
+    /// The `[onboarding]` table using this DNS server, with fast re-checks for tests. Every
+    /// origin of a test is on loopback, so private origins are allowed.
     pub fn onboarding_table(&self) -> String {
+        self.onboarding_table_with("allow_private_origins = true\n")
+    }
+
+    /// The `[onboarding]` table with `extra` keys.
+    pub fn onboarding_table_with(&self, extra: &str) -> String {
         format!(
-            "\n[onboarding]\ncname_zone = \"edge.test\"\nnameservers = [\"127.0.0.1:{}\"]\nedge_addresses = [\"127.0.0.1\"]\nrecheck_min = \"500ms\"\nrecheck_max = \"1s\"\nactive_recheck = \"1s\"\n",
+            "\n[onboarding]\ncname_zone = \"edge.test\"\nnameservers = [\"127.0.0.1:{}\"]\nedge_addresses = [\"127.0.0.1\"]\nrecheck_min = \"500ms\"\nrecheck_max = \"1s\"\nactive_recheck = \"1s\"\n{extra}",
             self.dns_port
         )
     }

@@ -556,9 +556,17 @@ fn a_webhook_gets_the_events_in_order_and_a_dead_one_delays_nothing() {
 #[test]
 fn certificates_uploaded_through_the_api_are_validated_then_served() {
     let w = world();
-    w.add(&["up.example.com"]);
+    let target = w.add(&["up.example.com"]);
     let token = w.token();
     let ca = common::TestCa::new();
+    // Before its DNS is verified a registered site is not served: no upload makes it so.
+    let early = ca.issue(&["up.example.com"], 30);
+    let early = serde_json::json!({ "cert": early.chain_pem, "key": early.key_pem }).to_string();
+    let (code, out) = w.api("POST", "/api/v1/certificates", Some(&early), Some(&token));
+    assert_eq!(code, 409, "{out}");
+    assert!(out.contains("site_unverified"), "{out}");
+    w.pebble.set_cname("up.example.com", &target);
+    w.wait_status("up.example.com", "active", Duration::from_secs(60));
     let good = ca.issue(&["up.example.com"], 30);
     let other = ca.issue(&["up.example.com"], 30);
     let expired = ca.issue(&["up.example.com"], -1);
@@ -579,6 +587,15 @@ fn certificates_uploaded_through_the_api_are_validated_then_served() {
         ),
         ("not pem", body("hello", "world"), 400, "no certificate"),
         (
+            "a private key inside the chain",
+            body(
+                &format!("{}{}", good.chain_pem, good.key_pem),
+                &good.key_pem,
+            ),
+            400,
+            "certificates only",
+        ),
+        (
             "no site for its names",
             body(&wrong_name.chain_pem, &wrong_name.key_pem),
             404,
@@ -596,8 +613,11 @@ fn certificates_uploaded_through_the_api_are_validated_then_served() {
         assert_eq!(code, want, "{name}: {out}");
         assert!(out.contains(text), "{name}: {out}");
     }
+    let before = common::served_cert_fields(w.edge.https, "up.example.com");
+    let good_end = common::pem_enddate(&good.chain_pem);
     assert!(
-        std::fs::read_dir(w.edge.data_dir().join("certs")).map_or(true, |mut d| d.next().is_none())
+        !before.contains(&good_end),
+        "a refused upload was served: {before}"
     );
 
     let dir = w.edge.dir.path();
@@ -675,6 +695,17 @@ fn a_site_whose_validation_fails_is_failed_with_the_reason_and_retries() {
     let (_, events) = w.api("GET", "/api/v1/events", None, Some(&w.token()));
     assert!(
         events.contains("site.failed") && events.contains("certificate.failed"),
+        "{events}"
+    );
+    // A failed site waits for its next attempt: it is not re-verified in a loop, and it
+    // raises one `site.failed` per failed attempt (retries here every 1-4 s).
+    std::thread::sleep(Duration::from_secs(6));
+    let (_, events) = w.api("GET", "/api/v1/events", None, Some(&w.token()));
+    let count = |kind: &str| events.matches(&format!("\"kind\":\"{kind}\"")).count();
+    assert_eq!(count("site.verified"), 1, "{events}");
+    assert!(count("certificate.failed") >= 2, "{events}");
+    assert!(
+        (1..=count("certificate.failed")).contains(&count("site.failed")),
         "{events}"
     );
     // It keeps trying: once the validator can reach the edge, the site becomes active.

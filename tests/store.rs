@@ -137,10 +137,7 @@ fn a_corrupt_record_is_reported_set_aside_and_the_rest_keeps_its_certificates() 
 
     edge.restart();
     let log = edge.log();
-    assert!(
-        log.contains("ignoring an unreadable certificate record"),
-        "{log}"
-    );
+    assert!(log.contains("certificate record rejected"), "{log}");
     assert!(
         log.contains(&a_record.display().to_string()),
         "the path is named: {log}"
@@ -163,4 +160,70 @@ fn a_corrupt_record_is_reported_set_aside_and_the_rest_keeps_its_certificates() 
         "{names:?}"
     );
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+}
+
+/// The record of `name` in the edge's data dir.
+fn record_path(edge: &EdgeProcess, name: &str) -> std::path::PathBuf {
+    std::fs::read_dir(edge.data_dir().join("certs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let file = p.file_name().unwrap().to_string_lossy().into_owned();
+            file.starts_with(&format!("{name}-")) && file.ends_with(".json")
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_record_altered_on_disk_is_refused_set_aside_and_replaced() {
+    let mut edge = internal_edge(&[&["a.test"], &["b.test"]]);
+    let (a_before, b_before) = (serial(edge.https, "a.test"), serial(edge.https, "b.test"));
+    edge.stop();
+
+    // One base64 character of the chain changes: it still parses, but it is not what the
+    // edge wrote. Likewise a state flipped by hand on b's record.
+    let a_record = record_path(&edge, "a.test");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a_record).unwrap()).unwrap();
+    let chain = record["chain_pem"].as_str().unwrap().to_owned();
+    let at = chain.find('\n').unwrap() + 40;
+    let old = chain.as_bytes()[at] as char;
+    let new = if old == 'A' { 'B' } else { 'A' };
+    let mut altered = chain.clone();
+    altered.replace_range(at..at + 1, &new.to_string());
+    record["chain_pem"] = serde_json::json!(altered);
+    std::fs::write(&a_record, record.to_string()).unwrap();
+    let b_record = record_path(&edge, "b.test");
+    let b_text = std::fs::read_to_string(&b_record).unwrap();
+    std::fs::write(&b_record, b_text.replacen("\"issued\"", "\"failed\"", 1)).unwrap();
+
+    edge.restart();
+    let log = edge.log();
+    assert!(log.contains("failed authentication"), "{log}");
+    assert!(log.contains(&a_record.display().to_string()), "{log}");
+    assert_ne!(
+        serial(edge.https, "a.test"),
+        a_before,
+        "the altered chain is not served"
+    );
+    assert_ne!(serial(edge.https, "b.test"), b_before);
+    let (code, shown) = edge.api("GET", "/api/v1/certificates/a.test", None);
+    assert_eq!(code, 200, "{shown}");
+    assert!(
+        shown.contains("failed authentication"),
+        "the API says why: {shown}"
+    );
+    assert!(shown.contains("\"issued\""), "{shown}");
+    let names: Vec<String> = std::fs::read_dir(edge.data_dir().join("certs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.contains(".json.corrupt-"))
+            .count(),
+        2,
+        "{names:?}"
+    );
 }

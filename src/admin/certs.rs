@@ -55,6 +55,9 @@ pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
     }
     if let Some(record) = &record {
         entry["failure"] = json!(record.failure);
+        if let Some(recovered) = &record.recovered {
+            entry["record_rejected"] = json!(recovered);
+        }
         if let Some(replaced) = &record.replaced {
             entry["replaced_upload"] = json!(replaced);
         }
@@ -86,21 +89,42 @@ pub(crate) async fn upload(
     let Json(upload) = body?;
     let invalid =
         |e: &dyn std::fmt::Display| ApiError::bad_request("bad_certificate", e.to_string());
-    let key = crate::certs::PlainKey::from_pem(upload.key.as_bytes())
-        .map_err(|e| invalid(&e))?
-        .ok_or_else(|| invalid(&crate::certs::CertError::NoKey))?;
-    let bundle = crate::certs::CertBundle::from_chain_pem(upload.cert.as_bytes(), &key.as_der())
-        .map_err(|e| invalid(&e))?;
+    let key = crate::certs::PlainKey::from_pem(upload.key.as_bytes()).map_err(|e| invalid(&e))?;
+    // Without a key, `from_pem` reports the chain's problem first, then the missing key.
+    let bundle = match &key {
+        Some(key) => {
+            crate::certs::CertBundle::from_chain_pem(upload.cert.as_bytes(), &key.as_der())
+        }
+        None => crate::certs::CertBundle::from_pem(upload.cert.as_bytes(), b""),
+    }
+    .map_err(|e| invalid(&e))?;
+    let key = key.ok_or_else(|| invalid(&crate::certs::CertError::NoKey))?;
     let site = bundle
         .info
         .names
         .iter()
         .find_map(|n| api.edge.table.lookup(Some(n)))
         .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no site serves any of {}",
-                bundle.info.names.join(", ")
-            ))
+            let pending = bundle
+                .info
+                .names
+                .iter()
+                .find_map(|n| api.edge.onboarding.find(n));
+            match pending {
+                Some(site) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "site_unverified",
+                    format!(
+                        "the site `{}` is not served until its DNS points here ({})",
+                        site.hosts[0],
+                        site.reason.unwrap_or_default()
+                    ),
+                ),
+                None => ApiError::not_found(format!(
+                    "no site serves any of {}",
+                    bundle.info.names.join(", ")
+                )),
+            }
         })?;
     bundle
         .check_serves(site.hosts(), SystemTime::now())

@@ -96,6 +96,14 @@ pub struct CertRecord {
     pub replaced: Option<Replaced>,
     /// Unix seconds of the last change.
     pub updated: u64,
+    /// Why an earlier record for these names was set aside (failed authentication, a key
+    /// that does not open or match), as the API shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<String>,
+    /// Authentication tag over everything above, under the master key (the store sets and
+    /// checks it: a record altered on disk is never loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
 }
 
 impl CertRecord {
@@ -113,6 +121,8 @@ impl CertRecord {
             failure: None,
             replaced: None,
             updated: unix(SystemTime::now()),
+            recovered: None,
+            auth: None,
         }
     }
 

@@ -99,27 +99,45 @@ impl CertManager {
 
     /// What `site` serves from the start. Blocking (file reads, maybe an internal issuance).
     pub fn initial_cert(&self, site: &SiteConfig) -> Option<ServedCert> {
-        let stored = self.load_record(&site.hosts);
+        let (stored, mut rejected) = match self.load_record(&site.hosts) {
+            Ok(record) => (record, None),
+            Err(reason) => (None, Some(reason)),
+        };
         if let Some((_, bundle)) = &site.cert {
             // An upload is served as it is, unless a managed certificate already took over
             // from this very upload (the takeover survives restarts).
             let took_over = stored.as_ref().and_then(|record| {
                 let replaced = record.replaced.as_ref()?;
                 (site.managed && replaced.serial == bundle.info.serial)
-                    .then(|| self.servable(record, &site.hosts))
+                    .then(|| self.servable(record, &site.hosts).ok())
                     .flatten()
             });
             return Some(
                 took_over.unwrap_or_else(|| ServedCert::new(bundle.clone(), Source::Uploaded)),
             );
         }
-        if let Some(served) = stored.as_ref().and_then(|r| self.servable(r, &site.hosts)) {
-            return Some(served);
+        if let Some(record) = &stored {
+            match self.servable(record, &site.hosts) {
+                Ok(served) => return Some(served),
+                Err(Unservable::Stale) => {}
+                Err(Unservable::Bad(reason)) => rejected = Some(reason),
+            }
+        }
+        if let Some(reason) = &rejected {
+            // Keep the reason where the API shows it until a new certificate is in.
+            let source = stored.as_ref().map_or(Source::Acme, |r| r.source);
+            self.set_state(&site.hosts, source, |r| r.recovered = Some(reason.clone()));
+            self.events.record(
+                "certificate.record_rejected",
+                &join(&site.hosts),
+                format!("{reason}; a new certificate will be obtained"),
+            );
         }
         if site.issuer == IssuerKind::Internal {
             match self.internal.issue_now(&site.hosts, self.settings.key_type) {
                 Ok(issued) => {
-                    let record = CertRecord::pending(&site.hosts, Source::Internal);
+                    let mut record = CertRecord::pending(&site.hosts, Source::Internal);
+                    record.recovered = rejected;
                     match self.record_issued(&site.hosts, record, &issued) {
                         Ok(()) => self.log_issued(&site.hosts, Source::Internal, &issued, false),
                         Err(e) => {
@@ -136,52 +154,61 @@ impl CertManager {
         None
     }
 
-    /// The stored record for `names`; a corrupt one is reported, set aside and ignored.
-    fn load_record(&self, names: &[HostName]) -> Option<CertRecord> {
+    /// The stored record for `names`. A corrupt or tampered one is reported with its path,
+    /// set aside (kept for inspection, never loaded again) and its reason returned.
+    fn load_record(&self, names: &[HostName]) -> Result<Option<CertRecord>, String> {
         match self.store.load_cert(names) {
-            Ok(record) => record,
+            Ok(record) => Ok(record),
             Err(e) => {
-                let kept = match &e {
-                    StoreError::Corrupt { path, .. } => self.store.set_aside(path),
+                let path = match &e {
+                    StoreError::Corrupt { path, .. } | StoreError::Tampered { path, .. } => {
+                        Some(path.clone())
+                    }
                     _ => None,
                 };
-                tracing::error!(
-                    error = %e,
-                    kept_as = %kept.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
-                    "ignoring an unreadable certificate record"
-                );
-                None
+                Err(self.reject(path.as_deref(), &e.to_string()))
             }
         }
     }
 
-    /// The certificate a record holds, if it still serves `names` now.
-    fn servable(&self, record: &CertRecord, names: &[HostName]) -> Option<ServedCert> {
-        let (Some(chain_pem), Some(sealed)) = (&record.chain_pem, &record.sealed_key) else {
-            return None;
-        };
-        let result = (|| {
-            let key_der = self
-                .store
-                .open_cert_key(names, sealed)
-                .map_err(|e| e.to_string())?;
-            let key = PrivateKeyDer::try_from(key_der.as_slice()).map_err(str::to_owned)?;
-            // The whole record is authenticated; the chain and key are checked again anyway
-            // (chain parses, key matches the leaf) so a bad record is never served.
-            let bundle = CertBundle::from_chain_pem(chain_pem.as_bytes(), &key)
-                .map_err(|e| e.to_string())?;
-            bundle
-                .check_serves(names, SystemTime::now())
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(bundle)
-        })();
-        match result {
-            Ok(bundle) => Some(ServedCert::new(bundle, record.source)),
-            Err(reason) => {
-                tracing::warn!(names = %join(names), %reason, "stored certificate not usable; a new one will be obtained");
-                None
-            }
+    /// Sets a bad record aside and logs it; returns the reason as the API shows it.
+    fn reject(&self, path: Option<&std::path::Path>, reason: &str) -> String {
+        let kept = path.and_then(|p| self.store.set_aside(p));
+        let kept = kept.as_deref().map(|p| p.display().to_string());
+        tracing::error!(
+            reason,
+            kept_as = kept.as_deref().unwrap_or(""),
+            "certificate record rejected; a new certificate will be obtained"
+        );
+        match kept {
+            Some(kept) => format!("{reason}; set aside as {kept}"),
+            None => reason.to_owned(),
         }
+    }
+
+    /// The certificate a record holds, if it still serves `names` now: the sealed key must
+    /// open and match the chain's leaf.
+    fn servable(&self, record: &CertRecord, names: &[HostName]) -> Result<ServedCert, Unservable> {
+        let (Some(chain_pem), Some(sealed)) = (&record.chain_pem, &record.sealed_key) else {
+            return Err(Unservable::Stale);
+        };
+        let path = self.store.cert_path_of(names);
+        let bad = |what: String| {
+            Unservable::Bad(self.reject(Some(&path), &format!("{}: {what}", path.display())))
+        };
+        let key_der = self
+            .store
+            .open_cert_key(names, sealed)
+            .map_err(|e| bad(format!("the sealed key does not open ({e})")))?;
+        let key = PrivateKeyDer::try_from(key_der.as_slice())
+            .map_err(|e| bad(format!("the key does not decode ({e})")))?;
+        let bundle = CertBundle::from_chain_pem(chain_pem.as_bytes(), &key)
+            .map_err(|e| bad(format!("the chain and key are not usable ({e})")))?;
+        if let Err(e) = bundle.check_serves(names, SystemTime::now()) {
+            tracing::warn!(names = %join(names), reason = %e, "stored certificate no longer serves its names; a new one will be obtained");
+            return Err(Unservable::Stale);
+        }
+        Ok(ServedCert::new(bundle, record.source))
     }
 
     /// Seals the key and stores the record of a newly issued certificate.
@@ -200,6 +227,8 @@ impl CertManager {
     fn set_state(&self, names: &[HostName], source: Source, update: impl FnOnce(&mut CertRecord)) {
         let mut record = self
             .load_record(names)
+            .ok()
+            .flatten()
             .unwrap_or_else(|| CertRecord::pending(names, source));
         update(&mut record);
         record.updated = crate::certs::record::unix(SystemTime::now());
@@ -237,6 +266,14 @@ impl CertManager {
         }
         Some(result)
     }
+}
+
+/// Why a stored record is not served.
+enum Unservable {
+    /// It was fine but no longer fits (expired, names changed, nothing issued yet).
+    Stale,
+    /// It is bad (key does not open or match): set aside, with the reason.
+    Bad(String),
 }
 
 /// Frees a names slot when the order ends, however it ends.

@@ -33,7 +33,7 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
         let replaceable = config.cert.is_none() || config.managed;
         let issuer = manager.issuer_for(config).filter(|_| replaceable);
         let served = site.served_cert();
-        let record = manager.load_record(&config.hosts);
+        let record = manager.load_record(&config.hosts).ok().flatten();
         let now = SystemTime::now();
 
         let mut due = match &served {

@@ -37,6 +37,11 @@ pub enum AddError {
     Store(String),
 }
 
+/// How often an issuing site looks whether its certificate is served.
+const ISSUING_POLL: Duration = Duration::from_millis(500);
+/// Longest wait of a failed site before it looks again (its retry may come sooner by hand).
+const FAILED_POLL_MAX: Duration = Duration::from_secs(30);
+
 /// The registry and its background work.
 pub struct Onboarding {
     settings: OnboardingSettings,
@@ -307,8 +312,15 @@ impl Onboarding {
                 }
             }
             let step = match record.status {
-                SiteStatus::Issuing | SiteStatus::Verified => {
-                    self.await_certificate(&record, &table)
+                // Waiting for the renewal side: look again without touching the store or DNS
+                // (a failed order is retried by the renewal task at its own next attempt).
+                SiteStatus::Issuing | SiteStatus::Verified | SiteStatus::Failed => {
+                    let wait = self.await_certificate(&record, &table);
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    None
                 }
                 _ => {
                     let verdict = self.verify(&record).await;
@@ -409,8 +421,9 @@ impl Onboarding {
         Some(self.settings.active_recheck)
     }
 
-    /// While issuing: the site is active once its certificate is in the table.
-    fn await_certificate(&self, record: &SiteRecord, table: &SiteTable) -> Option<Duration> {
+    /// While issuing (or failed): the site is active once its certificate is in the table.
+    /// Returns how long to wait before looking again.
+    fn await_certificate(&self, record: &SiteRecord, table: &SiteTable) -> Duration {
         let served = table
             .lookup(Some(&record.hosts[0]))
             .is_some_and(|site| site.served_cert().is_some());
@@ -419,47 +432,51 @@ impl Onboarding {
                 r.status = SiteStatus::Active;
                 r.reason = None;
                 r.checks = 0;
+                r.next_check = unix(SystemTime::now() + self.settings.active_recheck);
             });
             self.events
                 .record("site.active", &record.hosts[0], "served over HTTPS");
             tracing::info!(site = %record.hosts[0], "site active");
-            Some(self.settings.active_recheck)
-        } else {
-            self.note_issuance_failure(record);
-            Some(Duration::from_millis(500))
+            return Duration::ZERO;
+        }
+        match self.note_issuance_failure(record) {
+            // Nothing changes before the renewal task's next attempt.
+            Some(next_retry) => next_retry
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .clamp(ISSUING_POLL, FAILED_POLL_MAX),
+            None => ISSUING_POLL,
         }
     }
 
     /// While issuing: a failed order makes the site `failed`, with the CA's reason and when
-    /// the next attempt is (the renewal task retries by itself).
-    fn note_issuance_failure(&self, record: &SiteRecord) {
+    /// the next attempt is (the renewal task retries by itself). One `site.failed` event per
+    /// failed attempt. Returns the next attempt's time when the last one failed.
+    fn note_issuance_failure(&self, record: &SiteRecord) -> Option<SystemTime> {
         let hosts: Vec<HostName> = record
             .hosts
             .iter()
             .filter_map(|h| HostName::parse(h).ok())
             .collect();
-        let Ok(Some(cert)) = self.store.load_cert(&hosts) else {
-            return;
-        };
-        let Some(failure) = cert.failure else { return };
-        let reason = format!("certificate order failed: {}", failure.reason);
-        if record.status != SiteStatus::Failed || record.reason.as_deref() != Some(reason.as_str())
-        {
+        let failure = self.store.load_cert(&hosts).ok()??.failure?;
+        let next_retry = crate::certs::record::from_unix(failure.next_retry);
+        if record.status != SiteStatus::Failed || record.failures != failure.attempts {
+            let reason = format!("certificate order failed: {}", failure.reason);
             self.update(&record.id, |r| {
                 r.status = SiteStatus::Failed;
                 r.reason = Some(reason.clone());
+                r.failures = failure.attempts;
             });
             self.events.record(
                 "site.failed",
                 &record.hosts[0],
                 format!(
                     "{reason}; retrying at {}",
-                    humantime::format_rfc3339_seconds(crate::certs::record::from_unix(
-                        failure.next_retry
-                    ))
+                    humantime::format_rfc3339_seconds(next_retry)
                 ),
             );
         }
+        Some(next_retry)
     }
 }
 
@@ -470,6 +487,8 @@ fn gate_open(record: &SiteRecord, settings: &OnboardingSettings, now: SystemTime
         SiteStatus::DnsMoved => record
             .moved_since
             .is_some_and(|since| unix(now) < since + settings.moved_grace.as_secs()),
-        SiteStatus::PendingDns | SiteStatus::Failed => false,
+        // Failed is only reached after DNS verified: the renewal task keeps retrying.
+        SiteStatus::Failed => true,
+        SiteStatus::PendingDns => false,
     }
 }

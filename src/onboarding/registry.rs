@@ -56,6 +56,9 @@ pub struct SiteRecord {
     pub created: u64,
     /// Unix seconds since DNS stopped pointing here.
     pub moved_since: Option<u64>,
+    /// Failed certificate attempts already reported (one `site.failed` event each).
+    #[serde(default)]
+    pub failures: u32,
 }
 
 impl SiteRecord {
@@ -73,6 +76,7 @@ impl SiteRecord {
             next_check: 0,
             created: unix(SystemTime::now()),
             moved_since: None,
+            failures: 0,
         })
     }
 

@@ -7,7 +7,9 @@
 //! data_dir/            0700
 //!   master.key         0600  the master key (unless ONEHTTPS_MASTER_KEY is set)
 //!   master.check       0600  proves the master key is the one the directory was sealed with
-//!   certs/<id>.json    0600  one managed certificate: names, state, chain, sealed key
+//!   certs/<id>.json    0600  one managed certificate: names, state, chain, sealed key, and
+//!                            a tag authenticating all of it under the master key
+//!   records-v2.sealed  0600  marks that every record carries a tag (untagged = tampered)
 //!   ca/root.pem        0644  the internal CA's root certificate (trust this)
 //!   ca/root.key.sealed 0600  its key
 //!   acme/<id>.sealed   0600  ACME account credentials, one per directory URL
@@ -51,6 +53,46 @@ pub enum StoreError {
     },
     #[error("{path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error("{path} failed authentication: {reason} (altered on disk, or not written by onehttps)")]
+    Tampered { path: PathBuf, reason: String },
+}
+
+/// Sealed marker: every certificate record carries an authentication tag.
+const RECORDS_V2: &str = "records-v2.sealed";
+
+/// What a record's tag is sealed for: its slot, so a tag copied to another record fails.
+fn record_purpose(names: &[HostName]) -> String {
+    format!("cert-record:{}", Store::cert_id(names))
+}
+
+/// SHA-256 of the record's JSON without its tag (serde writes fields in declaration order).
+fn record_digest(record: &CertRecord) -> Result<Vec<u8>, StoreError> {
+    let mut untagged = record.clone();
+    untagged.auth = None;
+    let json = serde_json::to_vec(&untagged).map_err(|e| StoreError::Corrupt {
+        path: PathBuf::from("certificate record"),
+        reason: e.to_string(),
+    })?;
+    Ok(digest(&SHA256, &json).as_ref().to_vec())
+}
+
+/// Only the `CERTIFICATE` blocks of a PEM text.
+fn certificate_blocks(pem: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in pem.lines() {
+        if line.trim() == "-----BEGIN CERTIFICATE-----" {
+            inside = true;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if line.trim() == "-----END CERTIFICATE-----" {
+            inside = false;
+        }
+    }
+    out
 }
 
 /// The `fs` store.
@@ -74,10 +116,45 @@ impl Store {
         for sub in ["certs", "ca", "acme", "sites"] {
             atomic::clean_temporaries(&dir.join(sub));
         }
-        Ok(Self {
+        let store = Self {
             dir: dir.to_owned(),
             master,
-        })
+        };
+        store.migrate_records()?;
+        Ok(store)
+    }
+
+    /// Once per data directory: records written before they were authenticated get their
+    /// tag (and lose any non-certificate block a chain held: an uploaded chain could carry
+    /// its private key in plaintext). After that an untagged record is refused.
+    fn migrate_records(&self) -> Result<(), StoreError> {
+        if self.read_secret(RECORDS_V2)?.is_some() {
+            return Ok(());
+        }
+        for path in self.json_files("certs") {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(mut record) = serde_json::from_str::<CertRecord>(&text) else {
+                continue;
+            };
+            if record.auth.is_some() {
+                continue;
+            }
+            if let Some(chain) = &record.chain_pem
+                && crate::certs::bundle::only_certificates(chain.as_bytes()).is_err()
+            {
+                record.chain_pem = Some(certificate_blocks(chain));
+                tracing::warn!(path = %path.display(), "removed non-certificate blocks (a plaintext key?) from a stored chain");
+            }
+            let names: Vec<HostName> = record
+                .names
+                .iter()
+                .filter_map(|n| HostName::parse(n).ok())
+                .collect();
+            self.save_cert(&names, &record)?;
+        }
+        self.write_secret(RECORDS_V2, b"records are authenticated")
     }
 
     pub fn dir(&self) -> &Path {
@@ -115,8 +192,14 @@ impl Store {
         self.dir.join(Self::cert_rel(id))
     }
 
-    /// The stored record for `names`, `None` if there is none. A corrupt record is an error
-    /// naming its path; the caller reports it and carries on as if there were none.
+    /// Where the record for `names` lives.
+    pub fn cert_path_of(&self, names: &[HostName]) -> PathBuf {
+        self.cert_path(&Self::cert_id(names))
+    }
+
+    /// The stored record for `names`, `None` if there is none. A corrupt record, or one
+    /// whose tag does not authenticate it, is an error naming its path; the caller reports
+    /// it, sets it aside and carries on as if there were none.
     pub fn load_cert(&self, names: &[HostName]) -> Result<Option<CertRecord>, StoreError> {
         let path = self.cert_path(&Self::cert_id(names));
         let text = match std::fs::read_to_string(&path) {
@@ -124,24 +207,55 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::Read { path, source }),
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                path,
-                reason: e.to_string(),
-            })
+        self.parse_cert(path, &text).map(Some)
     }
 
-    /// Every stored certificate record; corrupt ones as errors naming their path.
+    /// Parses and authenticates the record text read from `path`.
+    fn parse_cert(&self, path: PathBuf, text: &str) -> Result<CertRecord, StoreError> {
+        let record: CertRecord = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let tampered = |reason: &str| StoreError::Tampered {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        let names: Vec<HostName> = record
+            .names
+            .iter()
+            .map(|n| HostName::parse(n))
+            .collect::<Result<_, _>>()
+            .map_err(|_| tampered("a name is not a host name"))?;
+        if path != self.cert_path(&Self::cert_id(&names)) {
+            return Err(tampered("its names belong to another record"));
+        }
+        let tag = record.auth.as_deref().ok_or_else(|| tampered("no tag"))?;
+        let expected = self
+            .master
+            .open(&record_purpose(&names), tag)
+            .map_err(|_| tampered("the tag does not open"))?;
+        if expected.as_slice() != record_digest(&record)?.as_slice() {
+            return Err(tampered("the contents do not match the tag"));
+        }
+        Ok(record)
+    }
+
+    /// Every stored certificate record; corrupt or tampered ones as errors naming their path.
     pub fn load_all_certs(&self) -> Vec<Result<CertRecord, StoreError>> {
-        self.load_json_dir("certs")
+        self.json_files("certs")
+            .into_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                self.parse_cert(path, &text)
+            })
+            .collect()
     }
 
-    /// Every `*.json` file of `dir` (relative to `data_dir`), parsed.
-    pub fn load_json_dir<T: serde::de::DeserializeOwned>(
-        &self,
-        dir: &str,
-    ) -> Vec<Result<T, StoreError>> {
+    /// The `*.json` files of `dir` (relative to `data_dir`).
+    fn json_files(&self, dir: &str) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(self.dir.join(dir)) else {
             return Vec::new();
         };
@@ -149,6 +263,16 @@ impl Store {
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect()
+    }
+
+    /// Every `*.json` file of `dir` (relative to `data_dir`), parsed.
+    pub fn load_json_dir<T: serde::de::DeserializeOwned>(
+        &self,
+        dir: &str,
+    ) -> Vec<Result<T, StoreError>> {
+        self.json_files(dir)
+            .into_iter()
             .map(|path| {
                 let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Read {
                     path: path.clone(),
@@ -187,9 +311,14 @@ impl Store {
         self.remove(&Self::cert_rel(&Self::cert_id(names)))
     }
 
-    /// Writes `record` atomically (0600: it holds a sealed key).
+    /// Writes `record` atomically (0600: it holds a sealed key), with a tag that
+    /// authenticates all of it (names, source, state, chain, sealed key, dates, failure).
     pub fn save_cert(&self, names: &[HostName], record: &CertRecord) -> Result<(), StoreError> {
-        self.save_json(&Self::cert_rel(&Self::cert_id(names)), record)
+        let mut record = record.clone();
+        record.names = names.iter().map(|n| n.as_str().to_owned()).collect();
+        let digest = record_digest(&record)?;
+        record.auth = Some(self.master.seal(&record_purpose(names), &digest)?);
+        self.save_json(&Self::cert_rel(&Self::cert_id(names)), &record)
     }
 
     /// Renames a corrupt file out of the way (kept for inspection, never loaded again) and
@@ -299,7 +428,13 @@ mod tests {
         record.sealed_key = Some(store.seal_cert_key(&site, b"key bytes").unwrap());
         store.save_cert(&site, &record).unwrap();
         let loaded = store.load_cert(&site).unwrap().unwrap();
-        assert_eq!(loaded, record);
+        assert_eq!(
+            CertRecord {
+                auth: None,
+                ..loaded.clone()
+            },
+            record
+        );
         let sealed = loaded.sealed_key.unwrap();
         assert_eq!(
             store.open_cert_key(&site, &sealed).unwrap().as_slice(),
@@ -319,6 +454,74 @@ mod tests {
         let all = store.load_all_certs();
         assert_eq!(all.len(), 2);
         assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 1);
+    }
+
+    #[test]
+    fn any_change_to_a_record_fails_its_authentication() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let site = names(&["a.test"]);
+        let mut record = CertRecord::pending(&site, Source::Acme);
+        record.chain_pem =
+            Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into());
+        record.sealed_key = Some(store.seal_cert_key(&site, b"key").unwrap());
+        store.save_cert(&site, &record).unwrap();
+        let path = dir
+            .path()
+            .join("certs")
+            .join(format!("{}.json", Store::cert_id(&site)));
+        let original = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in [
+            ("AAAA", "AAAB"),
+            ("\"pending\"", "\"issued\""),
+            ("\"acme\"", "\"uploaded\""),
+        ] {
+            std::fs::write(&path, original.replacen(from, to, 1)).unwrap();
+            let err = store.load_cert(&site).unwrap_err();
+            assert!(matches!(err, StoreError::Tampered { .. }), "{from}: {err}");
+        }
+        // A tag removed, or a whole record copied over another's slot.
+        let mut untagged: serde_json::Value = serde_json::from_str(&original).unwrap();
+        untagged.as_object_mut().unwrap().remove("auth");
+        std::fs::write(&path, untagged.to_string()).unwrap();
+        assert!(matches!(
+            store.load_cert(&site),
+            Err(StoreError::Tampered { .. })
+        ));
+        let other = names(&["b.test"]);
+        let other_path = dir
+            .path()
+            .join("certs")
+            .join(format!("{}.json", Store::cert_id(&other)));
+        std::fs::write(&other_path, &original).unwrap();
+        assert!(matches!(
+            store.load_cert(&other),
+            Err(StoreError::Tampered { .. })
+        ));
+        std::fs::write(&path, &original).unwrap();
+        assert!(store.load_cert(&site).unwrap().is_some());
+    }
+
+    #[test]
+    fn legacy_records_are_tagged_once_and_lose_plaintext_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = names(&["a.test"]);
+        let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n";
+        {
+            let store = Store::open(dir.path()).unwrap();
+            std::fs::remove_file(dir.path().join(RECORDS_V2)).unwrap();
+            let mut record = CertRecord::pending(&site, Source::Uploaded);
+            record.chain_pem = Some(format!("{cert}{key}"));
+            store
+                .save_json(&Store::cert_rel(&Store::cert_id(&site)), &record)
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let migrated = store.load_cert(&site).unwrap().unwrap();
+        assert_eq!(migrated.chain_pem.as_deref(), Some(cert));
+        let raw = std::fs::read_to_string(store.cert_path(&Store::cert_id(&site))).unwrap();
+        assert!(!raw.contains("PRIVATE KEY"), "{raw}");
     }
 
     #[test]

@@ -63,6 +63,37 @@ fn internal_ca_serves_a_wildcard_test_site_that_verifies_against_ca_root() {
     let (ok, _) = curl("a.b.shop.test", edge.https, "/", &root, &[]);
     assert!(!ok);
     common::assert_no_plaintext_keys(&edge.data_dir());
+
+    // The root users are asked to trust can only vouch for local names, never an IP.
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Name Constraints"), "{text}");
+    for permitted in ["DNS:test", "DNS:localhost", "DNS:internal", "DNS:local"] {
+        assert!(text.contains(permitted), "{permitted}: {text}");
+    }
+    assert!(text.contains("IP:0.0.0.0/0.0.0.0"), "{text}");
+
+    // And a public name cannot be given to it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("public.toml");
+    std::fs::write(
+        &path,
+        "[[site]]\nhost = \"www.example.com\"\norigins = [\"http://127.0.0.1:9\"]\nissuer = \"internal\"\n",
+    )
+    .unwrap();
+    let out = Command::new(common::binary())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("only issues for local names"), "{err}");
 }
 
 #[test]

@@ -539,7 +539,7 @@ fn convert_site(
             host_span,
             key("host"),
             "this site needs a certificate: set `cert` and `key`, configure `[acme] directory`, \
-             or set `issuer = \"internal\"`",
+             or upload a certificate",
         );
     }
     (issues.list.len() == before).then_some(SiteConfig {
@@ -567,7 +567,19 @@ fn site_issuer(
         None => IssuerKind::Acme,
         Some(v) => match v.get_ref().as_str() {
             "acme" => IssuerKind::Acme,
-            "internal" => IssuerKind::Internal,
+            "internal" => {
+                if let Some(public) = hosts.iter().find(|h| !crate::issue::is_local_name(h)) {
+                    issues.at(
+                        v.span(),
+                        key,
+                        format!(
+                            "the internal CA only issues for local names ({}); `{public}` needs                              `issuer = \"acme\"` or an uploaded certificate",
+                            crate::issue::LOCAL_SUFFIXES.join(", ")
+                        ),
+                    );
+                }
+                IssuerKind::Internal
+            }
             other => {
                 issues.at(
                     v.span(),

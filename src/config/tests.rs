@@ -129,8 +129,15 @@ fn public_names_default_to_acme_and_need_a_directory() {
     assert_eq!(c.acme.challenges, vec![ChallengeKind::Http01]);
     assert_eq!(c.acme.renew_before, Duration::from_secs(10 * 86_400));
     assert_eq!(c.acme.key_type, crate::issue::KeyType::Rsa2048);
-    let internal =
-        Config::parse(&format!("{site}issuer = \"internal\"\n"), Path::new(".")).unwrap();
+    // The internal CA is name-constrained to local names: a public name cannot use it.
+    let issues = issues_of(&format!("{site}issuer = \"internal\"\n"));
+    assert!(
+        issues[0].message.contains("only issues for local names"),
+        "{issues:?}"
+    );
+    let local =
+        "[[site]]\nhost = \"shop.test\"\norigins = [\"http://a:1\"]\nissuer = \"internal\"\n";
+    let internal = Config::parse(local, Path::new(".")).unwrap();
     assert_eq!(internal.sites[0].issuer, IssuerKind::Internal);
 }
 

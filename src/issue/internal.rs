@@ -1,13 +1,16 @@
 //! The internal CA: a local root created on first start (its key sealed in the store like
 //! every key), issuing short certificates for names no public CA can validate (`localhost`,
 //! `*.localhost`, `*.test`, `*.internal`) and for the offline demo. `onehttps ca root` prints
-//! the root to trust.
+//! the root to trust. The root is name-constrained (RFC 5280 §4.2.1.10) to those local names
+//! and no IP address, so trusting it cannot let it vouch for any public site; a root made
+//! before the constraint is replaced at start, with a warning to trust the new one.
 
 use futures_util::future::BoxFuture;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer as RcgenIssuer,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree,
+    IsCa, Issuer as RcgenIssuer, KeyPair, KeyUsagePurpose, NameConstraints,
 };
+use rustls_pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
 
 use super::{IssueError, Issued, Issuer, KeyType, keys};
@@ -46,6 +49,13 @@ impl InternalCa {
             reason,
         };
         match (store.read_public(ROOT_CERT)?, store.read_secret(ROOT_KEY)?) {
+            (Some(root_pem), Some(_)) if !is_name_constrained(&root_pem) => {
+                tracing::warn!(
+                    path = %store.dir().join(ROOT_CERT).display(),
+                    "the internal CA's root could sign any name: replaced by a root limited to                      local names; trust the new one (onehttps ca root) and remove the old one                      from every trust store"
+                );
+                Self::create(store)
+            }
             (Some(root_pem), Some(key_der)) => {
                 let key = KeyPair::try_from(key_der.as_slice())
                     .map_err(|e| invalid(format!("root key: {e}")))?;
@@ -81,6 +91,16 @@ impl InternalCa {
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
         params.not_after = now + Duration::days(ROOT_DAYS);
+        params.name_constraints = Some(NameConstraints {
+            permitted_subtrees: crate::issue::LOCAL_SUFFIXES
+                .iter()
+                .map(|suffix| GeneralSubtree::DnsName((*suffix).to_owned()))
+                .collect(),
+            excluded_subtrees: vec![
+                GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+                GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+            ],
+        });
         let root = params.self_signed(&key).map_err(fail)?;
         let root_pem = root.pem();
         // Key first: a root certificate without its key would be refused at the next start.
@@ -98,8 +118,24 @@ impl InternalCa {
         &self.root_pem
     }
 
-    /// Issues a certificate for `names` now (CPU only, no I/O).
+    /// Whether `leaf` (DER) was issued by this root (its issuer is this root's subject).
+    pub fn issued(&self, leaf: &[u8]) -> bool {
+        let root = rustls_pki_types::CertificateDer::from_pem_slice(self.root_pem.as_bytes());
+        let (Ok(root), Ok((_, leaf))) = (root, x509_parser::parse_x509_certificate(leaf)) else {
+            return false;
+        };
+        x509_parser::parse_x509_certificate(&root)
+            .is_ok_and(|(_, root)| root.subject().as_raw() == leaf.issuer().as_raw())
+    }
+
+    /// Issues a certificate for `names` now (CPU only, no I/O). Only local names: the root
+    /// is constrained to them, so anything else would not verify anyway.
     pub fn issue_now(&self, names: &[HostName], key_type: KeyType) -> Result<Issued, IssueError> {
+        if let Some(public) = names.iter().find(|n| !super::is_local_name(n)) {
+            return Err(IssueError::new(format!(
+                "the internal CA only issues for local names, not `{public}`"
+            )));
+        }
         let key = keys::generate(key_type)?;
         let mut params = keys::params_for(names)?;
         let now = OffsetDateTime::now_utc();
@@ -129,6 +165,17 @@ impl Issuer for InternalCa {
     }
 }
 
+/// Whether a root certificate (PEM) carries a name constraints extension.
+fn is_name_constrained(root_pem: &str) -> bool {
+    let Ok(der) = rustls_pki_types::CertificateDer::from_pem_slice(root_pem.as_bytes()) else {
+        return false;
+    };
+    x509_parser::parse_x509_certificate(&der)
+        .ok()
+        .and_then(|(_, cert)| cert.name_constraints().ok().flatten().map(|_| ()))
+        .is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +195,28 @@ mod tests {
         assert_eq!(issued.bundle.info.names, vec!["shop.test", "*.shop.test"]);
         let key_file = std::fs::read_to_string(dir.path().join(ROOT_KEY)).unwrap();
         assert!(!key_file.contains("PRIVATE KEY"));
+        assert!(is_name_constrained(ca.root_pem()));
+        assert!(ca.issued(&issued.bundle.chain.leaf()));
+        let public = vec![HostName::parse("www.example.com").unwrap()];
+        assert!(again.issue_now(&public, KeyType::EcdsaP256).is_err());
+    }
+
+    #[test]
+    fn an_unconstrained_root_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let old = params.self_signed(&key).unwrap();
+        store
+            .write_secret(ROOT_KEY, &zeroize::Zeroizing::new(key.serialize_der()))
+            .unwrap();
+        store.write_public(ROOT_CERT, old.pem().as_bytes()).unwrap();
+        let ca = InternalCa::load_or_create(&store).unwrap();
+        assert_ne!(ca.root_pem(), old.pem());
+        assert!(is_name_constrained(ca.root_pem()));
+        let again = InternalCa::load_or_create(&store).unwrap();
+        assert_eq!(again.root_pem(), ca.root_pem(), "replaced once, then kept");
     }
 }

@@ -83,8 +83,11 @@ pub trait Issuer: Send + Sync {
 
 /// Whether no public CA could ever validate `name`: `localhost` and special-use or private
 /// suffixes. Such names default to the internal CA.
+/// The top-level names no public CA validates; the internal CA's root is name-constrained
+/// to exactly these.
+pub const LOCAL_SUFFIXES: [&str; 5] = ["localhost", "test", "internal", "local", "invalid"];
+
 pub fn is_local_name(name: &HostName) -> bool {
-    const LOCAL_SUFFIXES: [&str; 5] = ["localhost", "test", "internal", "local", "invalid"];
     let last = name.as_str().rsplit('.').next().unwrap_or_default();
     LOCAL_SUFFIXES.contains(&last)
 }

@@ -204,6 +204,10 @@ impl CertManager {
             .map_err(|e| bad(format!("the key does not decode ({e})")))?;
         let bundle = CertBundle::from_chain_pem(chain_pem.as_bytes(), &key)
             .map_err(|e| bad(format!("the chain and key are not usable ({e})")))?;
+        if record.source == Source::Internal && !self.internal.issued(&bundle.chain.leaf()) {
+            tracing::warn!(names = %join(names), "stored certificate is from an earlier internal CA root; issuing from the current one");
+            return Err(Unservable::Stale);
+        }
         if let Err(e) = bundle.check_serves(names, SystemTime::now()) {
             tracing::warn!(names = %join(names), reason = %e, "stored certificate no longer serves its names; a new one will be obtained");
             return Err(Unservable::Stale);

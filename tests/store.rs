@@ -7,6 +7,7 @@ mod common;
 
 use common::{EdgePorts, EdgeProcess, curl, served_cert_fields, site_table};
 use std::process::Command;
+use std::time::Duration;
 
 /// An edge whose sites are local names, so the internal CA issues for them.
 fn internal_edge(sites: &[&[&str]]) -> EdgeProcess {
@@ -257,4 +258,33 @@ fn a_record_altered_on_disk_is_refused_set_aside_and_replaced() {
         2,
         "{names:?}"
     );
+}
+
+#[test]
+fn a_site_removed_from_the_config_loses_its_record_and_key() {
+    let mut edge = internal_edge(&[&["a.test"], &["b.test"]]);
+    let b_record = record_path(&edge, "b.test");
+    let a_record = record_path(&edge, "a.test");
+    let config = std::fs::read_to_string(&edge.config_path).unwrap();
+    let without_b = config.replace(
+        &site_table(&["b.test"], &["http://127.0.0.1:9".into()], None),
+        "",
+    );
+    assert_ne!(config, without_b);
+    edge.rewrite_config(&without_b);
+    edge.signal("HUP");
+    edge.wait_log(
+        "its certificate record and key are deleted",
+        Duration::from_secs(10),
+    );
+    assert!(
+        !b_record.exists(),
+        "b.test's record (and sealed key) is gone"
+    );
+    assert!(a_record.exists(), "a.test keeps its record");
+    assert!(
+        serial(edge.https, "b.test").is_empty(),
+        "b.test is not served"
+    );
+    assert!(!serial(edge.https, "a.test").is_empty());
 }

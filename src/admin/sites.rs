@@ -170,6 +170,8 @@ pub(crate) async fn remove(
         .filter_map(|h| HostName::parse(h).ok())
         .collect();
     tokio::task::spawn_blocking(move || {
+        // Republishing forgets a served site (record and key deleted); one never verified
+        // was not served, but may have a record from an earlier life.
         edge.republish();
         if let Err(e) = edge.certificates.store().remove_cert(&hosts) {
             tracing::error!(error = %e, "cannot delete the removed site's certificate");

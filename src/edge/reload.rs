@@ -1,8 +1,8 @@
 //! Applying a configuration to the running edge: sites whose definition is unchanged keep
 //! their object (and its certificate and origin health); new and changed sites are built
 //! off to the side (certificates from the store, or issued by the internal CA); the table is
-//! published in one swap; removed and replaced sites are retired (their renewal stops) and
-//! new ones get a renewal task.
+//! published in one swap; replaced sites are retired (their renewal stops), removed ones are
+//! retired and their certificate record and key deleted, and new ones get a renewal task.
 
 use std::fmt;
 use std::sync::Arc;
@@ -79,8 +79,15 @@ impl Edge {
         self.table
             .publish(Routes::new(sites.clone(), config.tls.default_host.as_ref()));
         for site in &old {
-            if !sites.iter().any(|s| Arc::ptr_eq(s, site)) {
+            if sites.iter().any(|s| Arc::ptr_eq(s, site)) {
+                continue;
+            }
+            let names_kept = sites.iter().any(|s| same_names(s.hosts(), site.hosts()));
+            if names_kept {
+                // Changed, not removed: the new definition keeps the certificate record.
                 site.retire();
+            } else {
+                self.certificates.forget(site);
             }
         }
         for site in fresh {
@@ -128,6 +135,11 @@ impl Edge {
             }
         }
     }
+}
+
+/// Whether two sites have the same set of names (so the same certificate record).
+fn same_names(a: &[crate::certs::HostName], b: &[crate::certs::HostName]) -> bool {
+    a.len() == b.len() && a.iter().all(|h| b.contains(h))
 }
 
 fn warn_restart_needed(old: &Config, new: &Config) {

@@ -31,6 +31,9 @@ pub struct CertManager {
     settings: AcmeSettings,
     orders: Semaphore,
     in_flight: Mutex<HashSet<String>>,
+    /// Held while a site is retired and its record deleted, and while an order's outcome is
+    /// written: an order that finishes after its site was removed cannot write it back.
+    records: Mutex<()>,
     pub(crate) events: Arc<crate::events::Events>,
 }
 
@@ -72,6 +75,7 @@ impl CertManager {
             acme,
             orders: Semaphore::new(settings.max_concurrent_orders),
             in_flight: Mutex::new(HashSet::new()),
+            records: Mutex::new(()),
             settings: settings.clone(),
             events,
         })
@@ -83,6 +87,34 @@ impl CertManager {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Retires `site` (its renewal stops) and deletes its record and sealed key: the site is
+    /// gone from the config or the registry and no other site has the same names.
+    pub fn forget(&self, site: &crate::sites::Site) {
+        let _records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        site.retire();
+        match self.store.remove_cert(site.hosts()) {
+            Ok(()) => tracing::info!(
+                site = site.name(),
+                "site removed: its certificate record and key are deleted"
+            ),
+            Err(e) => {
+                tracing::error!(site = site.name(), error = %e, "cannot delete the removed site's certificate record")
+            }
+        }
+    }
+
+    /// Runs `write` unless `site` was retired (atomically with [`forget`](Self::forget)).
+    fn while_current<T>(&self, site: &crate::sites::Site, write: impl FnOnce() -> T) -> Option<T> {
+        let _records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (!site.retired().is_cancelled()).then(write)
     }
 
     /// The stored state of the managed certificate for `names`, if any.

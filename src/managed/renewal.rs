@@ -119,6 +119,17 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
             () = retired.cancelled() => return,
             result = manager.issue_once(&config.hosts, issuer) => result,
         };
+        let attempt = match attempt {
+            Some(result) if site.retired().is_cancelled() => {
+                tracing::info!(
+                    site = site.name(),
+                    issued = result.is_ok(),
+                    "the site was removed while its order ran; the outcome is discarded"
+                );
+                return;
+            }
+            other => other,
+        };
         match attempt {
             None => tokio::time::sleep(BUSY_WAIT).await,
             Some(Ok(issued)) => {
@@ -145,9 +156,16 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                         "uploaded certificate replaced by a managed one"
                     );
                 }
-                if let Err(e) = manager.record_issued(&config.hosts, record, &issued) {
-                    // Served anyway: losing the record costs one more order after a restart.
-                    tracing::error!(site = site.name(), error = %e, "cannot store the new certificate");
+                let stored = manager.while_current(&site, || {
+                    manager.record_issued(&config.hosts, record, &issued)
+                });
+                match stored {
+                    None => return,
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        // Served anyway: losing the record costs one more order after a restart.
+                        tracing::error!(site = site.name(), error = %e, "cannot store the new certificate");
+                    }
                 }
                 manager.log_issued(&config.hosts, issuer.source(), &issued, served.is_some());
                 site.replace_cert(ServedCert::new(issued.bundle, issuer.source()));
@@ -168,14 +186,19 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                     delay = delay.max(after);
                 }
                 let next_retry = unix(SystemTime::now() + delay).max(unix(now) + 1);
-                manager.set_state(&config.hosts, issuer.source(), |r| {
-                    r.state = CertState::Failed;
-                    r.failure = Some(Failure {
-                        reason: error.message.clone(),
-                        attempts,
-                        next_retry,
+                let failed = manager.while_current(&site, || {
+                    manager.set_state(&config.hosts, issuer.source(), |r| {
+                        r.state = CertState::Failed;
+                        r.failure = Some(Failure {
+                            reason: error.message.clone(),
+                            attempts,
+                            next_retry,
+                        });
                     });
                 });
+                if failed.is_none() {
+                    return;
+                }
                 manager.events.record(
                     "certificate.failed",
                     &join(&config.hosts),

@@ -388,3 +388,30 @@ fn many_sites_at_once_are_bounded_by_max_concurrent_orders_and_handshakes_contin
     assert!(most >= 1);
     edge.wait_log("certificate issued", Duration::from_secs(1));
 }
+
+#[test]
+fn a_ca_that_lost_our_account_gets_a_new_one_at_once_and_a_forced_renewal_says_so() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let mut pebble = Pebble::start(&ports, PebbleOptions::default());
+    let mut edge = edge_with_site(&pebble, &ports, &origin, "challenges = [\"http-01\"]");
+    edge.wait_log("certificate issued", Duration::from_secs(60));
+    let first = serial(edge.https);
+
+    // A fresh Pebble knows no account: the next order re-registers and goes through with no
+    // failed attempt and no backoff.
+    pebble.stop();
+    pebble.resume();
+    let (code, body) = edge.api("POST", &format!("/api/v1/certificates/{HOST}/renew"), None);
+    assert_eq!(code, 202, "{body}");
+    edge.wait_log("certificate renewed", Duration::from_secs(60));
+    let log = edge.log();
+    assert!(log.contains("a new one will be created"), "{log}");
+    assert_eq!(edge.count_log("certificate renewal failed"), 0, "{log}");
+    let (_, events) = edge.api("GET", "/api/v1/events", None);
+    assert!(!events.contains("certificate.failed"), "{events}");
+    // A renewal asked for by hand is not reported as a certificate in its renewal window.
+    assert!(!log.contains("in its renewal window"), "{log}");
+    assert!(!events.contains("certificate.expiring"), "{events}");
+    assert_ne!(serial(edge.https), first);
+}

@@ -37,8 +37,19 @@ pub(super) async fn serve(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr) {
 
 async fn respond(edge: &Edge, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
     let path = req.uri().path();
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+        .and_then(normalize_authority);
     if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
-        return match edge.challenges.http01(token) {
+        // Answered only for the name whose order is pending (RFC 8555 §8.3: the CA asks
+        // `http://<name>/.well-known/acme-challenge/<token>`).
+        let answer = host
+            .as_deref()
+            .and_then(|host| edge.challenges.http01(host, token));
+        return match answer {
             Some(key_authorization) => {
                 let mut response = Response::new(full(key_authorization));
                 response.headers_mut().insert(
@@ -50,12 +61,6 @@ async fn respond(edge: &Edge, req: Request<Incoming>, client: SocketAddr) -> Res
             None => error_page(StatusCode::NOT_FOUND, "No such challenge."),
         };
     }
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
-        .and_then(normalize_authority);
     let site = host.as_deref().and_then(|h| edge.table.lookup(Some(h)));
     if let Some(site) = site.filter(|s| !s.has_cert()) {
         let conn = Arc::new(crate::proxy::ClientConn::new(

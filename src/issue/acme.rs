@@ -141,20 +141,22 @@ impl AcmeIssuer {
     }
 
     async fn order(&self, names: &[HostName], key_type: KeyType) -> Result<Issued, IssueError> {
-        let account = self.account().await?;
         let identifiers: Vec<Identifier> = names
             .iter()
             .map(|n| Identifier::Dns(n.as_str().to_owned()))
             .collect();
-        let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
-            Ok(order) => order,
-            Err(e) => {
-                if is_problem(&e, ACCOUNT_DOES_NOT_EXIST) {
-                    // The CA lost our account (a reset test CA, a deactivation): the next
-                    // attempt registers a new one.
+        let mut registered_again = false;
+        let mut order = loop {
+            let account = self.account().await?;
+            match account.new_order(&NewOrder::new(&identifiers)).await {
+                Ok(order) => break order,
+                // The CA lost our account (a reset CA, a deactivation): register a new one
+                // and order again at once, rather than fail and back off.
+                Err(e) if is_problem(&e, ACCOUNT_DOES_NOT_EXIST) && !registered_again => {
                     self.forget_account().await;
+                    registered_again = true;
                 }
-                return Err(acme_error("the CA refused the order", e));
+                Err(e) => return Err(acme_error("the CA refused the order", e)),
             }
         };
         tracing::info!(names = %join(names), order = order.url(), "ACME order placed");
@@ -197,6 +199,7 @@ impl AcmeIssuer {
             let key_authorization = challenge.key_authorization();
             guards.push(match kind {
                 ChallengeKind::Http01 => self.challenges.add_http01(
+                    name.clone(),
                     challenge.token.clone(),
                     key_authorization.as_str().to_owned(),
                 ),

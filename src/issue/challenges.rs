@@ -16,16 +16,20 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// Pending challenge answers.
 #[derive(Debug, Default)]
 pub struct Challenges {
-    /// token → key authorization.
-    http01: RwLock<HashMap<String, String>>,
+    /// token → (the name being validated, key authorization).
+    http01: RwLock<HashMap<String, (String, String)>>,
     /// name → self-signed certificate carrying the acmeIdentifier extension.
     tls_alpn01: RwLock<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl Challenges {
-    /// The key authorization for an HTTP-01 `token`, if one is pending.
-    pub fn http01(&self, token: &str) -> Option<String> {
-        self.http01.read().ok()?.get(token).cloned()
+    /// The key authorization for an HTTP-01 `token`, if one is pending for `host` (the
+    /// request's Host, port removed): a token is answered only for the name it validates.
+    pub fn http01(&self, host: &str, token: &str) -> Option<String> {
+        let map = self.http01.read().ok()?;
+        let (name, key_authorization) = map.get(token)?;
+        name.eq_ignore_ascii_case(host)
+            .then(|| key_authorization.clone())
     }
 
     /// The TLS-ALPN-01 certificate for `name`, if one is pending.
@@ -33,14 +37,15 @@ impl Challenges {
         self.tls_alpn01.read().ok()?.get(name).cloned()
     }
 
-    /// Publishes an HTTP-01 answer until the guard is dropped.
+    /// Publishes an HTTP-01 answer for `name` until the guard is dropped.
     pub fn add_http01(
         self: &Arc<Self>,
+        name: String,
         token: String,
         key_authorization: String,
     ) -> ChallengeGuard {
         if let Ok(mut map) = self.http01.write() {
-            map.insert(token.clone(), key_authorization);
+            map.insert(token.clone(), (name, key_authorization));
         }
         ChallengeGuard {
             challenges: self.clone(),
@@ -99,10 +104,18 @@ mod tests {
     #[test]
     fn answers_live_as_long_as_their_guard() {
         let challenges = Arc::new(Challenges::default());
-        let guard = challenges.add_http01("tok".into(), "tok.thumb".into());
-        assert_eq!(challenges.http01("tok").as_deref(), Some("tok.thumb"));
-        assert_eq!(challenges.http01("other"), None);
+        let guard = challenges.add_http01("a.example".into(), "tok".into(), "tok.thumb".into());
+        assert_eq!(
+            challenges.http01("a.example", "tok").as_deref(),
+            Some("tok.thumb")
+        );
+        assert_eq!(
+            challenges.http01("A.Example", "tok").as_deref(),
+            Some("tok.thumb")
+        );
+        assert_eq!(challenges.http01("b.example", "tok"), None, "another host");
+        assert_eq!(challenges.http01("a.example", "other"), None);
         drop(guard);
-        assert_eq!(challenges.http01("tok"), None);
+        assert_eq!(challenges.http01("a.example", "tok"), None);
     }
 }

@@ -69,7 +69,8 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
         if let Some(failure) = record.as_ref().and_then(|r| r.failure.as_ref()) {
             due = due.max(from_unix(failure.next_retry));
         }
-        if site.take_forced_renewal() {
+        let forced = site.take_forced_renewal();
+        if forced {
             tracing::info!(site = site.name(), "renewal forced");
             due = now;
         }
@@ -113,7 +114,7 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                 _ = gate.changed() => continue,
             }
         }
-        note_due(&manager, &site, served.as_deref(), issuer, now);
+        note_due(&manager, &site, served.as_deref(), issuer, now, forced);
         let attempt = tokio::select! {
             () = cancel.cancelled() => return,
             () = retired.cancelled() => return,
@@ -208,14 +209,18 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                         delay.as_secs()
                     ),
                 );
-                if served.is_some() {
-                    remind(
-                        &manager,
-                        &site,
-                        &mut last_reminder,
-                        SystemTime::now(),
-                        "renewal keeps failing",
-                    );
+                // A reminder only for a certificate in its window: a failed forced renewal
+                // of a fresh certificate is not "expiring".
+                if served
+                    .as_deref()
+                    .is_some_and(|cert| in_window(&manager, cert, now))
+                {
+                    let why = if attempts > 1 {
+                        format!("renewal keeps failing ({attempts} attempts)")
+                    } else {
+                        "the renewal attempt failed; retrying".to_owned()
+                    };
+                    remind(&manager, &site, &mut last_reminder, SystemTime::now(), &why);
                 }
                 tracing::warn!(
                     site = site.name(),
@@ -268,14 +273,26 @@ fn reminder_due(last: Option<SystemTime>, now: SystemTime) -> bool {
     last.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= REMINDER_EVERY)
 }
 
+/// Whether `cert` is inside its renewal window at `now`.
+fn in_window(manager: &CertManager, cert: &ServedCert, now: SystemTime) -> bool {
+    let info = &cert.bundle.info;
+    now >= window::window_start(
+        info.not_before,
+        info.not_after,
+        manager.settings.renew_before,
+    )
+}
+
 /// Records that an attempt is due: `pending` for a first order, `expiring` (with a WARN the
-/// first time) for a certificate in its window that is not renewed yet.
+/// first time) for a certificate in its window that is not renewed yet. A forced renewal of
+/// a certificate outside its window is just that, not an expiry.
 fn note_due(
     manager: &CertManager,
     site: &Site,
     served: Option<&ServedCert>,
     issuer: &dyn Issuer,
     now: SystemTime,
+    forced: bool,
 ) {
     let names = &site.config().hosts;
     let Some(cert) = served else {
@@ -286,6 +303,9 @@ fn note_due(
         });
         return;
     };
+    if forced && !in_window(manager, cert, now) {
+        return;
+    }
     let info = &cert.bundle.info;
     let state = state_at(info.not_after, now, now);
     manager.set_state(names, issuer.source(), |r| {

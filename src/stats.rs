@@ -14,6 +14,10 @@ pub struct Stats {
     pub origin_errors: AtomicU64,
     pub issuance_attempts: AtomicU64,
     pub issuance_failures: AtomicU64,
+    /// Connections closed at accept: over a per-address limit.
+    pub refused_connections: AtomicU64,
+    /// Connections closed for moving too little (transfer timeout) or idle tunnels.
+    pub stalled_connections: AtomicU64,
 }
 
 /// The one instance.
@@ -24,6 +28,8 @@ pub static STATS: Stats = Stats {
     origin_errors: AtomicU64::new(0),
     issuance_attempts: AtomicU64::new(0),
     issuance_failures: AtomicU64::new(0),
+    refused_connections: AtomicU64::new(0),
+    stalled_connections: AtomicU64::new(0),
 };
 
 /// Adds one to `counter`.

@@ -94,6 +94,16 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
             "Certificate orders that failed.",
             get(&STATS.issuance_failures),
         ),
+        (
+            "onehttps_refused_connections_total",
+            "Connections closed at accept: over a per-address limit.",
+            get(&STATS.refused_connections),
+        ),
+        (
+            "onehttps_stalled_connections_total",
+            "Connections closed for moving too little data, or idle tunnels.",
+            get(&STATS.stalled_connections),
+        ),
     ];
     for (name, help, value) in counters {
         let _ = writeln!(

@@ -3,10 +3,12 @@
 //! `/healthz` needs `Authorization: Bearer <token>` (compared in constant time); the token is
 //! `server.admin_token` or generated on first start into `data_dir/admin.token` (0600).
 //! Bad input gets a 4xx with `{"error", "message"}` and changes nothing; bodies are limited
-//! to 64 KiB; no response ever contains a private key.
+//! to 64 KiB; no response ever contains a private key. The listener has its own connection
+//! cap and timeouts (`listener.rs`).
 
 mod certs;
 mod errors;
+mod listener;
 mod metrics;
 mod sites;
 
@@ -23,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::edge::Edge;
 pub use errors::ApiError;
+pub use listener::{ADMIN_HEADER_TIMEOUT, ADMIN_MAX_CONNECTIONS};
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -95,12 +98,7 @@ pub async fn serve(
         edge,
         token: token.into(),
     };
-    let result = axum::serve(listener, router(api))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "admin API stopped");
-    }
+    listener::serve(listener, router(api), cancel).await;
 }
 
 async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {

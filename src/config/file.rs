@@ -42,6 +42,10 @@ pub(crate) struct FileServer {
     pub(crate) shutdown_grace: Option<Spanned<String>>,
     pub(crate) welcome_page: Option<Spanned<String>>,
     pub(crate) admin_token: Option<Spanned<String>>,
+    pub(crate) transfer_timeout: Option<Spanned<String>>,
+    pub(crate) min_transfer_bytes: Option<Spanned<u32>>,
+    pub(crate) max_connections_per_ip: Option<Spanned<u32>>,
+    pub(crate) handshakes_per_ip: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +69,7 @@ pub(crate) struct FileProxy {
     pub(crate) pool_idle_timeout: Option<Spanned<String>>,
     pub(crate) pool_max_idle_per_origin: Option<Spanned<u32>>,
     pub(crate) trusted_proxies: Option<Spanned<Vec<String>>>,
+    pub(crate) tunnel_idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

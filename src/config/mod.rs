@@ -32,6 +32,11 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MIN_TRANSFER_BYTES: u32 = 8 * 1024;
+const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 256;
+const DEFAULT_HANDSHAKES_PER_IP: u32 = 64;
+const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_MAX_HEADER_BYTES: u32 = 64 * 1024;
 const MIN_HEADER_BYTES: u32 = 8 * 1024;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -91,6 +96,15 @@ pub struct ServerSettings {
     pub welcome_page: Option<SocketAddr>,
     /// Bearer token of the admin API; `None` = generated into `data_dir/admin.token`.
     pub admin_token: Option<String>,
+    /// A request in flight (not waiting for its origin's response head) must move at least
+    /// `min_transfer_bytes` of body, either way, per this period, or its connection closes:
+    /// a minimum rate that cuts stalled readers and zero windows, not slow transfers.
+    pub transfer_timeout: Duration,
+    pub min_transfer_bytes: u64,
+    /// Open connections per client address (IPv6: per /64), per listener.
+    pub max_connections_per_ip: usize,
+    /// TLS handshakes per second per client address (bursts of twice this).
+    pub handshakes_per_ip: u32,
 }
 
 /// TLS protocol versions the edge accepts at the lowest.
@@ -129,6 +143,8 @@ pub struct ProxySettings {
     /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept (appended to);
     /// from anyone else they are replaced by what the edge saw.
     pub trusted_proxies: Vec<crate::net::Cidr>,
+    /// An upgraded tunnel (WebSocket) with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Log output format.
@@ -297,6 +313,30 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         welcome_page: s
             .welcome_page
             .map(|a| addr(Some(a), "", "server.welcome_page", issues)),
+        transfer_timeout: duration(
+            s.transfer_timeout,
+            DEFAULT_TRANSFER_TIMEOUT,
+            "server.transfer_timeout",
+            issues,
+        ),
+        min_transfer_bytes: s
+            .min_transfer_bytes
+            .map_or(DEFAULT_MIN_TRANSFER_BYTES, Spanned::into_inner)
+            .into(),
+        max_connections_per_ip: positive(
+            s.max_connections_per_ip,
+            DEFAULT_MAX_CONNECTIONS_PER_IP,
+            "server.max_connections_per_ip",
+            issues,
+        ),
+        handshakes_per_ip: positive(
+            s.handshakes_per_ip,
+            DEFAULT_HANDSHAKES_PER_IP,
+            "server.handshakes_per_ip",
+            issues,
+        )
+        .try_into()
+        .unwrap_or(u32::MAX),
         admin_token: s.admin_token.and_then(|t| {
             if t.get_ref().len() < 16 || t.get_ref().chars().any(|c| c.is_whitespace()) {
                 issues.at(
@@ -383,6 +423,12 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
             p.pool_max_idle_per_origin,
             DEFAULT_POOL_MAX_IDLE_PER_ORIGIN,
             "proxy.pool_max_idle_per_origin",
+            issues,
+        ),
+        tunnel_idle_timeout: duration(
+            p.tunnel_idle_timeout,
+            DEFAULT_TUNNEL_IDLE_TIMEOUT,
+            "proxy.tunnel_idle_timeout",
             issues,
         ),
         trusted_proxies: p.trusted_proxies.map_or_else(Vec::new, |list| {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -15,15 +15,20 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Edge;
+use super::accept::Slot;
+use super::metered::Metered;
+use super::{Edge, log_limit};
 use crate::proxy::ClientConn;
 use crate::tls;
 
-pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr) {
+/// Most TLS records rustls queues for a client that is not reading.
+const TLS_SEND_BUFFER_BYTES: usize = 32 * 1024;
+
+pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr, slot: Slot) {
     let span = tracing::debug_span!("conn", client.addr = %client, tls.sni = tracing::field::Empty);
     async move {
         let handshake = tls::accept(tcp, &edge.table, &edge.challenges, edge.tls.clone());
-        let (stream, site) =
+        let (mut stream, site) =
             match tokio::time::timeout(edge.server.handshake_timeout, handshake).await {
                 Ok(Ok(accepted)) => accepted,
                 Ok(Err(e)) => {
@@ -35,25 +40,35 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
                     return;
                 }
             };
+        // Encrypted bytes waiting for a slow reader's socket: bounded.
+        stream
+            .get_mut()
+            .1
+            .set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
         let tls_conn = stream.get_ref().1;
         crate::stats::bump(&crate::stats::STATS.handshakes);
         if tls_conn.handshake_kind() == Some(HandshakeKind::Resumed) {
             crate::stats::bump(&crate::stats::STATS.resumed);
         }
         tracing::Span::current().record("tls.sni", tls_conn.server_name().unwrap_or("-"));
-        let conn = Arc::new(ClientConn::new(
-            client,
-            site,
-            version_name(tls_conn.protocol_version()),
-            tls_conn.handshake_kind() == Some(HandshakeKind::Resumed),
-        ));
+        let conn = Arc::new(
+            ClientConn::new(
+                client,
+                site,
+                version_name(tls_conn.protocol_version()),
+                tls_conn.handshake_kind() == Some(HandshakeKind::Resumed),
+            )
+            .with_slot(Some(slot)),
+        );
         let proxy = edge.proxy.clone();
         let service_conn = conn.clone();
         let service = service_fn(move |req| proxy.clone().handle(service_conn.clone(), req));
+        let stream = Metered::new(stream, conn.clone());
         let http = edge
             .http
             .serve_connection_with_upgrades(TokioIo::new(stream), service);
-        drive(http, Some((&conn, edge.server.idle_timeout)), &edge.cancel).await;
+        let timers = Timers::of(&edge.server);
+        drive(http, Some((&conn, timers)), &edge.cancel).await;
     }
     .instrument(span)
     .await;
@@ -91,29 +106,68 @@ where
     }
 }
 
-/// Polls `http` to completion; asks it to finish gracefully on shutdown or, when `idle` is
-/// given, once nothing has been in flight on the connection for its timeout.
+/// The limits `drive` enforces on a client connection.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timers {
+    idle: Duration,
+    header: Duration,
+    transfer: Duration,
+    min_transfer_bytes: u64,
+}
+
+impl Timers {
+    pub(super) fn of(server: &crate::config::ServerSettings) -> Self {
+        Self {
+            idle: server.idle_timeout,
+            header: server.header_timeout,
+            transfer: server.transfer_timeout,
+            min_transfer_bytes: server.min_transfer_bytes,
+        }
+    }
+
+    /// How often the timers are looked at: a fraction of the shortest, so a limit is
+    /// enforced at most a quarter late.
+    fn tick(&self) -> Duration {
+        (self.transfer.min(self.header).min(self.idle) / 4).max(Duration::from_millis(50))
+    }
+}
+
+/// Polls `http` to completion; asks it to finish gracefully on shutdown. With `watch`:
+/// - nothing in flight for `idle` → finish gracefully; but if the client has sent bytes
+///   since (a request head, e.g. an HTTP/2 HEADERS block, that never completes), it gets
+///   `header` instead, and is dropped;
+/// - requests in flight, none waiting for its origin, and fewer than `min_transfer_bytes`
+///   of body moved in a `transfer` period (a reader that stopped reading, a zero window, an
+///   upload that stopped) → dropped.
 pub(super) async fn drive<C, T, E>(
     http: C,
-    idle: Option<(&ClientConn, Duration)>,
+    watch: Option<(&ClientConn, Timers)>,
     cancel: &CancellationToken,
 ) where
     C: Graceful<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(http);
     let mut closing = false;
+    // Bytes received when the connection was last seen idle.
+    let mut idle_mark: Option<u64> = None;
+    // Body bytes moved at the start of the current transfer period.
+    let mut period = (Instant::now(), watch.map_or(0, |(conn, _)| conn.moved()));
+    let tick = watch.map_or(Duration::MAX, |(_, t)| t.tick());
     loop {
-        let wait = match idle {
-            Some((conn, timeout)) => conn
-                .idle_for()
-                .map_or(timeout, |i| timeout.saturating_sub(i)),
-            None => Duration::MAX,
-        };
         tokio::select! {
             result = http.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                    let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+                    let error = crate::config::error_chain(&*e);
+                    // h2 detected a protocol violation (rapid reset, floods): say so, once
+                    // per client and interval.
+                    if let Some((conn, _)) = watch
+                        && error.contains("connection error detected")
+                    {
+                        log_limit::warn(conn.client.ip(), "HTTP/2 protocol abuse (reset or frame flood): connections closed");
+                    }
+                    tracing::debug!(%error, "connection ended with an error");
                 }
                 return;
             }
@@ -121,11 +175,39 @@ pub(super) async fn drive<C, T, E>(
                 http.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = tokio::time::sleep(wait), if !closing && idle.is_some() => {
-                if idle.is_some_and(|(conn, timeout)| conn.idle_for().is_some_and(|i| i >= timeout)) {
-                    tracing::debug!("idle timeout");
-                    http.as_mut().graceful_shutdown();
-                    closing = true;
+            () = tokio::time::sleep(tick), if watch.is_some() => {
+                let Some((conn, timers)) = watch else { continue };
+                let now = Instant::now();
+                match conn.idle_for() {
+                    Some(idle) => {
+                        period = (now, conn.moved());
+                        let mark = *idle_mark.get_or_insert(conn.received());
+                        if conn.received() > mark && idle >= timers.header {
+                            tracing::debug!("request head not completed within header_timeout");
+                            return;
+                        }
+                        if idle >= timers.idle && !closing {
+                            tracing::debug!("idle timeout");
+                            http.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                    None if conn.awaiting_origin() => {
+                        idle_mark = None;
+                        period = (now, conn.moved());
+                    }
+                    None => {
+                        idle_mark = None;
+                        if now.duration_since(period.0) >= timers.transfer {
+                            let moved = conn.moved().saturating_sub(period.1);
+                            if moved < timers.min_transfer_bytes {
+                                crate::stats::bump(&crate::stats::STATS.stalled_connections);
+                                log_limit::warn(conn.client.ip(), "client moved too little data within server.transfer_timeout: connection closed");
+                                return;
+                            }
+                            period = (now, conn.moved());
+                        }
+                    }
                 }
             }
         }

@@ -2,7 +2,11 @@
 //! `Edge::start` is what the binary and the tests call; the `run` function adds signals.
 
 mod accept;
+mod admission;
 mod connection;
+mod descriptors;
+mod log_limit;
+mod metered;
 mod plain_http;
 mod reload;
 mod welcome;
@@ -30,6 +34,14 @@ pub use reload::ReloadSummary;
 
 /// Largest number of concurrent HTTP/2 streams per client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Response bytes HTTP/2 buffers per stream beyond what the client's window takes: a
+/// client that stops reading pins this much, not the whole response (backpressure goes
+/// to the origin instead).
+const H2_MAX_SEND_BUF_BYTES: usize = 16 * 1024;
+/// How much a client may send on one stream / the connection before the edge has passed
+/// it on to the origin (upload buffering).
+const H2_STREAM_WINDOW_BYTES: u32 = 256 * 1024;
+const H2_CONNECTION_WINDOW_BYTES: u32 = 1024 * 1024;
 
 /// Why the edge could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +175,7 @@ impl Edge {
 
     /// Starts accept loops, the certificate watcher and the welcome origin.
     pub fn start(self: &Arc<Self>, listeners: Listeners) {
+        descriptors::ensure(&self.server);
         let interval = self.lock_config().tls.watch_interval;
         self.tracker.spawn(crate::sites::watch::run(
             self.table.clone(),
@@ -300,6 +313,9 @@ fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_send_buf_size(H2_MAX_SEND_BUF_BYTES)
+        .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
         .keep_alive_interval(Some(server.idle_timeout))
         .keep_alive_timeout(Duration::from_secs(20));
     builder

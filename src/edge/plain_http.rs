@@ -14,17 +14,19 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::Edge;
+use super::accept::Slot;
 use super::connection::drive;
 use crate::certs::names::normalize_authority;
 use crate::issue::challenges::HTTP01_PREFIX;
 use crate::proxy::ProxyBody;
 use crate::proxy::responses::{error_page, full, permanent_redirect};
 
-pub(super) async fn serve(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr) {
+pub(super) async fn serve(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr, slot: Slot) {
     let service_edge = edge.clone();
     let service = service_fn(move |req| {
         let edge = service_edge.clone();
-        async move { Ok::<_, Infallible>(respond(&edge, req, client).await) }
+        let slot = slot.clone();
+        async move { Ok::<_, Infallible>(respond(&edge, req, client, slot).await) }
     });
     let http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -35,7 +37,12 @@ pub(super) async fn serve(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr) {
     drive(http, None, &edge.cancel).await;
 }
 
-async fn respond(edge: &Edge, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+async fn respond(
+    edge: &Edge,
+    req: Request<Incoming>,
+    client: SocketAddr,
+    slot: Slot,
+) -> Response<ProxyBody> {
     let path = req.uri().path();
     let host = req
         .uri()
@@ -63,12 +70,10 @@ async fn respond(edge: &Edge, req: Request<Incoming>, client: SocketAddr) -> Res
     }
     let site = host.as_deref().and_then(|h| edge.table.lookup(Some(h)));
     if let Some(site) = site.filter(|s| !s.has_cert()) {
-        let conn = Arc::new(crate::proxy::ClientConn::new(
-            client,
-            site,
-            crate::proxy::conn::PLAIN_HTTP,
-            false,
-        ));
+        let conn = Arc::new(
+            crate::proxy::ClientConn::new(client, site, crate::proxy::conn::PLAIN_HTTP, false)
+                .with_slot(Some(slot)),
+        );
         return match edge.proxy.clone().handle(conn, req).await {
             Ok(response) => response.map(http_body_util::BodyExt::boxed),
             Err(never) => match never {},

@@ -62,6 +62,7 @@ impl Body for LoggedBody {
             && let Some(data) = frame.data_ref()
         {
             self.bytes += data.len() as u64;
+            self._in_flight.conn().moved_bytes(data.len());
         }
         polled
     }

@@ -10,6 +10,9 @@ use super::ProxyBody;
 use super::guard::PublicOnly;
 use crate::config::ProxySettings;
 
+/// Most bytes buffered from one origin connection (hyper's minimum is 8 KiB).
+const ORIGIN_READ_BUF_BYTES: usize = 64 * 1024;
+
 /// The shared origin client for configured sites (any address the operator wrote).
 pub type OriginClient = Client<HttpConnector, ProxyBody>;
 /// The client for API-registered sites' origins: public addresses only.
@@ -33,6 +36,9 @@ fn builder(settings: &ProxySettings) -> hyper_util::client::legacy::Builder {
     builder
         .pool_idle_timeout(settings.pool_idle_timeout)
         .pool_max_idle_per_host(settings.pool_max_idle_per_origin)
+        // What is read ahead from an origin whose client is not reading: bounded, so a slow
+        // reader pins little memory and the origin feels the backpressure.
+        .http1_max_buf_size(ORIGIN_READ_BUF_BYTES)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new());
     builder

@@ -1,5 +1,8 @@
 //! What the proxy knows about the client connection a request arrived on, and its activity
-//! (requests in flight, last activity) that the idle timeout reads.
+//! that the connection's timers read: requests in flight and last activity (idle timeout),
+//! body bytes moved and requests waiting for their origin (transfer timeout), bytes
+//! received from the client (an unfinished request head). It also holds the connection's
+//! slot, so an upgraded tunnel that outlives the HTTP connection keeps counting.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +25,14 @@ pub struct ClientConn {
     in_flight: AtomicUsize,
     /// Milliseconds after `opened` of the last request start or end.
     last_active_ms: AtomicU64,
+    /// Request and response body bytes moved so far.
+    moved: AtomicU64,
+    /// Requests waiting for their origin's response head (bounded by the response timeout).
+    awaiting_origin: AtomicUsize,
+    /// Bytes read from the client so far (TLS plaintext).
+    received: AtomicU64,
+    /// The listener slot this connection holds; released when the last reference drops.
+    _slot: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ClientConn {
@@ -39,7 +50,54 @@ impl ClientConn {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            awaiting_origin: AtomicUsize::new(0),
+            received: AtomicU64::new(0),
+            _slot: None,
         }
+    }
+
+    /// Holds `slot` for as long as this connection (or a tunnel of it) lives.
+    #[must_use]
+    pub fn with_slot(mut self, slot: Option<Arc<dyn std::any::Any + Send + Sync>>) -> Self {
+        self._slot = slot;
+        self
+    }
+
+    /// Counts body bytes that moved (either way).
+    pub fn moved_bytes(&self, n: usize) {
+        self.moved.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Body bytes moved so far.
+    pub fn moved(&self) -> u64 {
+        self.moved.load(Ordering::Relaxed)
+    }
+
+    /// Counts bytes received from the client.
+    pub fn received_bytes(&self, n: usize) {
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes received from the client so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Whether some request waits for its origin's response head.
+    pub fn awaiting_origin(&self) -> bool {
+        self.awaiting_origin.load(Ordering::Acquire) > 0
+    }
+
+    /// Marks a request as waiting for its origin until the guard drops.
+    pub fn await_origin(self: &Arc<Self>) -> AwaitingOrigin {
+        self.awaiting_origin.fetch_add(1, Ordering::AcqRel);
+        AwaitingOrigin(self.clone())
     }
 
     /// Whether the client connected over TLS.
@@ -69,8 +127,24 @@ impl ClientConn {
     }
 }
 
+/// A request waiting for its origin's response head.
+pub struct AwaitingOrigin(Arc<ClientConn>);
+
+impl Drop for AwaitingOrigin {
+    fn drop(&mut self) {
+        self.0.awaiting_origin.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A request in flight on a connection.
 pub struct InFlight(Arc<ClientConn>);
+
+impl InFlight {
+    /// The connection the request is on.
+    pub fn conn(&self) -> &ClientConn {
+        &self.0
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

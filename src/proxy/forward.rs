@@ -18,8 +18,12 @@ use super::ProxyBody;
 use super::access_log::{AccessRecord, LoggedBody};
 use super::client::{self, OriginClient, OriginError, TenantClient};
 use super::conn::ClientConn;
-use super::headers::{is_upgrade, join_cookies, set_forwarded, strip_hop_by_hop};
+use super::headers::{
+    drop_near_miss_framing, is_upgrade, join_cookies, set_forwarded, strip_hop_by_hop,
+    upgrades_to_h2c,
+};
 use super::responses::error_page;
+use super::upload::{Upload, UploadWatch};
 use crate::certs::names::normalize_authority;
 use crate::config::{OriginUrl, ProxySettings};
 
@@ -29,6 +33,12 @@ enum ProxyError {
     /// Client: no Host header and no authority.
     #[error("request names no host")]
     NoHost,
+    /// Client: CONNECT (the edge is not a forward proxy).
+    #[error("CONNECT is not served")]
+    Connect,
+    /// Client: the request body broke (bad chunked framing, a reset stream).
+    #[error("the request body from the client broke")]
+    ClientBody(#[source] OriginError),
     /// Client: a host the connection's certificate was not chosen for.
     #[error("host `{0}` is not served on this connection")]
     Misdirected(String),
@@ -61,6 +71,20 @@ impl ProxyError {
     fn response(&self) -> Response<ProxyBody> {
         match self {
             Self::NoHost => error_page(StatusCode::BAD_REQUEST, "The request names no host."),
+            Self::Connect => {
+                let mut response = error_page(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "This server does not tunnel CONNECT requests.",
+                );
+                response.headers_mut().insert(
+                    http::header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                );
+                response
+            }
+            Self::ClientBody(_) => {
+                error_page(StatusCode::BAD_REQUEST, "The request body was malformed.")
+            }
             Self::Misdirected(_) => error_page(
                 StatusCode::MISDIRECTED_REQUEST,
                 "This connection does not serve that host; open a new connection for it.",
@@ -84,7 +108,11 @@ impl ProxyError {
     fn log(&self, site: &str) {
         let error = crate::config::error_chain(self);
         match self {
-            Self::NoHost | Self::Misdirected(_) | Self::Rebuild(_) => {
+            Self::NoHost
+            | Self::Misdirected(_)
+            | Self::Rebuild(_)
+            | Self::Connect
+            | Self::ClientBody(_) => {
                 tracing::debug!(site, %error, "request refused");
             }
             Self::OriginUnreachable { .. }
@@ -105,6 +133,8 @@ pub struct Proxy {
     tenant_client: Option<TenantClient>,
     response_timeout: Duration,
     access_log: bool,
+    /// Upgraded tunnels with nothing moving for this long are closed.
+    tunnel_idle_timeout: Duration,
     /// Peers whose forwarding headers are kept (`proxy.trusted_proxies`).
     trusted_proxies: Vec<crate::net::Cidr>,
     /// Upgraded tunnels outlive their request: tracked for shutdown.
@@ -127,6 +157,7 @@ impl Proxy {
             response_timeout: settings.response_timeout,
             access_log,
             trusted_proxies: settings.trusted_proxies.clone(),
+            tunnel_idle_timeout: settings.tunnel_idle_timeout,
             tunnels,
         }
     }
@@ -147,6 +178,7 @@ impl Proxy {
         let (method, version) = (req.method().clone(), req.version());
         let path = self.access_log.then(|| req.uri().path().to_owned());
         let result = match (&host, authority) {
+            _ if method == Method::CONNECT => Err(ProxyError::Connect),
             (Some(h), Some(authority)) if conn.site.covers(h) => {
                 self.forward(&conn, req, authority).await
             }
@@ -189,11 +221,17 @@ impl Proxy {
         mut req: Request<Incoming>,
         authority: HeaderValue,
     ) -> Result<Forwarded, ProxyError> {
-        let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
+        // h2c is never tunnelled: over TLS it makes no sense, and a raw tunnel to the origin
+        // would skip the Host check and the forwarding headers. The request goes on as a
+        // plain one (RFC 9113 §3.1: servers ignore it).
+        let upgrade = req.version() == Version::HTTP_11
+            && is_upgrade(req.headers())
+            && !upgrades_to_h2c(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers, upgrade);
+        drop_near_miss_framing(&mut headers);
         if parts.version == Version::HTTP_2 {
             join_cookies(&mut headers);
         }
@@ -217,8 +255,16 @@ impl Proxy {
             return Err(ProxyError::NoOrigin);
         };
         let tenant = conn.site.config().registered;
+        let (upload, watch) = Upload::new(body, conn.clone());
         let sent = self
-            .send(tenant, origin, &parts.method, &path, headers, body.boxed())
+            .send(
+                conn,
+                tenant,
+                origin,
+                (&parts.method, &path, headers),
+                upload.boxed(),
+                watch,
+            )
             .await;
         let (mut response, origin_time) = match (sent, retry_headers) {
             (Err(e @ ProxyError::OriginUnreachable { .. }), retry) => {
@@ -230,7 +276,14 @@ impl Proxy {
                 e.log(conn.site.name());
                 let empty = Empty::new().map_err(|never| match never {}).boxed();
                 let retried = self
-                    .send(tenant, origin, &parts.method, &path, headers, empty)
+                    .send(
+                        conn,
+                        tenant,
+                        origin,
+                        (&parts.method, &path, headers),
+                        empty,
+                        UploadWatch::nothing_to_send(),
+                    )
                     .await;
                 if matches!(retried, Err(ProxyError::OriginUnreachable { .. })) {
                     pool.mark_down(second);
@@ -245,12 +298,12 @@ impl Proxy {
         {
             let origin_upgrade = hyper::upgrade::on(&mut response);
             let in_flight = conn.begin();
+            let idle = self.tunnel_idle_timeout;
             self.tunnels.spawn(async move {
                 let _in_flight = in_flight;
                 match tokio::try_join!(client_upgrade, origin_upgrade) {
                     Ok((client, origin)) => {
-                        let (mut client, mut origin) = (TokioIo::new(client), TokioIo::new(origin));
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut origin).await;
+                        super::tunnel::run(TokioIo::new(client), TokioIo::new(origin), idle).await;
                     }
                     Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
                 }
@@ -263,16 +316,18 @@ impl Proxy {
         Ok((response, origin_time))
     }
 
-    /// One attempt at one origin, bounded by the response timeout. `tenant`: the origin was
-    /// given through the API, so only public addresses may be connected to.
+    /// One attempt at one origin. The response timeout starts once the request body has
+    /// been sent: a slow upload is bounded by the transfer timeout (progress), not by it.
+    /// `tenant`: the origin was given through the API, so only public addresses may be
+    /// connected to.
     async fn send(
         &self,
+        conn: &Arc<ClientConn>,
         tenant: bool,
         origin: &OriginUrl,
-        method: &Method,
-        path: &PathAndQuery,
-        headers: HeaderMap,
+        (method, path, headers): (&Method, &PathAndQuery, HeaderMap),
         body: ProxyBody,
+        mut watch: UploadWatch,
     ) -> Result<Forwarded, ProxyError> {
         let uri = Uri::builder()
             .scheme(Scheme::HTTP)
@@ -293,8 +348,21 @@ impl Proxy {
             Some(client) if tenant => client.request(req),
             _ => self.client.request(req),
         };
-        match tokio::time::timeout(self.response_timeout, response).await {
+        tokio::pin!(response);
+        let early = tokio::select! {
+            result = &mut response => Some(result),
+            _ = &mut watch.sent => None,
+        };
+        let result = match early {
+            Some(result) => Ok(result),
+            None => {
+                let _waiting = conn.await_origin();
+                tokio::time::timeout(self.response_timeout, response).await
+            }
+        };
+        match result {
             Ok(Ok(response)) => Ok((response.map(BodyExt::boxed), started.elapsed())),
+            Ok(Err(source)) if watch.client_failed() => Err(ProxyError::ClientBody(source)),
             Ok(Err(source)) if source.is_connect() => Err(ProxyError::OriginUnreachable {
                 origin: origin_name(),
                 source,

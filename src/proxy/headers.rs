@@ -28,6 +28,44 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
 }
 
+/// Whether the `Upgrade` header asks for h2c (cleartext HTTP/2), alone or among others.
+pub fn upgrades_to_h2c(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("h2c"))
+}
+
+/// Headers that decide how a message is framed or routed; a name that becomes one of them
+/// when `_` is read as `-` (`Transfer_Encoding`) is dropped: some origins (CGI, WSGI, PHP)
+/// treat the two alike, and the edge framed the body without it.
+const FRAMING: [&str; 9] = [
+    "transfer-encoding",
+    "content-length",
+    "connection",
+    "upgrade",
+    "host",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+];
+
+/// Removes near-miss spellings of framing headers (see [`FRAMING`]).
+pub fn drop_near_miss_framing(headers: &mut HeaderMap) {
+    let near_misses: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .filter(|name| FRAMING.contains(&name.as_str().replace('_', "-").as_str()))
+        .cloned()
+        .collect();
+    for name in near_misses {
+        headers.remove(name);
+    }
+}
+
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
 }
@@ -148,6 +186,22 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn near_miss_framing_headers_are_dropped() {
+        let mut h = map(&[
+            ("transfer_encoding", "chunked"),
+            ("content_length", "5"),
+            ("x_custom_header", "kept"),
+            ("content-length", "3"),
+        ]);
+        drop_near_miss_framing(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["content-length", "x_custom_header"]);
+        assert!(upgrades_to_h2c(&map(&[("upgrade", "websocket, H2C")])));
+        assert!(!upgrades_to_h2c(&map(&[("upgrade", "websocket")])));
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod guard;
 pub mod headers;
 pub mod origins;
 pub mod responses;
+pub mod tunnel;
+pub mod upload;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;

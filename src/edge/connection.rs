@@ -21,6 +21,10 @@ use super::{Edge, log_limit};
 use crate::proxy::ClientConn;
 use crate::tls;
 
+/// Bytes a client may send after a request without starting another one (HTTP/2 SETTINGS
+/// acknowledgements, WINDOW_UPDATE and PING frames) before it counts as a started head.
+const CONTROL_FRAME_ALLOWANCE: u64 = 256;
+
 /// Most TLS records rustls queues for a client that is not reading.
 const TLS_SEND_BUFFER_BYTES: usize = 32 * 1024;
 
@@ -133,9 +137,9 @@ impl Timers {
 }
 
 /// Polls `http` to completion; asks it to finish gracefully on shutdown. With `watch`:
-/// - nothing in flight for `idle` → finish gracefully; but if the client has sent bytes
-///   since (a request head, e.g. an HTTP/2 HEADERS block, that never completes), it gets
-///   `header` instead, and is dropped;
+/// - nothing in flight for `idle` → finish gracefully; but before the first request, or
+///   when the client has sent more than control frames since the last one (a request head,
+///   e.g. an HTTP/2 HEADERS block, that never completes), it gets `header`, and is dropped;
 /// - requests in flight, none waiting for its origin, and fewer than `min_transfer_bytes`
 ///   of body moved in a `transfer` period (a reader that stopped reading, a zero window, an
 ///   upload that stopped) → dropped.
@@ -149,8 +153,6 @@ pub(super) async fn drive<C, T, E>(
 {
     tokio::pin!(http);
     let mut closing = false;
-    // Bytes received when the connection was last seen idle.
-    let mut idle_mark: Option<u64> = None;
     // Body bytes moved at the start of the current transfer period.
     let mut period = (Instant::now(), watch.map_or(0, |(conn, _)| conn.moved()));
     let tick = watch.map_or(Duration::MAX, |(_, t)| t.tick());
@@ -181,8 +183,12 @@ pub(super) async fn drive<C, T, E>(
                 match conn.idle_for() {
                     Some(idle) => {
                         period = (now, conn.moved());
-                        let mark = *idle_mark.get_or_insert(conn.received());
-                        if conn.received() > mark && idle >= timers.header {
+                        // Waiting for a (next) request head: the first one, or one the
+                        // client has started to send, must come within header_timeout.
+                        let head_started = conn
+                            .received_since_idle()
+                            .is_none_or(|n| n > CONTROL_FRAME_ALLOWANCE);
+                        if head_started && idle >= timers.header {
                             tracing::debug!("request head not completed within header_timeout");
                             return;
                         }
@@ -193,11 +199,9 @@ pub(super) async fn drive<C, T, E>(
                         }
                     }
                     None if conn.awaiting_origin() => {
-                        idle_mark = None;
                         period = (now, conn.moved());
                     }
                     None => {
-                        idle_mark = None;
                         if now.duration_since(period.0) >= timers.transfer {
                             let moved = conn.moved().saturating_sub(period.1);
                             if moved < timers.min_transfer_bytes {

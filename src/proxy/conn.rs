@@ -31,6 +31,8 @@ pub struct ClientConn {
     awaiting_origin: AtomicUsize,
     /// Bytes read from the client so far (TLS plaintext).
     received: AtomicU64,
+    /// `received` when the last request ended; `u64::MAX` before the first request.
+    received_at_idle: AtomicU64,
     /// The listener slot this connection holds; released when the last reference drops.
     _slot: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -53,6 +55,7 @@ impl ClientConn {
             moved: AtomicU64::new(0),
             awaiting_origin: AtomicUsize::new(0),
             received: AtomicU64::new(0),
+            received_at_idle: AtomicU64::new(u64::MAX),
             _slot: None,
         }
     }
@@ -79,9 +82,11 @@ impl ClientConn {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Bytes received from the client so far.
-    pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
+    /// Bytes received from the client since its last request ended; `None` before its
+    /// first request.
+    pub fn received_since_idle(&self) -> Option<u64> {
+        let mark = self.received_at_idle.load(Ordering::Relaxed);
+        (mark != u64::MAX).then(|| self.received.load(Ordering::Relaxed).saturating_sub(mark))
     }
 
     /// Requests in flight.
@@ -149,6 +154,8 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
+        let received = self.0.received.load(Ordering::Relaxed);
+        self.0.received_at_idle.store(received, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -354,9 +354,21 @@ impl EdgePorts {
 
 /// `onehttps run --config <config>` with its log in `log` (truncated).
 fn spawn_run(config: &Path, log: &Path) -> Child {
+    spawn_run_with(config, log, None)
+}
+
+/// Like `spawn_run`, under a descriptor limit of `nofile` (soft and hard) when given.
+fn spawn_run_with(config: &Path, log: &Path, nofile: Option<u32>) -> Child {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(binary())
-        .args(["run", "--config"])
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut cmd = Command::new("prlimit");
+            cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary());
+            cmd
+        }
+        None => Command::new(binary()),
+    };
+    cmd.args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info,onehttps=debug")
         .stdin(Stdio::null())
@@ -373,10 +385,29 @@ pub fn binary() -> &'static str {
 impl EdgeProcess {
     /// Writes `config` to the temp dir and starts `onehttps run` on it; waits until ready.
     pub fn start(dir: tempfile::TempDir, ports: &EdgePorts, config: &str) -> Self {
+        Self::start_limited(dir, ports, config, None)
+    }
+
+    /// `start` under a file descriptor limit (prlimit, from util-linux).
+    pub fn start_with_nofile(
+        dir: tempfile::TempDir,
+        ports: &EdgePorts,
+        config: &str,
+        nofile: u32,
+    ) -> Self {
+        Self::start_limited(dir, ports, config, Some(nofile))
+    }
+
+    fn start_limited(
+        dir: tempfile::TempDir,
+        ports: &EdgePorts,
+        config: &str,
+        nofile: Option<u32>,
+    ) -> Self {
         let config_path = dir.path().join("onehttps.toml");
         std::fs::write(&config_path, config).unwrap();
         let log_path = dir.path().join("edge.log");
-        let child = spawn_run(&config_path, &log_path);
+        let child = spawn_run_with(&config_path, &log_path, nofile);
         let mut edge = Self {
             child: Some(child),
             dir,

@@ -80,6 +80,9 @@ http = "127.0.0.1:18081"
 admin = "127.0.0.1:18082"
 data_dir = "$work/data"
 max_connections = 20000
+# Every load client is 127.0.0.1: lift the per-address limits for the benchmark.
+max_connections_per_ip = 20000
+handshakes_per_ip = 1000000
 [log]
 access = false
 level = "warn"

@@ -13,6 +13,8 @@ pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod issue;
 pub mod logging;
 pub mod managed;

@@ -80,6 +80,16 @@ impl Drop for Upload {
     }
 }
 
+/// For fuzzing: what `upload` does with a body before it touches any state.
+pub(crate) fn check_body(data: &[u8]) {
+    let Ok(upload) = serde_json::from_slice::<Upload>(data) else {
+        return;
+    };
+    if let Ok(Some(key)) = crate::certs::PlainKey::from_pem(upload.key.as_bytes()) {
+        let _ = crate::certs::CertBundle::from_chain_pem(upload.cert.as_bytes(), &key.as_der());
+    }
+}
+
 /// Installs an uploaded chain + key for the site its names belong to, after every check a
 /// file upload gets (parses, key matches, valid now, covers every name of the site).
 pub(crate) async fn upload(

@@ -64,6 +64,12 @@ pub fn token(edge: &Edge) -> Result<String, std::io::Error> {
     }
 }
 
+/// For fuzzing: everything the API does with a request body before it changes anything.
+pub(crate) fn check_bodies(data: &[u8]) {
+    sites::check_body(data);
+    certs::check_body(data);
+}
+
 /// The router, for `serve` and for tests.
 fn router(api: Api) -> Router {
     let authed = Router::new()

@@ -3,6 +3,7 @@
 //! connection runs in its own tracked task.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -10,6 +11,13 @@ use tokio::sync::Semaphore;
 
 use super::admission::{Admission, Refused};
 use super::{Edge, connection, log_limit, plain_http};
+
+/// Set while the HTTPS listener has fewer than a tenth of its slots free: connections that
+/// are not making progress (still in their handshake after `PRESSURE_GRACE`, or idle
+/// between requests) then give their slot to the clients waiting in the backlog.
+pub(super) static UNDER_PRESSURE: AtomicBool = AtomicBool::new(false);
+/// Under pressure, how long a handshake may take before it gives way.
+pub(super) const PRESSURE_GRACE: Duration = Duration::from_millis(500);
 
 /// What a connection holds while it lives: its listener slot and its place in the
 /// per-address count.
@@ -29,10 +37,16 @@ pub(super) enum Kind {
     Http,
 }
 
-/// Accepts connections while fewer than `server.max_connections` of this listener are open.
-/// A slot is taken before `accept`, so excess clients wait in the kernel's backlog.
+/// Accepts connections in two stages, so slots go to clients that make progress: up to
+/// `server.max_connections` accepted sockets may wait for their first bytes without a slot
+/// (more wait in the kernel's backlog); a socket takes one of the `max_connections` slots
+/// only once its client has sent something (a ClientHello, a request line). A socket that
+/// sends nothing within `handshake_timeout` (`PRESSURE_GRACE` while the listener is short
+/// of slots) is closed without ever holding a slot.
 pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Kind) {
-    let slots = Arc::new(Semaphore::new(edge.server.max_connections));
+    let max = edge.server.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let waiting = Arc::new(Semaphore::new(max));
     let handshakes_per_ip = match kind {
         Kind::Https => edge.server.handshakes_per_ip,
         Kind::Http => 0,
@@ -40,9 +54,9 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
     let admission = Admission::new(edge.server.max_connections_per_ip, handshakes_per_ip);
     let mut backoff = ACCEPT_BACKOFF_START;
     loop {
-        let permit = tokio::select! {
+        let waiting_permit = tokio::select! {
             () = edge.cancel.cancelled() => return,
-            permit = slots.clone().acquire_owned() => match permit {
+            permit = waiting.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
@@ -81,13 +95,60 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
         };
         let _ = tcp.set_nodelay(true);
         let edge2 = edge.clone();
-        // The slot lives as long as the connection, or a tunnel upgraded from it.
-        let slot: Slot = Arc::new((permit, admitted));
+        let slots = slots.clone();
+        let waiting = waiting.clone();
         edge.tracker.spawn(async move {
+            // Stage one: no slot until the client sends something.
+            let first_bytes =
+                first_bytes_in_time(&tcp, edge2.server.handshake_timeout, &waiting, max / 10);
+            let sent = tokio::select! {
+                () = edge2.cancel.cancelled() => false,
+                sent = first_bytes => sent,
+            };
+            if !sent {
+                return;
+            }
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            drop(waiting_permit);
+            if let Kind::Https = kind {
+                let pressed = slots.available_permits() < max / 10;
+                UNDER_PRESSURE.store(pressed, Ordering::Relaxed);
+            }
+            // The slot lives as long as the connection, or a tunnel upgraded from it.
+            let slot: Slot = Arc::new((permit, admitted));
             match kind {
                 Kind::Https => connection::serve_tls(edge2, tcp, client, slot).await,
                 Kind::Http => plain_http::serve(edge2, tcp, client, slot).await,
             }
         });
+    }
+}
+
+/// Whether the client sent its first bytes within `timeout`, or within `PRESSURE_GRACE`
+/// while the listener is short of slots or of room for waiting sockets.
+async fn first_bytes_in_time(
+    tcp: &tokio::net::TcpStream,
+    timeout: Duration,
+    waiting: &Semaphore,
+    crowded_below: usize,
+) -> bool {
+    let crowded = || waiting.available_permits() < crowded_below;
+    let started = Instant::now();
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        tokio::select! {
+            ready = tcp.readable() => return ready.is_ok(),
+            () = tokio::time::sleep(left.min(PRESSURE_GRACE / 2)) => {
+                let pressed = UNDER_PRESSURE.load(Ordering::Relaxed) || crowded();
+                if pressed && started.elapsed() >= PRESSURE_GRACE {
+                    return false;
+                }
+            }
+        }
     }
 }

@@ -15,11 +15,12 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::accept::Slot;
+use super::accept::{PRESSURE_GRACE, Slot, UNDER_PRESSURE};
 use super::metered::Metered;
 use super::{Edge, log_limit};
 use crate::proxy::ClientConn;
 use crate::tls;
+use std::sync::atomic::Ordering;
 
 /// Bytes a client may send after a request without starting another one (HTTP/2 SETTINGS
 /// acknowledgements, WINDOW_UPDATE and PING frames) before it counts as a started head.
@@ -33,13 +34,13 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
     async move {
         let handshake = tls::accept(tcp, &edge.table, &edge.challenges, edge.tls.clone());
         let (mut stream, site) =
-            match tokio::time::timeout(edge.server.handshake_timeout, handshake).await {
-                Ok(Ok(accepted)) => accepted,
-                Ok(Err(e)) => {
+            match handshake_in_time(handshake, edge.server.handshake_timeout).await {
+                Some(Ok(accepted)) => accepted,
+                Some(Err(e)) => {
                     tracing::debug!(error = %crate::config::error_chain(&e), "handshake refused");
                     return;
                 }
-                Err(_) => {
+                None => {
                     tracing::debug!("handshake timed out");
                     return;
                 }
@@ -76,6 +77,27 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
     }
     .instrument(span)
     .await;
+}
+
+/// The handshake within `timeout`, or within `PRESSURE_GRACE` while the listener is under
+/// pressure (a client that has not finished its handshake by then gives way).
+async fn handshake_in_time<F: Future>(handshake: F, timeout: Duration) -> Option<F::Output> {
+    let started = Instant::now();
+    tokio::pin!(handshake);
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return None;
+        }
+        tokio::select! {
+            done = handshake.as_mut() => return Some(done),
+            () = tokio::time::sleep(left.min(PRESSURE_GRACE / 2)) => {
+                if UNDER_PRESSURE.load(Ordering::Relaxed) && started.elapsed() >= PRESSURE_GRACE {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Something hyper can be asked to finish gracefully.
@@ -192,8 +214,9 @@ pub(super) async fn drive<C, T, E>(
                             tracing::debug!("request head not completed within header_timeout");
                             return;
                         }
-                        if idle >= timers.idle && !closing {
-                            tracing::debug!("idle timeout");
+                        let pressed = UNDER_PRESSURE.load(Ordering::Relaxed);
+                        if (idle >= timers.idle || pressed) && !closing {
+                            tracing::debug!(under_pressure = pressed, "idle: closing");
                             http.as_mut().graceful_shutdown();
                             closing = true;
                         }

@@ -1,5 +1,6 @@
 //! File descriptors: raised to the hard limit at start, and checked against what the
-//! listeners may use (each proxied connection holds two: the client's and the origin's),
+//! listeners may use (each proxied connection holds two: the client's and the origin's; as many
+//! again may wait for their first bytes),
 //! so the admin listener and background work always leave the public listeners their
 //! share. Too low a limit is a WARN naming the numbers and the fix.
 
@@ -23,7 +24,9 @@ pub(super) fn ensure(server: &ServerSettings) {
         }
     }
     let available = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    let public = 2 * 2 * server.max_connections as u64;
+    // Per listener: max_connections sockets waiting for their first bytes, and
+    // max_connections with a slot, each with an origin connection.
+    let public = 2 * 3 * server.max_connections as u64;
     let needed = public + crate::admin::ADMIN_MAX_CONNECTIONS as u64 + RESERVE;
     if available < needed {
         tracing::warn!(

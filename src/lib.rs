@@ -19,6 +19,7 @@ pub mod issue;
 pub mod logging;
 pub mod managed;
 pub mod net;
+pub mod net_io;
 pub mod onboarding;
 pub mod proxy;
 pub mod sites;

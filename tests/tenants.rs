@@ -15,6 +15,16 @@ use common::*;
 /// `[onboarding]` with DNS that never answers: registered sites stay `pending_dns`.
 const ONBOARDING_NO_DNS: &str = "\n[onboarding]\ncname_zone = \"edge.test\"\nnameservers = [\"127.0.0.1:9\"]\nallow_private_origins = true\n";
 
+/// `onehttps check --config <path>`.
+fn check(path: &std::path::Path) -> std::process::Output {
+    Command::new(binary())
+        .arg("check")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 fn site_body(host: &str, origin: &str) -> String {
     serde_json::json!({ "hosts": [host], "origins": [origin] }).to_string()
 }
@@ -187,12 +197,7 @@ async fn tenant_origins_cannot_reach_the_edges_own_network() {
         "[events]\nwebhook = \"http://169.254.169.254/hook\"\n",
     )
     .unwrap();
-    let out = Command::new(binary())
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("allow_private_origins"), "{stderr}");
@@ -201,12 +206,7 @@ async fn tenant_origins_cannot_reach_the_edges_own_network() {
         "[events]\nwebhook = \"http://169.254.169.254/hook\"\n[onboarding]\nallow_private_origins = true\n",
     )
     .unwrap();
-    let out = Command::new(binary())
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::accept::{PRESSURE_GRACE, Slot, UNDER_PRESSURE};
-use super::metered::Metered;
 use super::{Edge, log_limit};
 use crate::proxy::ClientConn;
 use crate::tls;
@@ -68,7 +67,9 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
         let proxy = edge.proxy.clone();
         let service_conn = conn.clone();
         let service = service_fn(move |req| proxy.clone().handle(service_conn.clone(), req));
-        let stream = Metered::new(stream, conn.clone());
+        // Bytes received, for the request-head timer (an HTTP/2 HEADERS block never finished).
+        let counted = conn.clone();
+        let stream = crate::net_io::ReadHook::new(stream, move |n| counted.received_bytes(n));
         let http = edge
             .http
             .serve_connection_with_upgrades(TokioIo::new(stream), service);

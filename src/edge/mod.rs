@@ -6,7 +6,6 @@ mod admission;
 mod connection;
 mod descriptors;
 mod log_limit;
-mod metered;
 mod plain_http;
 mod reload;
 mod welcome;

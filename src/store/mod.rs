@@ -76,6 +76,14 @@ fn record_digest(record: &CertRecord) -> Result<Vec<u8>, StoreError> {
     Ok(digest(&SHA256, &json).as_ref().to_vec())
 }
 
+/// The text of the file at `path`.
+fn read_text(path: &Path) -> Result<String, StoreError> {
+    std::fs::read_to_string(path).map_err(|source| StoreError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Only the `CERTIFICATE` blocks of a PEM text.
 fn certificate_blocks(pem: &str) -> String {
     let mut out = String::new();
@@ -245,10 +253,7 @@ impl Store {
         self.json_files("certs")
             .into_iter()
             .map(|path| {
-                let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text = read_text(&path)?;
                 self.parse_cert(path, &text)
             })
             .collect()
@@ -274,10 +279,7 @@ impl Store {
         self.json_files(dir)
             .into_iter()
             .map(|path| {
-                let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text = read_text(&path)?;
                 serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
                     path,
                     reason: e.to_string(),

@@ -1,28 +1,26 @@
-//! A client stream that counts what it reads, so the connection's timers can tell an idle
-//! connection from one that is slowly sending a request head (an HTTP/2 HEADERS block that
-//! never completes is bounded by `header_timeout`, like an HTTP/1.1 head).
+//! A stream that reports how many bytes each read brought, to a callback: what the client
+//! connection's timers (bytes received) and tunnels (last activity) watch. Writes pass
+//! through untouched.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::proxy::ClientConn;
-
-pub(super) struct Metered<S> {
+/// `inner`, with `on_read(n)` called after every read of `n > 0` bytes.
+pub struct ReadHook<S, F> {
     inner: S,
-    conn: Arc<ClientConn>,
+    on_read: F,
 }
 
-impl<S> Metered<S> {
-    pub(super) fn new(inner: S, conn: Arc<ClientConn>) -> Self {
-        Self { inner, conn }
+impl<S, F: FnMut(usize)> ReadHook<S, F> {
+    pub fn new(inner: S, on_read: F) -> Self {
+        Self { inner, on_read }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+impl<S: AsyncRead + Unpin, F: FnMut(usize) + Unpin> AsyncRead for ReadHook<S, F> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -32,13 +30,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         let read = buf.filled().len() - before;
         if read > 0 {
-            self.conn.received_bytes(read);
+            (self.on_read)(read);
         }
         polled
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+impl<S: AsyncWrite + Unpin, F: Unpin> AsyncWrite for ReadHook<S, F> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

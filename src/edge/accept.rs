@@ -74,7 +74,9 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
             },
         };
         backoff = ACCEPT_BACKOFF_START;
-        let admitted = match admission.admit(client.ip(), Instant::now()) {
+        let pressed =
+            UNDER_PRESSURE.load(Ordering::Relaxed) || waiting.available_permits() < max / 10;
+        let admitted = match admission.admit(client.ip(), Instant::now(), pressed) {
             Ok(admitted) => admitted,
             Err(refused) => {
                 crate::stats::bump(&crate::stats::STATS.refused_connections);

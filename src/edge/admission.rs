@@ -1,8 +1,9 @@
 //! Who gets a connection slot: per client address (IPv6 by /64, so one host cannot rotate
 //! through its own prefix) at most `max_connections_per_ip` open connections per listener,
 //! and on the HTTPS listener at most `handshakes_per_ip` handshakes per second (a token
-//! bucket, bursts of twice that). A client over either limit is closed at once, before any
-//! TLS work, so a few addresses cannot take the slots everyone else needs.
+//! bucket, bursts of twice that) while the listener is short of slots — a busy client that
+//! hurts no one is not throttled. A client over a limit is closed at once, before any TLS
+//! work, so a few addresses cannot take the slots everyone else needs.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -73,8 +74,14 @@ impl Admission {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Admits a connection from `ip` now, or says why not.
-    pub(super) fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, Refused> {
+    /// Admits a connection from `ip` now, or says why not; the handshake rate is counted
+    /// always and enforced when `pressed` (the listener is short of slots).
+    pub(super) fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        now: Instant,
+        pressed: bool,
+    ) -> Result<Admitted, Refused> {
         let key = client_key(ip);
         let mut entries = self.lock();
         if entries.len() >= MAX_TRACKED && !entries.contains_key(&key) {
@@ -91,10 +98,10 @@ impl Admission {
                 .map_or(burst / self.rate, |at| now.duration_since(at).as_secs_f64());
             entry.tokens = (entry.tokens + elapsed * self.rate).min(burst);
             entry.refilled = Some(now);
-            if entry.tokens < 1.0 {
+            if entry.tokens < 1.0 && pressed {
                 return Err(Refused::TooFast);
             }
-            entry.tokens -= 1.0;
+            entry.tokens = (entry.tokens - 1.0).max(0.0);
         }
         entry.open += 1;
         Ok(Admitted {
@@ -114,12 +121,19 @@ mod tests {
         let admission = Admission::new(2, 0);
         let now = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let a = admission.admit(ip, now).unwrap();
-        let _b = admission.admit(ip, now).unwrap();
-        assert_eq!(admission.admit(ip, now).err(), Some(Refused::TooManyOpen));
-        assert!(admission.admit("192.0.2.2".parse().unwrap(), now).is_ok());
+        let a = admission.admit(ip, now, true).unwrap();
+        let _b = admission.admit(ip, now, true).unwrap();
+        assert_eq!(
+            admission.admit(ip, now, true).err(),
+            Some(Refused::TooManyOpen)
+        );
+        assert!(
+            admission
+                .admit("192.0.2.2".parse().unwrap(), now, true)
+                .is_ok()
+        );
         drop(a);
-        assert!(admission.admit(ip, now).is_ok());
+        assert!(admission.admit(ip, now, true).is_ok());
     }
 
     #[test]
@@ -127,16 +141,16 @@ mod tests {
         let admission = Admission::new(1, 0);
         let now = Instant::now();
         let _a = admission
-            .admit("2001:db8::1".parse().unwrap(), now)
+            .admit("2001:db8::1".parse().unwrap(), now, true)
             .unwrap();
         assert!(
             admission
-                .admit("2001:db8::ffff".parse().unwrap(), now)
+                .admit("2001:db8::ffff".parse().unwrap(), now, true)
                 .is_err()
         );
         assert!(
             admission
-                .admit("2001:db8:0:1::1".parse().unwrap(), now)
+                .admit("2001:db8:0:1::1".parse().unwrap(), now, true)
                 .is_ok()
         );
     }
@@ -147,14 +161,24 @@ mod tests {
         let start = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let admitted = (0..50)
-            .filter(|_| admission.admit(ip, start).is_ok())
+            .filter(|_| admission.admit(ip, start, true).is_ok())
             .count();
         assert_eq!(admitted, 20, "a burst of twice the rate");
-        assert_eq!(admission.admit(ip, start).err(), Some(Refused::TooFast));
+        assert_eq!(
+            admission.admit(ip, start, true).err(),
+            Some(Refused::TooFast)
+        );
         let later = start + Duration::from_millis(500);
         let more = (0..50)
-            .filter(|_| admission.admit(ip, later).is_ok())
+            .filter(|_| admission.admit(ip, later, true).is_ok())
             .count();
         assert_eq!(more, 5, "refilled at the rate");
+        let relaxed = (0..50)
+            .filter(|_| admission.admit(ip, later, false).is_ok())
+            .count();
+        assert_eq!(
+            relaxed, 50,
+            "not enforced while the listener has slots to spare"
+        );
     }
 }

@@ -3,7 +3,6 @@
 //! connection runs in its own tracked task.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -12,10 +11,23 @@ use tokio::sync::Semaphore;
 use super::admission::{Admission, Refused};
 use super::{Edge, connection, log_limit, plain_http};
 
-/// Set while the HTTPS listener has fewer than a tenth of its slots free: connections that
-/// are not making progress (still in their handshake after `PRESSURE_GRACE`, or idle
-/// between requests) then give their slot to the clients waiting in the backlog.
-pub(super) static UNDER_PRESSURE: AtomicBool = AtomicBool::new(false);
+/// How full a listener is. Under pressure — fewer than a tenth of its slots, or of its
+/// waiting room, free — connections that are not making progress (still silent or in their
+/// handshake after `PRESSURE_GRACE`, or idle between requests) give their place to the
+/// clients waiting in the backlog. Read from the semaphores themselves, so it is never
+/// stale.
+pub(super) struct Gauge {
+    slots: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+    low: usize,
+}
+
+impl Gauge {
+    pub(super) fn pressed(&self) -> bool {
+        self.slots.available_permits() < self.low || self.waiting.available_permits() < self.low
+    }
+}
+
 /// Under pressure, how long a handshake may take before it gives way.
 pub(super) const PRESSURE_GRACE: Duration = Duration::from_millis(500);
 
@@ -47,6 +59,15 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
     let max = edge.server.max_connections;
     let slots = Arc::new(Semaphore::new(max));
     let waiting = Arc::new(Semaphore::new(max));
+    let gauge = Arc::new(Gauge {
+        slots: slots.clone(),
+        waiting: waiting.clone(),
+        low: max / 10,
+    });
+    if let Kind::Https = kind {
+        // The HTTPS connections' timers read it (`Edge::https_pressed`).
+        let _ = edge.https_gauge.set(gauge.clone());
+    }
     let handshakes_per_ip = match kind {
         Kind::Https => edge.server.handshakes_per_ip,
         Kind::Http => 0,
@@ -74,9 +95,7 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
             },
         };
         backoff = ACCEPT_BACKOFF_START;
-        let pressed =
-            UNDER_PRESSURE.load(Ordering::Relaxed) || waiting.available_permits() < max / 10;
-        let admitted = match admission.admit(client.ip(), Instant::now(), pressed) {
+        let admitted = match admission.admit(client.ip(), Instant::now(), gauge.pressed()) {
             Ok(admitted) => admitted,
             Err(refused) => {
                 crate::stats::bump(&crate::stats::STATS.refused_connections);
@@ -98,11 +117,10 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
         let _ = tcp.set_nodelay(true);
         let edge2 = edge.clone();
         let slots = slots.clone();
-        let waiting = waiting.clone();
+        let gauge = gauge.clone();
         edge.tracker.spawn(async move {
             // Stage one: no slot until the client sends something.
-            let first_bytes =
-                first_bytes_in_time(&tcp, edge2.server.handshake_timeout, &waiting, max / 10);
+            let first_bytes = first_bytes_in_time(&tcp, edge2.server.handshake_timeout, &gauge);
             let sent = tokio::select! {
                 () = edge2.cancel.cancelled() => false,
                 sent = first_bytes => sent,
@@ -114,10 +132,6 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
                 return;
             };
             drop(waiting_permit);
-            if let Kind::Https = kind {
-                let pressed = slots.available_permits() < max / 10;
-                UNDER_PRESSURE.store(pressed, Ordering::Relaxed);
-            }
             // The slot lives as long as the connection, or a tunnel upgraded from it.
             let slot: Slot = Arc::new((permit, admitted));
             match kind {
@@ -129,14 +143,12 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
 }
 
 /// Whether the client sent its first bytes within `timeout`, or within `PRESSURE_GRACE`
-/// while the listener is short of slots or of room for waiting sockets.
+/// while the listener is under pressure.
 async fn first_bytes_in_time(
     tcp: &tokio::net::TcpStream,
     timeout: Duration,
-    waiting: &Semaphore,
-    crowded_below: usize,
+    gauge: &Gauge,
 ) -> bool {
-    let crowded = || waiting.available_permits() < crowded_below;
     let started = Instant::now();
     loop {
         let left = timeout.saturating_sub(started.elapsed());
@@ -146,8 +158,7 @@ async fn first_bytes_in_time(
         tokio::select! {
             ready = tcp.readable() => return ready.is_ok(),
             () = tokio::time::sleep(left.min(PRESSURE_GRACE / 2)) => {
-                let pressed = UNDER_PRESSURE.load(Ordering::Relaxed) || crowded();
-                if pressed && started.elapsed() >= PRESSURE_GRACE {
+                if gauge.pressed() && started.elapsed() >= PRESSURE_GRACE {
                     return false;
                 }
             }

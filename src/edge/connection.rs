@@ -15,11 +15,10 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::accept::{PRESSURE_GRACE, Slot, UNDER_PRESSURE};
+use super::accept::{PRESSURE_GRACE, Slot};
 use super::{Edge, log_limit};
 use crate::proxy::ClientConn;
 use crate::tls;
-use std::sync::atomic::Ordering;
 
 /// Bytes a client may send after a request without starting another one (HTTP/2 SETTINGS
 /// acknowledgements, WINDOW_UPDATE and PING frames) before it counts as a started head.
@@ -33,7 +32,7 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
     async move {
         let handshake = tls::accept(tcp, &edge.table, &edge.challenges, edge.tls.clone());
         let (mut stream, site) =
-            match handshake_in_time(handshake, edge.server.handshake_timeout).await {
+            match handshake_in_time(handshake, edge.server.handshake_timeout, &edge).await {
                 Some(Ok(accepted)) => accepted,
                 Some(Err(e)) => {
                     tracing::debug!(error = %crate::config::error_chain(&e), "handshake refused");
@@ -73,7 +72,7 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
         let http = edge
             .http
             .serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let timers = Timers::of(&edge.server);
+        let timers = Timers::of(&edge.server, &edge);
         drive(http, Some((&conn, timers)), &edge.cancel).await;
     }
     .instrument(span)
@@ -82,7 +81,11 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
 
 /// The handshake within `timeout`, or within `PRESSURE_GRACE` while the listener is under
 /// pressure (a client that has not finished its handshake by then gives way).
-async fn handshake_in_time<F: Future>(handshake: F, timeout: Duration) -> Option<F::Output> {
+async fn handshake_in_time<F: Future>(
+    handshake: F,
+    timeout: Duration,
+    edge: &Edge,
+) -> Option<F::Output> {
     let started = Instant::now();
     tokio::pin!(handshake);
     loop {
@@ -93,7 +96,7 @@ async fn handshake_in_time<F: Future>(handshake: F, timeout: Duration) -> Option
         tokio::select! {
             done = handshake.as_mut() => return Some(done),
             () = tokio::time::sleep(left.min(PRESSURE_GRACE / 2)) => {
-                if UNDER_PRESSURE.load(Ordering::Relaxed) && started.elapsed() >= PRESSURE_GRACE {
+                if edge.https_pressed() && started.elapsed() >= PRESSURE_GRACE {
                     return None;
                 }
             }
@@ -134,17 +137,20 @@ where
 }
 
 /// The limits `drive` enforces on a client connection.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Timers {
+#[derive(Clone, Copy)]
+pub(super) struct Timers<'a> {
     idle: Duration,
     header: Duration,
     transfer: Duration,
     min_transfer_bytes: u64,
+    /// Whose listener's pressure makes idle connections give way.
+    edge: &'a Edge,
 }
 
-impl Timers {
-    pub(super) fn of(server: &crate::config::ServerSettings) -> Self {
+impl<'a> Timers<'a> {
+    pub(super) fn of(server: &crate::config::ServerSettings, edge: &'a Edge) -> Self {
         Self {
+            edge,
             idle: server.idle_timeout,
             header: server.header_timeout,
             transfer: server.transfer_timeout,
@@ -168,7 +174,7 @@ impl Timers {
 ///   upload that stopped) → dropped.
 pub(super) async fn drive<C, T, E>(
     http: C,
-    watch: Option<(&ClientConn, Timers)>,
+    watch: Option<(&ClientConn, Timers<'_>)>,
     cancel: &CancellationToken,
 ) where
     C: Graceful<Output = Result<T, E>>,
@@ -215,7 +221,7 @@ pub(super) async fn drive<C, T, E>(
                             tracing::debug!("request head not completed within header_timeout");
                             return;
                         }
-                        let pressed = UNDER_PRESSURE.load(Ordering::Relaxed);
+                        let pressed = timers.edge.https_pressed();
                         if (idle >= timers.idle || pressed) && !closing {
                             tracing::debug!(under_pressure = pressed, "idle: closing");
                             http.as_mut().graceful_shutdown();

@@ -116,6 +116,8 @@ pub struct Edge {
     config: Mutex<Config>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// How full the HTTPS listener is; set when its accept loop starts.
+    https_gauge: std::sync::OnceLock<Arc<accept::Gauge>>,
 }
 
 impl Edge {
@@ -166,6 +168,7 @@ impl Edge {
             config: Mutex::new(config.clone()),
             cancel: CancellationToken::new(),
             tracker,
+            https_gauge: std::sync::OnceLock::new(),
         });
         edge.check_registered(&config)?;
         edge.apply(config);
@@ -283,6 +286,11 @@ impl Edge {
         } else {
             Err(EdgeError::Registered(overlaps.join(", ")))
         }
+    }
+
+    /// Whether the HTTPS listener is short of slots or waiting room.
+    fn https_pressed(&self) -> bool {
+        self.https_gauge.get().is_some_and(|g| g.pressed())
     }
 
     /// The configured renewal window bound.

@@ -130,8 +130,11 @@ pub fn main(cli: Cli) -> ExitCode {
             let ca = crate::store::Store::open(&loaded.server.data_dir)
                 .map_err(|e| error_chain(&e))
                 .and_then(|store| {
-                    crate::issue::internal::InternalCa::load_or_create(&store)
-                        .map_err(|e| error_chain(&e))
+                    crate::issue::internal::InternalCa::load_or_create(
+                        &store,
+                        &loaded.internal_names,
+                    )
+                    .map_err(|e| error_chain(&e))
                 });
             match ca {
                 Ok(ca) => {

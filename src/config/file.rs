@@ -23,6 +23,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) events: FileEvents,
     #[serde(default)]
+    pub(crate) internal_ca: FileInternalCa,
+    #[serde(default)]
     pub(crate) site: Vec<FileSite>,
 }
 
@@ -107,6 +109,12 @@ pub(crate) struct FileOnboarding {
     pub(crate) active_recheck: Option<Spanned<String>>,
     pub(crate) moved_grace: Option<Spanned<String>>,
     pub(crate) allow_private_origins: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileInternalCa {
+    pub(crate) names: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -61,6 +61,9 @@ pub struct Config {
     pub acme: AcmeSettings,
     pub onboarding: OnboardingSettings,
     pub events: EventSettings,
+    /// `[internal_ca] names`: what the internal CA may issue for, besides the built-in local
+    /// suffixes (its root is name-constrained to them).
+    pub internal_names: crate::issue::LocalNames,
     pub sites: Vec<SiteConfig>,
 }
 
@@ -493,11 +496,15 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
             issues,
         ),
     };
+    let internal_names = internal_names(file.internal_ca.names, issues);
     let sites: Vec<SiteConfig> = file
         .site
         .into_iter()
         .enumerate()
-        .filter_map(|(i, site)| convert_site(i, site, base, global_hsts.as_ref(), &acme, issues))
+        .filter_map(|(i, site)| {
+            let context = (global_hsts.as_ref(), &acme, &internal_names);
+            convert_site(i, site, base, context, issues)
+        })
         .collect();
     check_unique_hosts(&sites, &tls, issues);
     Config {
@@ -509,16 +516,39 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         acme,
         onboarding,
         events,
+        internal_names,
         sites,
     }
+}
+
+/// `[internal_ca] names`: DNS suffixes such as `corp` or `home.arpa` (no wildcards).
+fn internal_names(
+    value: Option<Spanned<Vec<String>>>,
+    issues: &mut Issues<'_>,
+) -> crate::issue::LocalNames {
+    let Some(value) = value else {
+        return crate::issue::LocalNames::default();
+    };
+    let span = value.span();
+    let mut names = Vec::new();
+    for raw in value.into_inner() {
+        match HostName::parse(&raw.to_ascii_lowercase()) {
+            Ok(name) if !name.is_wildcard() => names.push(name.to_string()),
+            _ => issues.at(
+                span.clone(),
+                "internal_ca.names",
+                format!("`{raw}` is not a DNS suffix like `corp` or `home.arpa`"),
+            ),
+        }
+    }
+    crate::issue::LocalNames::new(names)
 }
 
 fn convert_site(
     index: usize,
     site: FileSite,
     base: &Path,
-    global_hsts: Option<&String>,
-    acme: &AcmeSettings,
+    (global_hsts, acme, local): (Option<&String>, &AcmeSettings, &crate::issue::LocalNames),
     issues: &mut Issues<'_>,
 ) -> Option<SiteConfig> {
     let before = issues.list.len();
@@ -575,7 +605,7 @@ fn convert_site(
             None
         }
     };
-    let issuer = site_issuer(site.issuer, &hosts, &key("issuer"), issues);
+    let issuer = site_issuer(site.issuer, &hosts, local, &key("issuer"), issues);
     if cert.is_none()
         && issuer == IssuerKind::Acme
         && acme.directory.is_none()
@@ -603,24 +633,25 @@ fn convert_site(
 fn site_issuer(
     value: Option<Spanned<String>>,
     hosts: &[HostName],
+    local: &crate::issue::LocalNames,
     key: &str,
     issues: &mut Issues<'_>,
 ) -> IssuerKind {
     match value {
-        None if !hosts.is_empty() && hosts.iter().all(crate::issue::is_local_name) => {
+        None if !hosts.is_empty() && hosts.iter().all(|h| local.contains(h)) => {
             IssuerKind::Internal
         }
         None => IssuerKind::Acme,
         Some(v) => match v.get_ref().as_str() {
             "acme" => IssuerKind::Acme,
             "internal" => {
-                if let Some(public) = hosts.iter().find(|h| !crate::issue::is_local_name(h)) {
+                if let Some(public) = hosts.iter().find(|h| !local.contains(h)) {
                     issues.at(
                         v.span(),
                         key,
                         format!(
                             "the internal CA only issues for local names ({}); `{public}` needs                              `issuer = \"acme\"` or an uploaded certificate",
-                            crate::issue::LOCAL_SUFFIXES.join(", ")
+                            local.suffixes().join(", ")
                         ),
                     );
                 }

@@ -139,6 +139,12 @@ fn public_names_default_to_acme_and_need_a_directory() {
         "[[site]]\nhost = \"shop.test\"\norigins = [\"http://a:1\"]\nissuer = \"internal\"\n";
     let internal = Config::parse(local, Path::new(".")).unwrap();
     assert_eq!(internal.sites[0].issuer, IssuerKind::Internal);
+    // The operator can add suffixes of their own (the root is then constrained to them too).
+    let corp = "[internal_ca]\nnames = [\"corp\", \"home.arpa\"]\n[[site]]\nhost = \"wiki.corp\"\norigins = [\"http://a:1\"]\n";
+    let c = Config::parse(corp, Path::new(".")).unwrap();
+    assert_eq!(c.sites[0].issuer, IssuerKind::Internal);
+    let issues = issues_of("[internal_ca]\nnames = [\"*.corp\"]\n");
+    assert!(issues[0].message.contains("not a DNS suffix"), "{issues:?}");
 }
 
 #[test]

@@ -132,11 +132,13 @@ impl Edge {
         let certificates = Arc::new(CertManager::new(
             &config.server.data_dir,
             &config.acme,
+            &config.internal_names,
             challenges.clone(),
             events.clone(),
         )?);
         let onboarding = Arc::new(Onboarding::new(
             config.onboarding.clone(),
+            config.internal_names.clone(),
             certificates.store().clone(),
             events.clone(),
         ));

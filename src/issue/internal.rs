@@ -13,7 +13,7 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
 
-use super::{IssueError, Issued, Issuer, KeyType, keys};
+use super::{IssueError, Issued, Issuer, KeyType, LocalNames, keys};
 use crate::certs::{HostName, Source};
 use crate::store::{Store, StoreError};
 
@@ -38,39 +38,51 @@ pub enum CaError {
 pub struct InternalCa {
     issuer: RcgenIssuer<'static, KeyPair>,
     root_pem: String,
+    /// What the root is constrained to, and so all it issues for.
+    names: LocalNames,
 }
 
 impl InternalCa {
-    /// Loads the CA from `store`, creating it on first use.
-    pub fn load_or_create(store: &Store) -> Result<Self, CaError> {
+    /// Loads the CA from `store`, creating it on first use; a root constrained to other
+    /// names than `names` (or to none) is replaced.
+    pub fn load_or_create(store: &Store, names: &LocalNames) -> Result<Self, CaError> {
         let _lock = store.lock()?;
         let invalid = |reason: String| CaError::Invalid {
             path: store.dir().join("ca").display().to_string(),
             reason,
         };
         match (store.read_public(ROOT_CERT)?, store.read_secret(ROOT_KEY)?) {
-            (Some(root_pem), Some(_)) if !is_name_constrained(&root_pem) => {
+            (Some(root_pem), Some(_))
+                if permitted_names(&root_pem).as_ref() != Some(&names.suffixes()) =>
+            {
                 tracing::warn!(
                     path = %store.dir().join(ROOT_CERT).display(),
-                    "the internal CA's root could sign any name: replaced by a root limited to                      local names; trust the new one (onehttps ca root) and remove the old one                      from every trust store"
+                    names = %names.suffixes().join(", "),
+                    "the internal CA's root is not limited to the configured local names: \
+                     replaced by one that is; trust the new one (onehttps ca root) and remove \
+                     the old one from every trust store"
                 );
-                Self::create(store)
+                Self::create(store, names)
             }
             (Some(root_pem), Some(key_der)) => {
                 let key = KeyPair::try_from(key_der.as_slice())
                     .map_err(|e| invalid(format!("root key: {e}")))?;
                 let issuer = RcgenIssuer::from_ca_cert_pem(&root_pem, key)
                     .map_err(|e| invalid(format!("root certificate: {e}")))?;
-                Ok(Self { issuer, root_pem })
+                Ok(Self {
+                    issuer,
+                    root_pem,
+                    names: names.clone(),
+                })
             }
-            (None, None) => Self::create(store),
+            (None, None) => Self::create(store, names),
             _ => Err(invalid(format!(
                 "one of {ROOT_CERT} and {ROOT_KEY} is missing; remove the other to start a new CA"
             ))),
         }
     }
 
-    fn create(store: &Store) -> Result<Self, CaError> {
+    fn create(store: &Store, names: &LocalNames) -> Result<Self, CaError> {
         let fail = |e: rcgen::Error| CaError::Invalid {
             path: store.dir().join("ca").display().to_string(),
             reason: format!("cannot create the root: {e}"),
@@ -92,9 +104,10 @@ impl InternalCa {
         params.not_before = now - Duration::hours(1);
         params.not_after = now + Duration::days(ROOT_DAYS);
         params.name_constraints = Some(NameConstraints {
-            permitted_subtrees: crate::issue::LOCAL_SUFFIXES
-                .iter()
-                .map(|suffix| GeneralSubtree::DnsName((*suffix).to_owned()))
+            permitted_subtrees: names
+                .suffixes()
+                .into_iter()
+                .map(GeneralSubtree::DnsName)
                 .collect(),
             excluded_subtrees: vec![
                 GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
@@ -110,6 +123,7 @@ impl InternalCa {
         Ok(Self {
             issuer: RcgenIssuer::new(params, key),
             root_pem,
+            names: names.clone(),
         })
     }
 
@@ -131,7 +145,7 @@ impl InternalCa {
     /// Issues a certificate for `names` now (CPU only, no I/O). Only local names: the root
     /// is constrained to them, so anything else would not verify anyway.
     pub fn issue_now(&self, names: &[HostName], key_type: KeyType) -> Result<Issued, IssueError> {
-        if let Some(public) = names.iter().find(|n| !super::is_local_name(n)) {
+        if let Some(public) = names.iter().find(|n| !self.names.contains(n)) {
             return Err(IssueError::new(format!(
                 "the internal CA only issues for local names, not `{public}`"
             )));
@@ -165,15 +179,22 @@ impl Issuer for InternalCa {
     }
 }
 
-/// Whether a root certificate (PEM) carries a name constraints extension.
-fn is_name_constrained(root_pem: &str) -> bool {
-    let Ok(der) = rustls_pki_types::CertificateDer::from_pem_slice(root_pem.as_bytes()) else {
-        return false;
-    };
-    x509_parser::parse_x509_certificate(&der)
-        .ok()
-        .and_then(|(_, cert)| cert.name_constraints().ok().flatten().map(|_| ()))
-        .is_some()
+/// The DNS names a root certificate (PEM) is constrained to, in order; `None` without a
+/// name constraints extension.
+fn permitted_names(root_pem: &str) -> Option<Vec<String>> {
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(root_pem.as_bytes()).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let constraints = cert.name_constraints().ok()??;
+    let permitted = constraints.value.permitted_subtrees.as_ref()?;
+    Some(
+        permitted
+            .iter()
+            .filter_map(|subtree| match &subtree.base {
+                x509_parser::extensions::GeneralName::DNSName(name) => Some((*name).to_owned()),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -184,8 +205,8 @@ mod tests {
     fn created_once_reloaded_and_issues_verifiable_certificates() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let ca = InternalCa::load_or_create(&store).unwrap();
-        let again = InternalCa::load_or_create(&store).unwrap();
+        let ca = InternalCa::load_or_create(&store, &LocalNames::default()).unwrap();
+        let again = InternalCa::load_or_create(&store, &LocalNames::default()).unwrap();
         assert_eq!(ca.root_pem(), again.root_pem());
         let names = vec![
             HostName::parse("shop.test").unwrap(),
@@ -195,7 +216,10 @@ mod tests {
         assert_eq!(issued.bundle.info.names, vec!["shop.test", "*.shop.test"]);
         let key_file = std::fs::read_to_string(dir.path().join(ROOT_KEY)).unwrap();
         assert!(!key_file.contains("PRIVATE KEY"));
-        assert!(is_name_constrained(ca.root_pem()));
+        assert_eq!(
+            permitted_names(ca.root_pem()),
+            Some(LocalNames::default().suffixes())
+        );
         assert!(ca.issued(&issued.bundle.chain.leaf()));
         let public = vec![HostName::parse("www.example.com").unwrap()];
         assert!(again.issue_now(&public, KeyType::EcdsaP256).is_err());
@@ -213,10 +237,20 @@ mod tests {
             .write_secret(ROOT_KEY, &zeroize::Zeroizing::new(key.serialize_der()))
             .unwrap();
         store.write_public(ROOT_CERT, old.pem().as_bytes()).unwrap();
-        let ca = InternalCa::load_or_create(&store).unwrap();
+        let ca = InternalCa::load_or_create(&store, &LocalNames::default()).unwrap();
         assert_ne!(ca.root_pem(), old.pem());
-        assert!(is_name_constrained(ca.root_pem()));
-        let again = InternalCa::load_or_create(&store).unwrap();
+        assert_eq!(
+            permitted_names(ca.root_pem()),
+            Some(LocalNames::default().suffixes())
+        );
+        let again = InternalCa::load_or_create(&store, &LocalNames::default()).unwrap();
         assert_eq!(again.root_pem(), ca.root_pem(), "replaced once, then kept");
+        // Configured extra names: the root is replaced by one that covers them too.
+        let corp = LocalNames::new(vec!["corp".into()]);
+        let widened = InternalCa::load_or_create(&store, &corp).unwrap();
+        assert_ne!(widened.root_pem(), ca.root_pem());
+        let wiki = vec![HostName::parse("wiki.corp").unwrap()];
+        assert!(widened.issue_now(&wiki, KeyType::EcdsaP256).is_ok());
+        assert!(again.issue_now(&wiki, KeyType::EcdsaP256).is_err());
     }
 }

@@ -51,11 +51,12 @@ impl CertManager {
     pub fn new(
         data_dir: &std::path::Path,
         settings: &AcmeSettings,
+        local_names: &crate::issue::LocalNames,
         challenges: Arc<Challenges>,
         events: Arc<crate::events::Events>,
     ) -> Result<Self, ManagerError> {
         let store = Arc::new(Store::open(data_dir)?);
-        let internal = Arc::new(InternalCa::load_or_create(&store)?);
+        let internal = Arc::new(InternalCa::load_or_create(&store, local_names)?);
         let acme = settings.directory.clone().map(|directory| {
             Arc::new(AcmeIssuer::new(
                 settings.clone(),

@@ -53,11 +53,18 @@ pub struct Onboarding {
     /// Signalled when the set of sites to serve changed (a site verified): the edge
     /// republishes its table.
     served_changed: Notify,
+    /// Names the internal CA serves: registered sites made only of them use it.
+    local_names: crate::issue::LocalNames,
 }
 
 impl Onboarding {
     /// Loads the registry from the store (corrupt entries are reported and skipped).
-    pub fn new(settings: OnboardingSettings, store: Arc<Store>, events: Arc<Events>) -> Self {
+    pub fn new(
+        settings: OnboardingSettings,
+        local_names: crate::issue::LocalNames,
+        store: Arc<Store>,
+        events: Arc<Events>,
+    ) -> Self {
         let dns = settings.cname_zone.as_ref().and_then(|_| {
             DnsChecker::new(&settings.nameservers)
                 .map_err(|e| tracing::error!(error = %e, "onboarding DNS checks are off"))
@@ -80,6 +87,7 @@ impl Onboarding {
             sites: Mutex::new(sites),
             gates: Mutex::new(HashMap::new()),
             served_changed: Notify::new(),
+            local_names,
         }
     }
 
@@ -232,7 +240,7 @@ impl Onboarding {
                     .entry(record.id.clone())
                     .or_insert_with(|| watch::channel(open).0);
                 gate.send_replace(open);
-                let issuer = if hosts.iter().all(crate::issue::is_local_name) {
+                let issuer = if hosts.iter().all(|h| self.local_names.contains(h)) {
                     IssuerKind::Internal
                 } else {
                     IssuerKind::Acme

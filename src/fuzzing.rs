@@ -95,8 +95,7 @@ pub fn request_head(data: &[u8]) {
     if let Ok(host) = host.to_str() {
         let _ = crate::certs::names::normalize_authority(host);
     }
-    let upgrade = crate::proxy::headers::is_upgrade(&headers)
-        && !crate::proxy::headers::upgrades_to_h2c(&headers);
+    let upgrade = crate::proxy::headers::is_tunnel_upgrade(&headers);
     crate::proxy::headers::strip_hop_by_hop(&mut headers, upgrade);
     crate::proxy::headers::drop_near_miss_framing(&mut headers);
     crate::proxy::headers::join_cookies(&mut headers);

@@ -2,6 +2,7 @@
 //! client address (`admission.rs`); errors are logged and backed off, never fatal. Each
 //! connection runs in its own tracked task.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,12 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
         let gauge = gauge.clone();
         edge.tracker.spawn(async move {
             // Stage one: no slot until the client sends something.
-            let first_bytes = first_bytes_in_time(&tcp, edge2.server.handshake_timeout, &gauge);
+            let timeout = edge2.server.handshake_timeout;
+            let first_bytes = async {
+                in_time_unless_pressed(tcp.readable(), timeout, || gauge.pressed())
+                    .await
+                    .is_some_and(|ready| ready.is_ok())
+            };
             let sent = tokio::select! {
                 () = edge2.cancel.cancelled() => false,
                 sent = first_bytes => sent,
@@ -142,24 +148,25 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
     }
 }
 
-/// Whether the client sent its first bytes within `timeout`, or within `PRESSURE_GRACE`
-/// while the listener is under pressure.
-async fn first_bytes_in_time(
-    tcp: &tokio::net::TcpStream,
+/// `work` within `timeout`, or, while `pressed()`, within `PRESSURE_GRACE`: a client that
+/// has not got that far by then gives way. `None` when it did not finish in time.
+pub(super) async fn in_time_unless_pressed<F: Future>(
+    work: F,
     timeout: Duration,
-    gauge: &Gauge,
-) -> bool {
+    pressed: impl Fn() -> bool,
+) -> Option<F::Output> {
     let started = Instant::now();
+    tokio::pin!(work);
     loop {
         let left = timeout.saturating_sub(started.elapsed());
         if left.is_zero() {
-            return false;
+            return None;
         }
         tokio::select! {
-            ready = tcp.readable() => return ready.is_ok(),
+            done = work.as_mut() => return Some(done),
             () = tokio::time::sleep(left.min(PRESSURE_GRACE / 2)) => {
-                if gauge.pressed() && started.elapsed() >= PRESSURE_GRACE {
-                    return false;
+                if pressed() && started.elapsed() >= PRESSURE_GRACE {
+                    return None;
                 }
             }
         }

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::accept::{PRESSURE_GRACE, Slot};
+use super::accept::{Slot, in_time_unless_pressed};
 use super::{Edge, log_limit};
 use crate::proxy::ClientConn;
 use crate::tls;
@@ -32,7 +32,11 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
     async move {
         let handshake = tls::accept(tcp, &edge.table, &edge.challenges, edge.tls.clone());
         let (mut stream, site) =
-            match handshake_in_time(handshake, edge.server.handshake_timeout, &edge).await {
+            match in_time_unless_pressed(handshake, edge.server.handshake_timeout, || {
+                edge.https_pressed()
+            })
+            .await
+            {
                 Some(Ok(accepted)) => accepted,
                 Some(Err(e)) => {
                     tracing::debug!(error = %crate::config::error_chain(&e), "handshake refused");
@@ -77,31 +81,6 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
     }
     .instrument(span)
     .await;
-}
-
-/// The handshake within `timeout`, or within `PRESSURE_GRACE` while the listener is under
-/// pressure (a client that has not finished its handshake by then gives way).
-async fn handshake_in_time<F: Future>(
-    handshake: F,
-    timeout: Duration,
-    edge: &Edge,
-) -> Option<F::Output> {
-    let started = Instant::now();
-    tokio::pin!(handshake);
-    loop {
-        let left = timeout.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            return None;
-        }
-        tokio::select! {
-            done = handshake.as_mut() => return Some(done),
-            () = tokio::time::sleep(left.min(PRESSURE_GRACE / 2)) => {
-                if edge.https_pressed() && started.elapsed() >= PRESSURE_GRACE {
-                    return None;
-                }
-            }
-        }
-    }
 }
 
 /// Something hyper can be asked to finish gracefully.

@@ -225,8 +225,9 @@ impl CertManager {
         let (Some(chain_pem), Some(sealed)) = (&record.chain_pem, &record.sealed_key) else {
             return Err(Unservable::Stale);
         };
-        let path = self.store.cert_path_of(names);
+        // The path is only needed to report a bad record.
         let bad = |what: String| {
+            let path = self.store.cert_path_of(names);
             Unservable::Bad(self.reject(Some(&path), &format!("{}: {what}", path.display())))
         };
         let key_der = self

@@ -175,16 +175,27 @@ impl Onboarding {
     /// `hosts` covering a registered name. Config sites must not overlap registered ones.
     pub fn overlaps<'a>(&self, hosts: impl Iterator<Item = &'a HostName>) -> Vec<String> {
         let sites = self.lock();
+        // One pass over the registry: name → owner, and parent → owners (what a wildcard
+        // of the config would cover), so a reload stays linear in the number of sites.
+        let mut exact: HashMap<&str, &str> = HashMap::new();
+        let mut by_parent: HashMap<&str, Vec<&str>> = HashMap::new();
+        for record in sites.values() {
+            for name in &record.hosts {
+                exact.insert(name, &record.hosts[0]);
+                if let Some(parent) = crate::certs::names::parent_of(name) {
+                    by_parent.entry(parent).or_default().push(&record.hosts[0]);
+                }
+            }
+        }
         let mut found = Vec::new();
         for host in hosts {
-            for record in sites.values() {
-                if record
-                    .hosts
-                    .iter()
-                    .any(|h| h == host.as_str() || host.covers(h))
-                {
-                    found.push(format!("`{host}` (registered site `{}`)", record.hosts[0]));
-                }
+            let mut owners: Vec<&str> = match host.wildcard_suffix() {
+                Some(suffix) => by_parent.get(suffix).cloned().unwrap_or_default(),
+                None => exact.get(host.as_str()).copied().into_iter().collect(),
+            };
+            owners.dedup();
+            for owner in owners {
+                found.push(format!("`{host}` (registered site `{owner}`)"));
             }
         }
         found

@@ -19,8 +19,7 @@ use super::access_log::{AccessRecord, LoggedBody};
 use super::client::{self, OriginClient, OriginError, TenantClient};
 use super::conn::ClientConn;
 use super::headers::{
-    drop_near_miss_framing, is_upgrade, join_cookies, set_forwarded, strip_hop_by_hop,
-    upgrades_to_h2c,
+    drop_near_miss_framing, is_tunnel_upgrade, join_cookies, set_forwarded, strip_hop_by_hop,
 };
 use super::responses::error_page;
 use super::upload::{Upload, UploadWatch};
@@ -224,9 +223,7 @@ impl Proxy {
         // h2c is never tunnelled: over TLS it makes no sense, and a raw tunnel to the origin
         // would skip the Host check and the forwarding headers. The request goes on as a
         // plain one (RFC 9113 §3.1: servers ignore it).
-        let upgrade = req.version() == Version::HTTP_11
-            && is_upgrade(req.headers())
-            && !upgrades_to_h2c(req.headers());
+        let upgrade = req.version() == Version::HTTP_11 && is_tunnel_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
@@ -349,9 +346,13 @@ impl Proxy {
             _ => self.client.request(req),
         };
         tokio::pin!(response);
-        let early = tokio::select! {
-            result = &mut response => Some(result),
-            _ = &mut watch.sent => None,
+        // Until the body is sent, only the transfer timeout bounds the exchange.
+        let early = match watch.sending() {
+            Some(sent) => tokio::select! {
+                result = &mut response => Some(result),
+                _ = sent => None,
+            },
+            None => None,
         };
         let result = match early {
             Some(result) => Ok(result),

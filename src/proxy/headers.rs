@@ -28,8 +28,14 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
 }
 
+/// Whether `headers` ask for an upgrade the edge tunnels: any but h2c (cleartext HTTP/2
+/// would give the client a raw tunnel past the Host check and the forwarding headers).
+pub fn is_tunnel_upgrade(headers: &HeaderMap) -> bool {
+    is_upgrade(headers) && !upgrades_to_h2c(headers)
+}
+
 /// Whether the `Upgrade` header asks for h2c (cleartext HTTP/2), alone or among others.
-pub fn upgrades_to_h2c(headers: &HeaderMap) -> bool {
+fn upgrades_to_h2c(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::UPGRADE)
         .iter()
@@ -202,6 +208,9 @@ mod tests {
         assert_eq!(left, vec!["content-length", "x_custom_header"]);
         assert!(upgrades_to_h2c(&map(&[("upgrade", "websocket, H2C")])));
         assert!(!upgrades_to_h2c(&map(&[("upgrade", "websocket")])));
+        let ws = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let h2c = map(&[("connection", "Upgrade"), ("upgrade", "h2c")]);
+        assert!(is_tunnel_upgrade(&ws) && !is_tunnel_upgrade(&h2c));
     }
 
     #[test]

@@ -15,28 +15,33 @@ use tokio::sync::oneshot;
 
 use super::conn::ClientConn;
 
-/// What the sender of an upload learns about it.
-pub struct UploadWatch {
+/// What the sender of an upload learns about it; nothing to watch for a request without a
+/// body (no channel is made for it: most requests on the hot path).
+pub struct UploadWatch(Option<Pending>);
+
+struct Pending {
     /// Resolves when the whole body was handed to the origin connection (or dropped).
-    pub sent: oneshot::Receiver<()>,
+    sent: oneshot::Receiver<()>,
     /// Set when reading the body from the client failed.
-    pub client_failed: Arc<AtomicBool>,
+    client_failed: Arc<AtomicBool>,
 }
 
 impl UploadWatch {
     /// For a request with no body: sent already.
     pub fn nothing_to_send() -> Self {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(());
-        Self {
-            sent: rx,
-            client_failed: Arc::new(AtomicBool::new(false)),
-        }
+        Self(None)
+    }
+
+    /// What resolves once the body has been sent; `None` when there was nothing to send.
+    pub fn sending(&mut self) -> Option<&mut oneshot::Receiver<()>> {
+        self.0.as_mut().map(|p| &mut p.sent)
     }
 
     /// Whether reading the body from the client failed.
     pub fn client_failed(&self) -> bool {
-        self.client_failed.load(Ordering::Acquire)
+        self.0
+            .as_ref()
+            .is_some_and(|p| p.client_failed.load(Ordering::Acquire))
     }
 }
 
@@ -45,29 +50,33 @@ pub struct Upload {
     inner: Incoming,
     conn: Arc<ClientConn>,
     sent: Option<oneshot::Sender<()>>,
-    client_failed: Arc<AtomicBool>,
+    client_failed: Option<Arc<AtomicBool>>,
 }
 
 impl Upload {
     pub fn new(inner: Incoming, conn: Arc<ClientConn>) -> (Self, UploadWatch) {
+        if inner.is_end_stream() {
+            let upload = Self {
+                inner,
+                conn,
+                sent: None,
+                client_failed: None,
+            };
+            return (upload, UploadWatch::nothing_to_send());
+        }
         let (tx, rx) = oneshot::channel();
         let client_failed = Arc::new(AtomicBool::new(false));
-        let mut upload = Self {
+        let upload = Self {
             inner,
             conn,
             sent: Some(tx),
-            client_failed: client_failed.clone(),
+            client_failed: Some(client_failed.clone()),
         };
-        if upload.inner.is_end_stream() {
-            upload.finish();
-        }
-        (
-            upload,
-            UploadWatch {
-                sent: rx,
-                client_failed,
-            },
-        )
+        let watch = UploadWatch(Some(Pending {
+            sent: rx,
+            client_failed,
+        }));
+        (upload, watch)
     }
 
     fn finish(&mut self) {
@@ -96,7 +105,9 @@ impl Body for Upload {
                 }
             }
             Poll::Ready(Some(Err(_))) => {
-                self.client_failed.store(true, Ordering::Release);
+                if let Some(failed) = &self.client_failed {
+                    failed.store(true, Ordering::Release);
+                }
                 self.finish();
             }
             Poll::Ready(None) => self.finish(),

@@ -25,6 +25,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) internal_ca: FileInternalCa,
     #[serde(default)]
+    pub(crate) storage: FileStorage,
+    #[serde(default)]
     pub(crate) site: Vec<FileSite>,
 }
 
@@ -122,6 +124,19 @@ pub(crate) struct FileInternalCa {
 pub(crate) struct FileEvents {
     pub(crate) webhook: Option<Spanned<String>>,
     pub(crate) webhook_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileStorage {
+    pub(crate) kind: Option<Spanned<String>>,
+    pub(crate) endpoints: Option<Spanned<Vec<String>>>,
+    pub(crate) prefix: Option<Spanned<String>>,
+    pub(crate) node_id: Option<Spanned<String>>,
+    pub(crate) user: Option<Spanned<String>>,
+    pub(crate) password: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) lease_ttl: Option<Spanned<String>>,
 }
 
 /// One `[[site]]` table.

@@ -5,6 +5,7 @@ mod acme;
 mod error;
 mod file;
 mod onboarding;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use error::Issues;
 pub use error::{ConfigError, ConfigIssue};
 use file::{FileConfig, FileSite, Hsts};
 pub use onboarding::OnboardingSettings;
+pub use storage::{EtcdSettings, StorageSettings};
 
 /// The demo configuration compiled into the binary: `onehttps run` with no `--config`.
 pub const EMBEDDED_DEMO: &str = include_str!("../../config/demo.toml");
@@ -64,6 +66,7 @@ pub struct Config {
     /// `[internal_ca] names`: what the internal CA may issue for, besides the built-in local
     /// suffixes (its root is name-constrained to them).
     pub internal_names: crate::issue::LocalNames,
+    pub storage: StorageSettings,
     pub sites: Vec<SiteConfig>,
 }
 
@@ -497,6 +500,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         ),
     };
     let internal_names = internal_names(file.internal_ca.names, issues);
+    let storage = storage::convert(file.storage, issues);
     let sites: Vec<SiteConfig> = file
         .site
         .into_iter()
@@ -517,6 +521,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         onboarding,
         events,
         internal_names,
+        storage,
         sites,
     }
 }

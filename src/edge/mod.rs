@@ -129,8 +129,10 @@ impl Edge {
             Some(_) => Events::with_webhook(),
             None => Events::default(),
         });
+        let store = crate::store::Store::open_with(&config.storage, &config.server.data_dir)
+            .map_err(crate::managed::ManagerError::from)?;
         let certificates = Arc::new(CertManager::new(
-            &config.server.data_dir,
+            store,
             &config.acme,
             &config.internal_names,
             challenges.clone(),

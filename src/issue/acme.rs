@@ -133,9 +133,8 @@ impl AcmeIssuer {
 
     async fn forget_account(&self) {
         *self.account.lock().await = None;
-        let path = self.store.dir().join(self.account_path());
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove the stale ACME account");
+        if let Err(e) = self.store.remove(&self.account_path()) {
+            tracing::warn!(error = %e, "cannot remove the stale ACME account");
         }
         tracing::warn!(directory = %self.directory, "the CA does not know our account; a new one will be created");
     }

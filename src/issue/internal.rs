@@ -48,7 +48,7 @@ impl InternalCa {
     pub fn load_or_create(store: &Store, names: &LocalNames) -> Result<Self, CaError> {
         let _lock = store.lock()?;
         let invalid = |reason: String| CaError::Invalid {
-            path: store.dir().join("ca").display().to_string(),
+            path: store.path_of("ca").display().to_string(),
             reason,
         };
         match (store.read_public(ROOT_CERT)?, store.read_secret(ROOT_KEY)?) {
@@ -56,7 +56,7 @@ impl InternalCa {
                 if permitted_names(&root_pem).as_ref() != Some(&names.suffixes()) =>
             {
                 tracing::warn!(
-                    path = %store.dir().join(ROOT_CERT).display(),
+                    path = %store.path_of(ROOT_CERT).display(),
                     names = %names.suffixes().join(", "),
                     "the internal CA's root is not limited to the configured local names: \
                      replaced by one that is; trust the new one (onehttps ca root) and remove \
@@ -84,7 +84,7 @@ impl InternalCa {
 
     fn create(store: &Store, names: &LocalNames) -> Result<Self, CaError> {
         let fail = |e: rcgen::Error| CaError::Invalid {
-            path: store.dir().join("ca").display().to_string(),
+            path: store.path_of("ca").display().to_string(),
             reason: format!("cannot create the root: {e}"),
         };
         let key = KeyPair::generate().map_err(fail)?;
@@ -119,7 +119,7 @@ impl InternalCa {
         // Key first: a root certificate without its key would be refused at the next start.
         store.write_secret(ROOT_KEY, &zeroize::Zeroizing::new(key.serialize_der()))?;
         store.write_public(ROOT_CERT, root_pem.as_bytes())?;
-        tracing::info!(path = %store.dir().join(ROOT_CERT).display(), "internal CA created");
+        tracing::info!(path = %store.path_of(ROOT_CERT).display(), "internal CA created");
         Ok(Self {
             issuer: RcgenIssuer::new(params, key),
             root_pem,

@@ -20,7 +20,7 @@ use crate::issue::acme::AcmeIssuer;
 use crate::issue::internal::{CaError, InternalCa};
 use crate::issue::{Challenges, IssueError, Issued, Issuer};
 use crate::sites::ServedCert;
-use crate::store::{Store, StoreError};
+use crate::store::{Claim, Store, StoreError};
 pub use renewal::watch_site;
 
 /// Owns the store, the issuers and the limits on concurrent orders.
@@ -47,15 +47,15 @@ pub enum ManagerError {
 }
 
 impl CertManager {
-    /// Opens the store in `data_dir` (checking the master key) and loads the internal CA.
+    /// Takes the opened store and loads the internal CA.
     pub fn new(
-        data_dir: &std::path::Path,
+        store: Store,
         settings: &AcmeSettings,
         local_names: &crate::issue::LocalNames,
         challenges: Arc<Challenges>,
         events: Arc<crate::events::Events>,
     ) -> Result<Self, ManagerError> {
-        let store = Arc::new(Store::open(data_dir)?);
+        let store = Arc::new(store);
         let internal = Arc::new(InternalCa::load_or_create(&store, local_names)?);
         let acme = settings.directory.clone().map(|directory| {
             Arc::new(AcmeIssuer::new(
@@ -171,7 +171,7 @@ impl CertManager {
                 Ok(issued) => {
                     let mut record = CertRecord::pending(&site.hosts, Source::Internal);
                     record.recovered = rejected;
-                    match self.record_issued(&site.hosts, record, &issued) {
+                    match self.record_issued(&Claim::Local, &site.hosts, record, &issued) {
                         Ok(()) => self.log_issued(&site.hosts, Source::Internal, &issued, false),
                         Err(e) => {
                             tracing::error!(site = site.name(), error = %e, "cannot store the internal certificate")
@@ -249,20 +249,74 @@ impl CertManager {
         Ok(ServedCert::new(bundle, record.source))
     }
 
-    /// Seals the key and stores the record of a newly issued certificate.
+    /// Seals the key and stores the record of a newly issued certificate (only while
+    /// `claim` holds).
     fn record_issued(
         &self,
+        claim: &Claim,
         names: &[HostName],
         mut record: CertRecord,
         issued: &Issued,
     ) -> Result<(), StoreError> {
         let sealed = self.store.seal_cert_key(names, &issued.key_der)?;
         record.set_issued(issued.chain_pem.clone(), sealed, &issued.bundle.info);
-        self.store.save_cert(names, &record)
+        self.store.save_cert_claimed(claim, names, &record)
+    }
+
+    /// Serves the certificate the store holds for `site` when it is newer than the one in
+    /// service (another node of the fleet issued or renewed it). Whether it did.
+    pub fn adopt_stored(&self, site: &crate::sites::Site) -> bool {
+        match self.store.load_cert(site.hosts()) {
+            Ok(Some(record)) => self.adopt(site, &record),
+            _ => false,
+        }
+    }
+
+    /// Serves `record`'s certificate in `site` if it is a different one than in service,
+    /// not older, and usable (its key opens and matches). Whether it did.
+    pub fn adopt(&self, site: &crate::sites::Site, record: &CertRecord) -> bool {
+        if record.chain_pem.is_none() || site.retired().is_cancelled() {
+            return false;
+        }
+        let current = site.served_cert();
+        if let Some(current) = &current {
+            let info = &current.bundle.info;
+            let same = record.serial.as_deref() == Some(info.serial.as_str());
+            let older = record
+                .not_before
+                .is_some_and(|nb| nb < crate::certs::record::unix(info.not_before));
+            if same || older || current.source == Source::Uploaded {
+                return false;
+            }
+        }
+        match self.servable(record, site.hosts()) {
+            Ok(served) => {
+                tracing::info!(
+                    site = site.name(),
+                    serial = %served.bundle.info.serial,
+                    event = "adopted",
+                    "certificate from the store swapped in"
+                );
+                site.replace_cert(served);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Updates the stored state of `names` (a record is created if there is none).
     fn set_state(&self, names: &[HostName], source: Source, update: impl FnOnce(&mut CertRecord)) {
+        self.set_state_claimed(&Claim::Local, names, source, update);
+    }
+
+    /// [`set_state`](Self::set_state) written only while `claim` holds.
+    fn set_state_claimed(
+        &self,
+        claim: &Claim,
+        names: &[HostName],
+        source: Source,
+        update: impl FnOnce(&mut CertRecord),
+    ) {
         let mut record = self
             .load_record(names)
             .ok()
@@ -270,7 +324,7 @@ impl CertManager {
             .unwrap_or_else(|| CertRecord::pending(names, source));
         update(&mut record);
         record.updated = crate::certs::record::unix(SystemTime::now());
-        if let Err(e) = self.store.save_cert(names, &record) {
+        if let Err(e) = self.store.save_cert_claimed(claim, names, &record) {
             tracing::error!(names = %join(names), error = %e, "cannot store the certificate state");
         }
     }

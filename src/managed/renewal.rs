@@ -4,6 +4,7 @@
 //! its window), then issues, stores and swaps. Failures back off exponentially with jitter,
 //! honour Retry-After and rate limits, and never take the certificate in service away.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +22,8 @@ use crate::sites::{ServedCert, Site};
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// Wait when another order for the same names is already in flight.
 const BUSY_WAIT: Duration = Duration::from_secs(1);
+/// Wait when the store cannot be reached to claim an order.
+const STORE_WAIT: Duration = Duration::from_secs(5);
 
 /// Keeps `site`'s certificate obtained and renewed until the site is retired or `cancel`.
 pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: CancellationToken) {
@@ -114,26 +117,106 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                 _ = gate.changed() => continue,
             }
         }
+        // In a fleet one node orders for these names at a time; the others wait for the
+        // result to arrive through the store's watch (it moves `due` forward).
+        let claim = match manager.store.claim(&claim_name(&config.hosts)).await {
+            Ok(Some(claim)) => claim,
+            Ok(None) => {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = retired.cancelled() => return,
+                    () = tokio::time::sleep(BUSY_WAIT) => continue,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(site = site.name(), error = %e, "cannot claim the order; the certificate in service keeps serving");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = retired.cancelled() => return,
+                    () = tokio::time::sleep(STORE_WAIT) => continue,
+                }
+            }
+        };
+        // Another node may have finished this very order just before we claimed it.
+        if manager.adopt_stored(&site) {
+            manager.store.release(claim).await;
+            continue;
+        }
         note_due(&manager, &site, served.as_deref(), issuer, now, forced);
         let attempt = tokio::select! {
             () = cancel.cancelled() => return,
             () = retired.cancelled() => return,
             result = manager.issue_once(&config.hosts, issuer) => result,
         };
+        let Some(attempt) = attempt else {
+            // Another order for the same names runs in this process.
+            manager.store.release(claim).await;
+            tokio::time::sleep(BUSY_WAIT).await;
+            continue;
+        };
+        let next = Outcome {
+            manager: &manager,
+            site: &site,
+            claim: &claim,
+            issuer,
+            served: served.as_deref(),
+            now,
+        }
+        .apply(record, attempt, &mut last_reminder);
+        manager.store.release(claim).await;
+        if next.is_break() {
+            return;
+        }
+    }
+}
+
+/// The fleet lock of the order for `names`.
+fn claim_name(names: &[crate::certs::HostName]) -> String {
+    format!("cert/{}", crate::store::Store::cert_id(names))
+}
+
+/// What one order of a site ended with, and what it is applied to.
+struct Outcome<'a> {
+    manager: &'a CertManager,
+    site: &'a Site,
+    /// The order's claim: the outcome is written only while it holds (fencing).
+    claim: &'a crate::store::Claim,
+    issuer: &'a dyn Issuer,
+    served: Option<&'a ServedCert>,
+    now: SystemTime,
+}
+
+impl Outcome<'_> {
+    /// Stores and serves what the order brought, or records its failure. `Break` when the
+    /// site was removed meanwhile (nothing is written back).
+    fn apply(
+        &self,
+        record: Option<CertRecord>,
+        attempt: Result<crate::issue::Issued, crate::issue::IssueError>,
+        last_reminder: &mut Option<SystemTime>,
+    ) -> ControlFlow<()> {
+        let Self {
+            manager,
+            site,
+            claim,
+            issuer,
+            served,
+            now,
+        } = *self;
+        let config = site.config();
         let attempt = match attempt {
-            Some(result) if site.retired().is_cancelled() => {
+            result if site.retired().is_cancelled() => {
                 tracing::info!(
                     site = site.name(),
                     issued = result.is_ok(),
                     "the site was removed while its order ran; the outcome is discarded"
                 );
-                return;
+                return ControlFlow::Break(());
             }
             other => other,
         };
         match attempt {
-            None => tokio::time::sleep(BUSY_WAIT).await,
-            Some(Ok(issued)) => {
+            Ok(issued) => {
                 let mut record =
                     record.unwrap_or_else(|| CertRecord::pending(&config.hosts, issuer.source()));
                 record.source = issuer.source();
@@ -157,11 +240,16 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                         "uploaded certificate replaced by a managed one"
                     );
                 }
-                let stored = manager.while_current(&site, || {
-                    manager.record_issued(&config.hosts, record, &issued)
+                let stored = manager.while_current(site, || {
+                    manager.record_issued(claim, &config.hosts, record, &issued)
                 });
                 match stored {
-                    None => return,
+                    None => return ControlFlow::Break(()),
+                    Some(Err(e @ crate::store::StoreError::LockLost { .. })) => {
+                        // Another node owns this order now: its certificate arrives by watch.
+                        tracing::warn!(site = site.name(), error = %e, "the new certificate is discarded");
+                        return ControlFlow::Continue(());
+                    }
                     Some(Ok(())) => {}
                     Some(Err(e)) => {
                         // Served anyway: losing the record costs one more order after a restart.
@@ -171,7 +259,7 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                 manager.log_issued(&config.hosts, issuer.source(), &issued, served.is_some());
                 site.replace_cert(ServedCert::new(issued.bundle, issuer.source()));
             }
-            Some(Err(error)) => {
+            Err(error) => {
                 let attempts = record
                     .as_ref()
                     .and_then(|r| r.failure.as_ref())
@@ -187,8 +275,8 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                     delay = delay.max(after);
                 }
                 let next_retry = unix(SystemTime::now() + delay).max(unix(now) + 1);
-                let failed = manager.while_current(&site, || {
-                    manager.set_state(&config.hosts, issuer.source(), |r| {
+                let failed = manager.while_current(site, || {
+                    manager.set_state_claimed(claim, &config.hosts, issuer.source(), |r| {
                         r.state = CertState::Failed;
                         r.failure = Some(Failure {
                             reason: error.message.clone(),
@@ -198,7 +286,7 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                     });
                 });
                 if failed.is_none() {
-                    return;
+                    return ControlFlow::Break(());
                 }
                 manager.events.record(
                     "certificate.failed",
@@ -211,16 +299,13 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                 );
                 // A reminder only for a certificate in its window: a failed forced renewal
                 // of a fresh certificate is not "expiring".
-                if served
-                    .as_deref()
-                    .is_some_and(|cert| in_window(&manager, cert, now))
-                {
+                if served.is_some_and(|cert| in_window(manager, cert, now)) {
                     let why = if attempts > 1 {
                         format!("renewal keeps failing ({attempts} attempts)")
                     } else {
                         "the renewal attempt failed; retrying".to_owned()
                     };
-                    remind(&manager, &site, &mut last_reminder, SystemTime::now(), &why);
+                    remind(manager, site, last_reminder, SystemTime::now(), &why);
                 }
                 tracing::warn!(
                     site = site.name(),
@@ -239,6 +324,7 @@ pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: Canc
                 );
             }
         }
+        ControlFlow::Continue(())
     }
 }
 

@@ -1,8 +1,12 @@
-//! Persistence: the `fs` store under `data_dir`. Every write is atomic (`atomic.rs`); every
-//! private key is sealed under the master key (`seal.rs`) and every file holding a secret is
-//! 0600. A corrupt file is reported with its path and skipped, never fatal for the rest.
+//! Persistence behind one interface with two backends: `fs` under `data_dir` (the default;
+//! every write atomic, `atomic.rs`) and `etcd` for a fleet (`etcd.rs`). Every private key is
+//! sealed under the master key (`seal.rs`), which never enters the store (each node has it
+//! from `ONEHTTPS_MASTER_KEY` or its own `data_dir/master.key`); every record is
+//! authenticated under it; every file holding a secret is 0600. A corrupt entry is reported
+//! with its location and skipped, never fatal for the rest.
 //!
-//! Layout:
+//! Layout (etcd: the same keys under `storage.prefix`, plus `locks/`, `challenges/` and
+//! `nodes/` attached to each node's lease):
 //! ```text
 //! data_dir/            0700
 //!   master.key         0600  the master key (unless ONEHTTPS_MASTER_KEY is set)
@@ -16,6 +20,7 @@
 //! ```
 
 pub mod atomic;
+pub mod etcd;
 pub mod seal;
 
 use std::os::unix::fs::PermissionsExt;
@@ -55,7 +60,31 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{path} failed authentication: {reason} (altered on disk, or not written by onehttps)")]
     Tampered { path: PathBuf, reason: String },
+    #[error("the store is unavailable: {what}: {reason}")]
+    Unavailable { what: String, reason: String },
+    #[error(
+        "{key} was not written: this node lost its lock (its lease expired) and another node may hold it now"
+    )]
+    LockLost { key: String },
 }
+
+impl StoreError {
+    /// Whether the store could not be reached (as opposed to holding bad data).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// Where the store keeps things.
+#[derive(Debug)]
+enum Backend {
+    /// Files under this directory.
+    Fs(PathBuf),
+    Etcd(Box<etcd::EtcdBackend>),
+}
+
+/// Marks where an etcd key is reported (in the `path` of an error).
+const ETCD_MARK: &str = "etcd:";
 
 /// Sealed marker: every certificate record carries an authentication tag.
 const RECORDS_V2: &str = "records-v2.sealed";
@@ -74,14 +103,6 @@ fn record_digest(record: &CertRecord) -> Result<Vec<u8>, StoreError> {
         reason: e.to_string(),
     })?;
     Ok(digest(&SHA256, &json).as_ref().to_vec())
-}
-
-/// The text of the file at `path`.
-fn read_text(path: &Path) -> Result<String, StoreError> {
-    std::fs::read_to_string(path).map_err(|source| StoreError::Read {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// Only the `CERTIFICATE` blocks of a PEM text.
@@ -103,15 +124,39 @@ fn certificate_blocks(pem: &str) -> String {
     out
 }
 
-/// The `fs` store.
+/// The store.
 #[derive(Debug)]
 pub struct Store {
-    dir: PathBuf,
+    backend: Backend,
     master: MasterKey,
 }
 
+/// Held while shared things are created on first use (see [`Store::lock`]); released when
+/// dropped.
+pub struct StoreLock<'a> {
+    store: &'a Store,
+    held: Option<Held>,
+}
+
+/// What a [`StoreLock`] holds.
+enum Held {
+    /// The advisory lock on `data_dir/.lock` (released when the file closes).
+    Fs(#[allow(dead_code)] std::fs::File),
+    Etcd(etcd::Held),
+}
+
+impl Drop for StoreLock<'_> {
+    fn drop(&mut self) {
+        if let (Backend::Etcd(etcd), Some(Held::Etcd(held))) =
+            (&self.store.backend, self.held.take())
+        {
+            etcd.unlock_blocking(held);
+        }
+    }
+}
+
 impl Store {
-    /// Opens (creating on first use) the store in `dir`; refuses a wrong master key.
+    /// Opens (creating on first use) the fs store in `dir`; refuses a wrong master key.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let data_dir = |source| StoreError::DataDir {
             path: dir.to_owned(),
@@ -125,11 +170,159 @@ impl Store {
             atomic::clean_temporaries(&dir.join(sub));
         }
         let store = Self {
-            dir: dir.to_owned(),
+            backend: Backend::Fs(dir.to_owned()),
             master,
         };
+        store.verify_master()?;
         store.migrate_records()?;
         Ok(store)
+    }
+
+    /// Opens the store `settings` choose: `fs` in `data_dir`, or etcd (the master key still
+    /// comes from `ONEHTTPS_MASTER_KEY` or `data_dir/master.key`, never from etcd).
+    pub fn open_with(
+        settings: &crate::config::StorageSettings,
+        data_dir: &Path,
+    ) -> Result<Self, StoreError> {
+        let crate::config::StorageSettings::Etcd(etcd) = settings else {
+            return Self::open(data_dir);
+        };
+        let data_dir_error = |source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(data_dir_error)?;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(data_dir_error)?;
+        let master = {
+            let _lock = atomic::lock_dir(data_dir).map_err(data_dir_error)?;
+            MasterKey::load_or_create(data_dir)?
+        };
+        let store = Self {
+            backend: Backend::Etcd(Box::new(etcd::EtcdBackend::connect(etcd)?)),
+            master,
+        };
+        store.verify_master()?;
+        store.migrate_records()?;
+        Ok(store)
+    }
+
+    /// The etcd backend, when this edge is part of a fleet.
+    pub fn fleet(&self) -> Option<&etcd::EtcdBackend> {
+        match &self.backend {
+            Backend::Etcd(etcd) => Some(etcd),
+            Backend::Fs(_) => None,
+        }
+    }
+
+    /// Opens `master.check` (creating it on first use): a node whose master key is not the
+    /// one the store was sealed with is refused here, before anything is read.
+    fn verify_master(&self) -> Result<(), StoreError> {
+        const CHECK: &str = "master.check";
+        let existing = match self.get(CHECK)? {
+            Some(sealed) => sealed,
+            None => {
+                let sealed = self.master.sealed_check()?;
+                if self.create(CHECK, sealed.as_bytes(), 0o600)? {
+                    return Ok(());
+                }
+                self.get(CHECK)?.unwrap_or_default()
+            }
+        };
+        let text = String::from_utf8_lossy(&existing);
+        if self.master.opens_check(text.trim()) {
+            Ok(())
+        } else {
+            Err(SealError::WrongMasterKey {
+                path: self.path_of(CHECK),
+            }
+            .into())
+        }
+    }
+
+    /// Where `key` lives: a path under `data_dir`, or `etcd:<prefix><key>`.
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        match &self.backend {
+            Backend::Fs(dir) => dir.join(key),
+            Backend::Etcd(etcd) => {
+                PathBuf::from(format!("{ETCD_MARK}{}{key}", etcd.settings().prefix))
+            }
+        }
+    }
+
+    /// The key of a location [`path_of`](Self::path_of) returned.
+    fn key_of(&self, path: &Path) -> Option<String> {
+        match &self.backend {
+            Backend::Fs(dir) => Some(path.strip_prefix(dir).ok()?.to_str()?.to_owned()),
+            Backend::Etcd(etcd) => Some(
+                path.to_str()?
+                    .strip_prefix(ETCD_MARK)?
+                    .strip_prefix(etcd.settings().prefix.as_str())?
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The bytes at `key`; `None` if absent.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Fs(dir) => {
+                let path = dir.join(key);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(StoreError::Read { path, source }),
+                }
+            }
+            Backend::Etcd(etcd) => etcd.get(key),
+        }
+    }
+
+    /// Writes `data` at `key` (a file with `mode`, atomically).
+    fn put(&self, key: &str, data: &[u8], mode: u32) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Fs(dir) => {
+                let path = dir.join(key);
+                write_atomic(&path, data, mode).map_err(|source| StoreError::Write { path, source })
+            }
+            Backend::Etcd(etcd) => etcd.put(key, data),
+        }
+    }
+
+    /// Writes `data` at `key` unless something is there already; whether it was written.
+    /// (fs: callers hold [`lock`](Self::lock).)
+    fn create(&self, key: &str, data: &[u8], mode: u32) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Fs(_) => {
+                if self.get(key)?.is_some() {
+                    return Ok(false);
+                }
+                self.put(key, data, mode).map(|()| true)
+            }
+            Backend::Etcd(etcd) => etcd.create(key, data),
+        }
+    }
+
+    /// Every entry directly in `dir` whose name ends with `suffix`: (location, bytes).
+    fn list(&self, dir: &str, suffix: &str) -> Vec<Result<(PathBuf, Vec<u8>), StoreError>> {
+        match &self.backend {
+            Backend::Fs(_) => self
+                .files(dir, suffix)
+                .into_iter()
+                .map(|path| match std::fs::read(&path) {
+                    Ok(bytes) => Ok((path, bytes)),
+                    Err(source) => Err(StoreError::Read { path, source }),
+                })
+                .collect(),
+            Backend::Etcd(etcd) => match etcd.list(dir) {
+                Ok(entries) => entries
+                    .into_iter()
+                    .filter(|(key, _)| key.ends_with(suffix) && !key[dir.len() + 1..].contains('/'))
+                    .map(|(key, bytes)| Ok((self.path_of(&key), bytes)))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            },
+        }
     }
 
     /// Once per data directory: records written before they were authenticated get their
@@ -139,11 +332,8 @@ impl Store {
         if self.read_secret(RECORDS_V2)?.is_some() {
             return Ok(());
         }
-        for path in self.json_files("certs") {
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            let Ok(mut record) = serde_json::from_str::<CertRecord>(&text) else {
+        for (path, bytes) in self.list("certs", ".json").into_iter().flatten() {
+            let Ok(mut record) = serde_json::from_slice::<CertRecord>(&bytes) else {
                 continue;
             };
             if record.auth.is_some() {
@@ -165,15 +355,38 @@ impl Store {
         self.write_secret(RECORDS_V2, b"records are authenticated")
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Exclusive lock for first-use creation of shared things (see `atomic::lock_dir`).
-    pub fn lock(&self) -> Result<std::fs::File, StoreError> {
-        atomic::lock_dir(&self.dir).map_err(|source| StoreError::DataDir {
-            path: self.dir.clone(),
-            source,
+    /// Exclusive lock for first-use creation of shared things (fs: `atomic::lock_dir`; etcd:
+    /// the fleet lock `locks/store`, waited for up to ten times `storage.timeout`).
+    pub fn lock(&self) -> Result<StoreLock<'_>, StoreError> {
+        let held = match &self.backend {
+            Backend::Fs(dir) => {
+                atomic::lock_dir(dir)
+                    .map(Held::Fs)
+                    .map_err(|source| StoreError::DataDir {
+                        path: dir.clone(),
+                        source,
+                    })?
+            }
+            Backend::Etcd(etcd) => {
+                let deadline = std::time::Instant::now() + etcd.settings().timeout * 10;
+                loop {
+                    let attempt = etcd.try_lock_blocking("store")?;
+                    if let Some(held) = attempt {
+                        break Held::Etcd(held);
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Unavailable {
+                            what: "etcd (locks/store)".into(),
+                            reason: "another node has held the store lock too long".into(),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        };
+        Ok(StoreLock {
+            store: self,
+            held: Some(held),
         })
     }
 
@@ -197,7 +410,7 @@ impl Store {
     }
 
     fn cert_path(&self, id: &str) -> PathBuf {
-        self.dir.join(Self::cert_rel(id))
+        self.path_of(&Self::cert_rel(id))
     }
 
     /// Where the record for `names` lives.
@@ -209,21 +422,20 @@ impl Store {
     /// whose tag does not authenticate it, is an error naming its path; the caller reports
     /// it, sets it aside and carries on as if there were none.
     pub fn load_cert(&self, names: &[HostName]) -> Result<Option<CertRecord>, StoreError> {
-        let path = self.cert_path(&Self::cert_id(names));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::Read { path, source }),
-        };
-        self.parse_cert(path, &text).map(Some)
+        let id = Self::cert_id(names);
+        match self.get(&Self::cert_rel(&id))? {
+            Some(bytes) => self.parse_cert(self.cert_path(&id), &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
-    /// Parses and authenticates the record text read from `path`.
-    fn parse_cert(&self, path: PathBuf, text: &str) -> Result<CertRecord, StoreError> {
-        let record: CertRecord = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+    /// Parses and authenticates the record bytes read from `path`.
+    pub fn parse_cert(&self, path: PathBuf, bytes: &[u8]) -> Result<CertRecord, StoreError> {
+        let record: CertRecord =
+            serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         let tampered = |reason: &str| StoreError::Tampered {
             path: path.clone(),
             reason: reason.to_owned(),
@@ -250,24 +462,31 @@ impl Store {
 
     /// Every stored certificate record; corrupt or tampered ones as errors naming their path.
     pub fn load_all_certs(&self) -> Vec<Result<CertRecord, StoreError>> {
-        self.json_files("certs")
+        self.list("certs", ".json")
             .into_iter()
-            .map(|path| {
-                let text = read_text(&path)?;
-                self.parse_cert(path, &text)
+            .map(|entry| {
+                let (path, bytes) = entry?;
+                self.parse_cert(path, &bytes)
             })
             .collect()
     }
 
-    /// The `*.json` files of `dir` (relative to `data_dir`).
-    fn json_files(&self, dir: &str) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join(dir)) else {
+    /// The files of `dir` (fs only) whose names end with `suffix`; never temporaries.
+    fn files(&self, dir: &str, suffix: &str) -> Vec<PathBuf> {
+        let Backend::Fs(root) = &self.backend else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
             return Vec::new();
         };
         entries
             .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(suffix) && !name.starts_with('.')
+            })
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect()
     }
 
@@ -276,11 +495,11 @@ impl Store {
         &self,
         dir: &str,
     ) -> Vec<Result<T, StoreError>> {
-        self.json_files(dir)
+        self.list(dir, ".json")
             .into_iter()
-            .map(|path| {
-                let text = read_text(&path)?;
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            .map(|entry| {
+                let (path, bytes) = entry?;
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                     path,
                     reason: e.to_string(),
                 })
@@ -290,21 +509,39 @@ impl Store {
 
     /// Writes `value` as JSON at `rel` atomically, 0600.
     pub fn save_json<T: serde::Serialize>(&self, rel: &str, value: &T) -> Result<(), StoreError> {
-        let path = self.dir.join(rel);
-        let json = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&path, &json, 0o600).map_err(|source| StoreError::Write { path, source })
+        let json = encode_json(value, || self.path_of(rel))?;
+        self.put(rel, &json, 0o600)
     }
 
-    /// Removes the file at `rel` (absent is fine).
+    /// Like [`save_json`](Self::save_json), only while this node holds `claim` (etcd: a
+    /// fenced write that fails once the lock was lost; fs: an ordinary write).
+    pub fn save_json_claimed<T: serde::Serialize>(
+        &self,
+        claim: &Claim,
+        rel: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        match (&self.backend, claim) {
+            (Backend::Etcd(etcd), Claim::Fleet(held)) => {
+                let json = encode_json(value, || self.path_of(rel))?;
+                etcd.put_fenced(held, rel, &json)
+            }
+            _ => self.save_json(rel, value),
+        }
+    }
+
+    /// Removes the entry at `rel` (absent is fine).
     pub fn remove(&self, rel: &str) -> Result<(), StoreError> {
-        let path = self.dir.join(rel);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Write { path, source }),
+        match &self.backend {
+            Backend::Fs(dir) => {
+                let path = dir.join(rel);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(StoreError::Write { path, source }),
+                }
+            }
+            Backend::Etcd(etcd) => etcd.delete(rel),
         }
     }
 
@@ -316,22 +553,45 @@ impl Store {
     /// Writes `record` atomically (0600: it holds a sealed key), with a tag that
     /// authenticates all of it (names, source, state, chain, sealed key, dates, failure).
     pub fn save_cert(&self, names: &[HostName], record: &CertRecord) -> Result<(), StoreError> {
+        self.save_cert_claimed(&Claim::Local, names, record)
+    }
+
+    /// [`save_cert`](Self::save_cert) while this node holds `claim` (see
+    /// [`save_json_claimed`](Self::save_json_claimed)).
+    pub fn save_cert_claimed(
+        &self,
+        claim: &Claim,
+        names: &[HostName],
+        record: &CertRecord,
+    ) -> Result<(), StoreError> {
         let mut record = record.clone();
         record.names = names.iter().map(|n| n.as_str().to_owned()).collect();
         let digest = record_digest(&record)?;
         record.auth = Some(self.master.seal(&record_purpose(names), &digest)?);
-        self.save_json(&Self::cert_rel(&Self::cert_id(names)), &record)
+        self.save_json_claimed(claim, &Self::cert_rel(&Self::cert_id(names)), &record)
     }
 
-    /// Renames a corrupt file out of the way (kept for inspection, never loaded again) and
-    /// returns its new path.
+    /// Moves a corrupt entry out of the way (kept for inspection, never loaded again) and
+    /// returns its new location.
     pub fn set_aside(&self, path: &Path) -> Option<PathBuf> {
         let stamp = crate::certs::record::unix(std::time::SystemTime::now());
-        let mut name = path.file_name()?.to_os_string();
-        name.push(format!(".corrupt-{stamp}"));
-        let kept = path.with_file_name(name);
-        std::fs::rename(path, &kept).ok()?;
-        Some(kept)
+        match &self.backend {
+            Backend::Fs(_) => {
+                let mut name = path.file_name()?.to_os_string();
+                name.push(format!(".corrupt-{stamp}"));
+                let kept = path.with_file_name(name);
+                std::fs::rename(path, &kept).ok()?;
+                Some(kept)
+            }
+            Backend::Etcd(etcd) => {
+                let key = self.key_of(path)?;
+                let bytes = etcd.get(&key).ok()??;
+                let kept = format!("{key}.corrupt-{stamp}");
+                etcd.put(&kept, &bytes).ok()?;
+                etcd.delete(&key).ok()?;
+                Some(self.path_of(&kept))
+            }
+        }
     }
 
     /// Seals the private key (DER) of the certificate for `names`.
@@ -358,17 +618,15 @@ impl Store {
 
     /// Reads and opens the secret at `rel` (relative to `data_dir`); `None` if absent.
     pub fn read_secret(&self, rel: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let path = self.dir.join(rel);
-        let sealed = match std::fs::read_to_string(&path) {
-            Ok(text) => Zeroizing::new(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::Read { path, source }),
+        let Some(bytes) = self.get(rel)? else {
+            return Ok(None);
         };
+        let sealed = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
         self.master
             .open(rel, sealed.trim())
             .map(Some)
             .map_err(|e| StoreError::Corrupt {
-                path,
+                path: self.path_of(rel),
                 reason: e.to_string(),
             })
     }
@@ -376,26 +634,56 @@ impl Store {
     /// Seals `secret` and writes it atomically at `rel`, 0600.
     pub fn write_secret(&self, rel: &str, secret: &[u8]) -> Result<(), StoreError> {
         let sealed = self.master.seal(rel, secret)?;
-        let path = self.dir.join(rel);
-        write_atomic(&path, sealed.as_bytes(), 0o600)
-            .map_err(|source| StoreError::Write { path, source })
+        self.put(rel, sealed.as_bytes(), 0o600)
     }
 
-    /// Reads a public file at `rel`; `None` if absent.
+    /// Reads a public entry at `rel`; `None` if absent.
     pub fn read_public(&self, rel: &str) -> Result<Option<String>, StoreError> {
-        let path = self.dir.join(rel);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Read { path, source }),
+        Ok(self
+            .get(rel)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Writes a public entry at `rel` atomically (fs: 0644).
+    pub fn write_public(&self, rel: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.put(rel, data, 0o644)
+    }
+
+    /// Claims the work on `name` for this node: always granted on fs (one process); on etcd,
+    /// `None` while another node holds it.
+    pub async fn claim(&self, name: &str) -> Result<Option<Claim>, StoreError> {
+        match &self.backend {
+            Backend::Fs(_) => Ok(Some(Claim::Local)),
+            Backend::Etcd(etcd) => Ok(etcd.try_lock(name).await?.map(Claim::Fleet)),
         }
     }
 
-    /// Writes a public file at `rel` atomically, 0644.
-    pub fn write_public(&self, rel: &str, data: &[u8]) -> Result<(), StoreError> {
-        let path = self.dir.join(rel);
-        write_atomic(&path, data, 0o644).map_err(|source| StoreError::Write { path, source })
+    /// Gives up a claim.
+    pub async fn release(&self, claim: Claim) {
+        if let (Backend::Etcd(etcd), Claim::Fleet(held)) = (&self.backend, claim) {
+            etcd.unlock(held).await;
+        }
     }
+}
+
+/// The right to work on something (an order, a site's onboarding) for as long as it is held.
+#[derive(Debug)]
+pub enum Claim {
+    /// One process: nothing to share.
+    Local,
+    /// A fleet lock in etcd, with its fencing revision.
+    Fleet(etcd::Held),
+}
+
+/// `value` as pretty JSON; `at` names the entry if it cannot be encoded.
+fn encode_json<T: serde::Serialize>(
+    value: &T,
+    at: impl FnOnce() -> PathBuf,
+) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt {
+        path: at(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

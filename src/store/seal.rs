@@ -30,8 +30,8 @@ pub enum SealError {
     #[error("{path} must hold 64 hexadecimal digits (a 256-bit key)")]
     BadKeyFile { path: PathBuf },
     #[error(
-        "the master key does not open {path}: this data directory was sealed with another key \
-         (check {MASTER_KEY_ENV} or the master.key file)"
+        "the master key does not open {path}: this store was sealed with another key \
+         (check {MASTER_KEY_ENV} or the master.key file; every node of a fleet needs the same one)"
     )]
     WrongMasterKey { path: PathBuf },
     #[error("cannot read or write {path}")]
@@ -70,15 +70,26 @@ impl MasterKey {
     }
 
     /// The master key for `data_dir`: from the environment if set, else from
-    /// `data_dir/master.key`, created (0600) when neither exists. The key is then checked
-    /// against `data_dir/master.check`, written on first use.
+    /// `data_dir/master.key`, created (0600) when neither exists. The store then checks it
+    /// against its `master.check` ([`sealed_check`](Self::sealed_check)).
     pub fn load_or_create(data_dir: &Path) -> Result<Self, SealError> {
-        let key = match std::env::var(MASTER_KEY_ENV) {
-            Ok(hex) => Self::from_bytes(&parse_hex_key(&hex).ok_or(SealError::BadEnvKey)?),
-            Err(_) => Self::from_file(&data_dir.join("master.key"))?,
-        };
-        key.verify(&data_dir.join("master.check"))?;
-        Ok(key)
+        match std::env::var(MASTER_KEY_ENV) {
+            Ok(hex) => Ok(Self::from_bytes(
+                &parse_hex_key(&hex).ok_or(SealError::BadEnvKey)?,
+            )),
+            Err(_) => Self::from_file(&data_dir.join("master.key")),
+        }
+    }
+
+    /// What `master.check` holds for this key.
+    pub fn sealed_check(&self) -> Result<String, SealError> {
+        self.seal(CHECK_PURPOSE, CHECK_PLAINTEXT)
+    }
+
+    /// Whether `sealed` (a `master.check`) was sealed under this key.
+    pub fn opens_check(&self, sealed: &str) -> bool {
+        self.open(CHECK_PURPOSE, sealed)
+            .is_ok_and(|plain| plain.as_slice() == CHECK_PLAINTEXT)
     }
 
     fn from_file(path: &Path) -> Result<Self, SealError> {
@@ -101,29 +112,6 @@ impl MasterKey {
                 Ok(Self::from_bytes(&bytes))
             }
             Err(e) => Err(io(e)),
-        }
-    }
-
-    /// Opens `check` (or creates it): a wrong key is refused here, before anything is read.
-    fn verify(&self, check: &Path) -> Result<(), SealError> {
-        match std::fs::read_to_string(check) {
-            Ok(sealed) => match self.open(CHECK_PURPOSE, sealed.trim()) {
-                Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(()),
-                _ => Err(SealError::WrongMasterKey {
-                    path: check.to_owned(),
-                }),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let sealed = self.seal(CHECK_PURPOSE, CHECK_PLAINTEXT)?;
-                write_atomic(check, sealed.as_bytes(), 0o600).map_err(|source| SealError::Io {
-                    path: check.to_owned(),
-                    source,
-                })
-            }
-            Err(source) => Err(SealError::Io {
-                path: check.to_owned(),
-                source,
-            }),
         }
     }
 
@@ -251,7 +239,7 @@ mod tests {
     fn key_file_created_once_and_wrong_key_refused() {
         let dir = tempfile::tempdir().unwrap();
         let first = MasterKey::from_file(&dir.path().join("master.key")).unwrap();
-        first.verify(&dir.path().join("master.check")).unwrap();
+        let check = first.sealed_check().unwrap();
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(dir.path().join("master.key"))
                 .unwrap()
@@ -259,11 +247,7 @@ mod tests {
         );
         assert_eq!(mode & 0o777, 0o600);
         let again = MasterKey::from_file(&dir.path().join("master.key")).unwrap();
-        again.verify(&dir.path().join("master.check")).unwrap();
-        let wrong = MasterKey::from_bytes(&[1; 32]);
-        assert!(matches!(
-            wrong.verify(&dir.path().join("master.check")),
-            Err(SealError::WrongMasterKey { .. })
-        ));
+        assert!(again.opens_check(&check));
+        assert!(!MasterKey::from_bytes(&[1; 32]).opens_check(&check));
     }
 }

@@ -47,6 +47,19 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The nodes of the fleet the running edge belongs to (itself alone on the fs store).
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Every live node: id, address, version, last seen, sites served.
+    List,
 }
 
 /// Which edge a site/cert command talks to, and how it prints.
@@ -127,7 +140,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_failure(&e),
             };
-            let ca = crate::store::Store::open(&loaded.server.data_dir)
+            let ca = crate::store::Store::open_with(&loaded.storage, &loaded.server.data_dir)
                 .map_err(|e| error_chain(&e))
                 .and_then(|store| {
                     crate::issue::internal::InternalCa::load_or_create(
@@ -153,6 +166,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Cert { command, target } => {
             admin_command(&target, |config| cert_command(config, command, target.json))
         }
+        Command::Node {
+            command: NodeCommand::List,
+            target,
+        } => admin_command(&target, |config| node_list(config, target.json)),
         Command::Run { config } => {
             let loaded = match load_or_demo(config.as_deref()) {
                 Ok(c) => c,
@@ -332,6 +349,39 @@ fn cert_command(
         CertCommand::Show { .. } | CertCommand::Upload { .. } => table(&HEAD, &[row(&value)]),
         CertCommand::Renew { host } => format!("Renewal of {host} requested.\n"),
     })
+}
+
+fn node_list(config: &Config, json: bool) -> Result<String, crate::admin_client::ClientError> {
+    use crate::admin_client::{call, table};
+    let value = call(config, http::Method::GET, "/api/v1/nodes", None)?;
+    if json {
+        return Ok(format!("{value:#}\n"));
+    }
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = value["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .map(|n| {
+                    vec![
+                        text(&n["id"]),
+                        text(&n["address"]),
+                        text(&n["version"]),
+                        text(&n["last_seen_ago_s"]),
+                        text(&n["sites"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(table(
+        &["NODE", "ADDRESS", "VERSION", "LAST SEEN (S AGO)", "SITES"],
+        &rows,
+    ))
 }
 
 fn load_or_demo(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {

@@ -3,7 +3,8 @@
 //! Where things live: `config` (the file, checked), `certs` (certificate model), `tls`
 //! (certificate table, resolver, rustls config), `sites` (what is served per host name),
 //! `proxy` (request forwarding), `edge` (listeners, connections, reload, shutdown), `store`
-//! (sealed persistence), `issue` (ACME and the internal CA), `managed` (issuance and renewal
+//! (sealed persistence: fs or etcd), `fleet` (what nodes sharing etcd learn from each other),
+//! `issue` (ACME and the internal CA), `managed` (issuance and renewal
 //! per site), `net` (address policy: CIDRs, which addresses tenants may reach), `cli`.
 
 pub mod admin;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod events;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod issue;

@@ -32,6 +32,23 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 503: the store did not take the change (etcd unreachable); nothing was changed.
+    pub fn store(error: &crate::store::StoreError) -> Self {
+        if error.is_unavailable() {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("{error}; nothing was changed, try again when the store is back"),
+            )
+        } else {
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                crate::config::error_chain(error),
+            )
+        }
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

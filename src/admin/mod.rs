@@ -82,6 +82,7 @@ fn router(api: Api) -> Router {
         .route("/api/v1/certificates/{host}", get(certs::show))
         .route("/api/v1/certificates/{host}/renew", post(certs::renew))
         .route("/api/v1/events", get(sites::events))
+        .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::render))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
@@ -124,6 +125,38 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
     } else {
         ApiError::unauthorized().into_response()
     }
+}
+
+/// The fleet's nodes (this one alone on the fs store).
+async fn nodes(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let edge = api.edge.clone();
+    let nodes =
+        tokio::task::spawn_blocking(move || crate::fleet::nodes::list(&edge, edge.started()))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    e.to_string(),
+                )
+            })?
+            .map_err(|e| ApiError::store(&e))?;
+    let now = crate::certs::record::unix(std::time::SystemTime::now());
+    let nodes: Vec<serde_json::Value> = nodes
+        .into_iter()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.id,
+                "address": n.address,
+                "version": n.version,
+                "started": n.started,
+                "last_seen": n.last_seen,
+                "last_seen_ago_s": now.saturating_sub(n.last_seen),
+                "sites": n.sites,
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "nodes": nodes })))
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -141,8 +141,9 @@ pub(crate) async fn create(
             AddError::Disabled => {
                 ApiError::new(StatusCode::CONFLICT, "onboarding_off", e.to_string())
             }
-            AddError::Store(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
+            AddError::Store(store) => ApiError::store(&store),
+            AddError::Id(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }
         })?;
     let edge = api.edge.clone();
@@ -178,7 +179,10 @@ pub(crate) async fn remove(
     Path(host): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let record = find(&api, &host)?;
-    api.edge.onboarding.remove(&record.id);
+    api.edge
+        .onboarding
+        .remove(&record.id)
+        .map_err(|e| ApiError::store(&e))?;
     let edge = api.edge.clone();
     let hosts: Vec<HostName> = record
         .hosts

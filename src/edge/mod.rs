@@ -118,6 +118,7 @@ pub struct Edge {
     tracker: TaskTracker,
     /// How full the HTTPS listener is; set when its accept loop starts.
     https_gauge: std::sync::OnceLock<Arc<accept::Gauge>>,
+    started: std::time::SystemTime,
 }
 
 impl Edge {
@@ -173,6 +174,7 @@ impl Edge {
             cancel: CancellationToken::new(),
             tracker,
             https_gauge: std::sync::OnceLock::new(),
+            started: std::time::SystemTime::now(),
         });
         edge.check_registered(&config)?;
         edge.apply(config);
@@ -237,6 +239,28 @@ impl Edge {
             self.tracker
                 .spawn(welcome::serve(listener, self.cancel.clone()));
         }
+        crate::fleet::start(self);
+    }
+
+    /// Runs `task` among the edge's background tasks (waited for at shutdown).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = task => {}
+            }
+        });
+    }
+
+    /// Resolves when the edge shuts down.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// When this process started serving.
+    pub fn started(&self) -> std::time::SystemTime {
+        self.started
     }
 
     /// Re-reads the config file in force and applies it; on any error nothing changes.

@@ -162,6 +162,7 @@ impl AcmeIssuer {
 
         // Answers stay published until the order is done, then the guards remove them.
         let mut guards: Vec<ChallengeGuard> = Vec::new();
+        let mut shared_guards = Vec::new();
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
             let mut authz = authz.map_err(|e| acme_error("cannot fetch an authorization", e))?;
@@ -196,6 +197,16 @@ impl AcmeIssuer {
                 other => return Err(IssueError::new(format!("unsupported identifier {other:?}"))),
             };
             let key_authorization = challenge.key_authorization();
+            let shared = crate::fleet::challenges::share(
+                &self.store,
+                kind,
+                &name,
+                &challenge.token,
+                key_authorization.as_str(),
+            )
+            .await
+            .map_err(IssueError::new)?;
+            shared_guards.extend(shared);
             guards.push(match kind {
                 ChallengeKind::Http01 => self.challenges.add_http01(
                     name.clone(),
@@ -294,7 +305,7 @@ fn challenge_type(kind: ChallengeKind) -> ChallengeType {
 }
 
 /// The self-signed certificate a TLS-ALPN-01 validation expects (RFC 8737 §3).
-fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, IssueError> {
+pub(crate) fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, IssueError> {
     let fail =
         |e: rcgen::Error| IssueError::new(format!("cannot make the TLS-ALPN-01 certificate: {e}"));
     let key = KeyPair::generate().map_err(fail)?;

@@ -20,21 +20,75 @@ pub struct Challenges {
     http01: RwLock<HashMap<String, (String, String)>>,
     /// name → self-signed certificate carrying the acmeIdentifier extension.
     tls_alpn01: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// Answers other nodes of the fleet published, by token (`fleet/challenges.rs`).
+    shared: RwLock<HashMap<String, SharedAnswer>>,
+}
+
+/// An answer another node published.
+#[derive(Debug)]
+enum SharedAnswer {
+    /// (name, key authorization).
+    Http01(String, String),
+    /// (name, certificate).
+    TlsAlpn01(String, Arc<CertifiedKey>),
 }
 
 impl Challenges {
     /// The key authorization for an HTTP-01 `token`, if one is pending for `host` (the
     /// request's Host, port removed): a token is answered only for the name it validates.
     pub fn http01(&self, host: &str, token: &str) -> Option<String> {
-        let map = self.http01.read().ok()?;
-        let (name, key_authorization) = map.get(token)?;
-        name.eq_ignore_ascii_case(host)
-            .then(|| key_authorization.clone())
+        let local = self.http01.read().ok()?.get(token).cloned();
+        let (name, key_authorization) =
+            local.or_else(|| match self.shared.read().ok()?.get(token)? {
+                SharedAnswer::Http01(name, key_authorization) => {
+                    Some((name.clone(), key_authorization.clone()))
+                }
+                SharedAnswer::TlsAlpn01(..) => None,
+            })?;
+        name.eq_ignore_ascii_case(host).then_some(key_authorization)
     }
 
     /// The TLS-ALPN-01 certificate for `name`, if one is pending.
     pub fn tls_alpn01(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        self.tls_alpn01.read().ok()?.get(name).cloned()
+        if let Some(cert) = self.tls_alpn01.read().ok()?.get(name) {
+            return Some(cert.clone());
+        }
+        self.shared
+            .read()
+            .ok()?
+            .values()
+            .find_map(|answer| match answer {
+                SharedAnswer::TlsAlpn01(n, cert) if n == name => Some(cert.clone()),
+                _ => None,
+            })
+    }
+
+    /// Serves an HTTP-01 answer another node published.
+    pub fn add_shared_http01(&self, name: String, token: String, key_authorization: String) {
+        if let Ok(mut map) = self.shared.write() {
+            map.insert(token, SharedAnswer::Http01(name, key_authorization));
+        }
+    }
+
+    /// Serves a TLS-ALPN-01 answer another node published.
+    pub fn add_shared_tls_alpn01(&self, name: String, token: String, cert: Arc<CertifiedKey>) {
+        if let Ok(mut map) = self.shared.write() {
+            map.insert(token, SharedAnswer::TlsAlpn01(name, cert));
+        }
+    }
+
+    /// Stops serving the shared answer of `token`.
+    pub fn remove_shared(&self, token: &str) {
+        if let Ok(mut map) = self.shared.write() {
+            map.remove(token);
+        }
+    }
+
+    /// Forgets every shared answer (before a fresh snapshot of them).
+    pub fn clear_shared(&self) {
+        if let Ok(mut map) = self.shared.write() {
+            map.clear();
+        }
     }
 
     /// Publishes an HTTP-01 answer for `name` until the guard is dropped.

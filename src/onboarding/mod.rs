@@ -33,12 +33,17 @@ pub enum AddError {
     Taken { host: String, owner: String },
     #[error("`{host}` is inside the edge's own zone `{zone}`")]
     OwnZone { host: String, zone: String },
-    #[error("cannot store the site: {0}")]
-    Store(String),
+    #[error("cannot make the site's id: {0}")]
+    Id(String),
+    #[error("cannot store the site")]
+    Store(#[source] crate::store::StoreError),
 }
 
 /// How often an issuing site looks whether its certificate is served.
 const ISSUING_POLL: Duration = Duration::from_millis(500);
+/// How often a node that does not drive a site (another node of the fleet does) looks
+/// whether it should take over.
+const FOLLOWER_WAIT: Duration = Duration::from_secs(2);
 /// Longest wait of a failed site before it looks again (its retry may come sooner by hand).
 const FAILED_POLL_MAX: Duration = Duration::from_secs(30);
 
@@ -152,10 +157,10 @@ impl Onboarding {
             origins.iter().map(ToString::to_string).collect(),
             zone.as_str(),
         )
-        .map_err(AddError::Store)?;
+        .map_err(AddError::Id)?;
         self.store
             .save_json(&SiteRecord::path(&record.id), &record)
-            .map_err(|e| AddError::Store(e.to_string()))?;
+            .map_err(AddError::Store)?;
         sites.insert(record.id.clone(), record.clone());
         drop(sites);
         self.events.record(
@@ -169,6 +174,53 @@ impl Onboarding {
     /// Resolves when the set of sites to serve changed (a site's DNS was verified).
     pub async fn served_changed(&self) {
         self.served_changed.notified().await;
+    }
+
+    /// Makes the edge republish its sites (the registry changed through the store).
+    pub fn notify_served_changed(&self) {
+        self.served_changed.notify_one();
+    }
+
+    /// Takes in a record another node stored; whether the sites to serve may have changed.
+    pub fn sync(&self, record: SiteRecord) -> bool {
+        let open = gate_open(&record, &self.settings, SystemTime::now());
+        let id = record.id.clone();
+        let previous = self.lock().insert(id.clone(), record.clone());
+        self.set_gate(&id, open);
+        previous.is_none_or(|old| {
+            old.hosts != record.hosts
+                || old.origins != record.origins
+                || (old.status == SiteStatus::PendingDns)
+                    != (record.status == SiteStatus::PendingDns)
+        })
+    }
+
+    /// Forgets a site another node removed; whether it was known here.
+    pub fn sync_removed(&self, id: &str) -> bool {
+        let removed = self.lock().remove(id);
+        if let Ok(mut gates) = self.gates.lock() {
+            gates.remove(id);
+        }
+        removed.is_some()
+    }
+
+    /// Takes in the whole registry as stored (after a watch started or was interrupted).
+    pub fn sync_all(&self, records: Vec<SiteRecord>) -> bool {
+        let ids: std::collections::HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+        let mut changed = false;
+        for record in records {
+            changed |= self.sync(record);
+        }
+        let gone: Vec<String> = self
+            .lock()
+            .keys()
+            .filter(|id| !ids.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            changed |= self.sync_removed(&id);
+        }
+        changed
     }
 
     /// Names of registered sites that `hosts` would take: the same name, or a wildcard of
@@ -201,18 +253,24 @@ impl Onboarding {
         found
     }
 
-    /// Forgets a site; its renewal stops when the edge republishes without it.
-    pub fn remove(&self, id: &str) -> Option<SiteRecord> {
-        let record = self.lock().remove(id)?;
-        if let Err(e) = self.store.remove(&SiteRecord::path(id)) {
-            tracing::error!(error = %e, "cannot remove the site record");
+    /// Forgets a site; its renewal stops when the edge republishes without it. Nothing
+    /// changes when the store cannot delete its record.
+    pub fn remove(&self, id: &str) -> Result<Option<SiteRecord>, crate::store::StoreError> {
+        let mut sites = self.lock();
+        if !sites.contains_key(id) {
+            return Ok(None);
         }
+        self.store.remove(&SiteRecord::path(id))?;
+        let Some(record) = sites.remove(id) else {
+            return Ok(None);
+        };
+        drop(sites);
         if let Ok(mut gates) = self.gates.lock() {
             gates.remove(id);
         }
         self.events
             .record("site.removed", &record.hosts[0], "site removed");
-        Some(record)
+        Ok(Some(record))
     }
 
     /// Every registered site whose DNS has been verified, as a site definition with its
@@ -318,8 +376,26 @@ impl Onboarding {
         table: Arc<SiteTable>,
         cancel: CancellationToken,
     ) {
+        let mut claim = None;
         loop {
-            let Some(record) = self.get(&id) else { return };
+            let Some(record) = self.get(&id) else { break };
+            // In a fleet one node drives each site; the others follow it through the store.
+            match self.store.claim(&format!("site/{id}")).await {
+                Ok(Some(held)) => claim = Some(held),
+                Ok(None) => {
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(FOLLOWER_WAIT) => continue,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(site = %record.hosts[0], error = %e, "cannot claim the site's onboarding; will retry");
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(FOLLOWER_WAIT) => continue,
+                    }
+                }
+            }
             let now = SystemTime::now();
             let wait = crate::certs::record::from_unix(record.next_check)
                 .duration_since(now)
@@ -349,6 +425,9 @@ impl Onboarding {
             if let Some(delay) = step {
                 self.update(&id, |r| r.next_check = unix(SystemTime::now() + delay));
             }
+        }
+        if let Some(claim) = claim {
+            self.store.release(claim).await;
         }
     }
 

@@ -3,12 +3,16 @@
 //! challenge answers and heartbeat are attached to, so they vanish when the node dies.
 //!
 //! etcd-client is async; the store interface is synchronous (it is called while sites are
-//! built and from the admin API alike), so the client lives on a runtime of its own, on its
-//! own thread, and every call waits at most `storage.timeout` for it. Watches stream on that
-//! runtime too and hand changes to the edge through channels.
+//! built and from the admin API alike), so the clients live on a runtime of its own, on its
+//! own thread, and every call waits at most `storage.timeout` per member tried. Watches
+//! stream on that runtime too and hand changes to the edge through channels.
+//!
+//! One client per member, and the failover is ours (as in etcd's Go client: stay on a member
+//! while it answers, move to the next when it does not): etcd-client's balanced channel
+//! fails as a whole while any one member is down (etcdv3/etcd-client#39).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
@@ -37,10 +41,53 @@ pub struct Held {
     revision: i64,
 }
 
+/// A client per member and the one in use.
+#[derive(Clone)]
+struct Members {
+    clients: Arc<Vec<Client>>,
+    current: Arc<AtomicUsize>,
+}
+
+impl Members {
+    /// The member in use: (its index, its client).
+    fn pick(&self) -> (usize, Client) {
+        let i = self.current.load(Ordering::SeqCst) % self.clients.len();
+        (i, self.clients[i].clone())
+    }
+
+    /// Member `i` did not answer: move to the next one (unless another call already did).
+    fn failed(&self, i: usize) {
+        let next = (i + 1) % self.clients.len();
+        let _ = self
+            .current
+            .compare_exchange(i, next, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Runs `op` on the member in use, then on each other one while they fail; each try
+    /// waits at most `timeout`.
+    async fn run<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, String>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last = String::new();
+        for _ in 0..self.clients.len() {
+            let (i, client) = self.pick();
+            match tokio::time::timeout(timeout, op(client)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = format!("no answer within {timeout:?}"),
+            }
+            self.failed(i);
+        }
+        Err(last)
+    }
+}
+
 /// The etcd backend.
 pub struct EtcdBackend {
     settings: EtcdSettings,
-    client: Client,
+    members: Members,
     runtime: tokio::runtime::Handle,
     /// This node's lease; 0 while it has none (etcd unreachable).
     lease: Arc<AtomicI64>,
@@ -83,26 +130,32 @@ impl EtcdBackend {
         if let Some((user, password)) = &settings.user {
             options = options.with_user(user.clone(), password.clone());
         }
-        let endpoints = settings.endpoints.clone();
-        let timeout = settings.timeout;
-        let client = wait(&runtime, timeout, async move {
-            Client::connect(endpoints, Some(options)).await
-        })
-        .map_err(unavailable)?;
+        let mut clients = Vec::new();
+        for endpoint in &settings.endpoints {
+            let (endpoint, options) = (endpoint.clone(), options.clone());
+            // One endpoint: the channel connects lazily, so a member down now is no error.
+            let client = wait(&runtime, settings.timeout, async move {
+                Client::connect([endpoint], Some(options)).await
+            })
+            .map_err(unavailable)?;
+            clients.push(client);
+        }
         let backend = Self {
             settings: settings.clone(),
-            client,
+            members: Members {
+                clients: Arc::new(clients),
+                current: Arc::new(AtomicUsize::new(0)),
+            },
             runtime,
             lease: Arc::new(AtomicI64::new(0)),
         };
-        let mut client = backend.client.clone();
         let ttl = lease_seconds(settings.lease_ttl);
-        let id = backend.call("taking this node's lease", async move {
+        let id = backend.call("taking this node's lease", move |mut client| async move {
             client.lease_grant(ttl, None).await.map(|r| r.id())
         })?;
         backend.lease.store(id, Ordering::SeqCst);
         backend.runtime.spawn(keep_lease(
-            backend.client.clone(),
+            backend.members.clone(),
             backend.lease.clone(),
             settings.lease_ttl,
         ));
@@ -122,109 +175,125 @@ impl EtcdBackend {
         format!("etcd key {}", self.full(key))
     }
 
-    /// Runs `op` on the client's runtime and waits for it at most `storage.timeout`.
-    fn call<T: Send + 'static>(
-        &self,
-        doing: &str,
-        op: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        wait(&self.runtime, self.settings.timeout, op).map_err(|reason| StoreError::Unavailable {
-            what: format!("etcd ({doing})"),
-            reason,
+    /// Runs `op` on the clients' runtime (failing over between members) and blocks this
+    /// thread until it ends.
+    fn call<T, F, Fut>(&self, doing: &str, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send,
+    {
+        let members = self.members.clone();
+        let timeout = self.settings.timeout;
+        let doing = doing.to_owned();
+        wait_async(&self.runtime, async move {
+            members
+                .run(timeout, op)
+                .await
+                .map_err(|reason| StoreError::Unavailable {
+                    what: format!("etcd ({doing})"),
+                    reason,
+                })
         })
     }
 
     /// Like [`call`](Self::call), for async callers (never blocks their thread).
-    async fn call_async<T: Send + 'static>(
-        &self,
-        doing: &str,
-        op: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    async fn call_async<T, F, Fut>(&self, doing: &str, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send,
+    {
+        let members = self.members.clone();
         let timeout = self.settings.timeout;
         let task = self
             .runtime
-            .spawn(async move { tokio::time::timeout(timeout, op).await });
-        let unavailable = |reason: String| StoreError::Unavailable {
+            .spawn(async move { members.run(timeout, op).await });
+        let reason = match task.await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(reason)) => reason,
+            Err(e) => e.to_string(),
+        };
+        Err(StoreError::Unavailable {
             what: format!("etcd ({doing})"),
             reason,
-        };
-        match task.await {
-            Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(e))) => Err(unavailable(e.to_string())),
-            Ok(Err(_)) => Err(unavailable(format!("no answer within {timeout:?}"))),
-            Err(e) => Err(unavailable(e.to_string())),
-        }
+        })
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut client = self.client.clone();
         let full = self.full(key);
-        self.call("reading", async move {
-            let response = client.get(full, None).await?;
-            Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+        self.call("reading", move |mut client| {
+            let full = full.clone();
+            async move {
+                let response = client.get(full, None).await?;
+                Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+            }
         })
     }
 
     pub fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
         let (full, value) = (self.full(key), value.to_vec());
-        self.call("writing", async move {
-            client.put(full, value, None).await.map(|_| ())
+        self.call("writing", move |mut client| {
+            let (full, value) = (full.clone(), value.clone());
+            async move { client.put(full, value, None).await.map(|_| ()) }
         })
     }
 
     /// Writes `key` only if it does not exist; whether it was written.
     pub fn create(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
-        let mut client = self.client.clone();
         let (full, value) = (self.full(key), value.to_vec());
-        self.call("creating", async move {
+        self.call("creating", move |mut client| {
             let txn = Txn::new()
                 .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(full, value, None)]);
-            Ok(client.txn(txn).await?.succeeded())
+                .and_then([TxnOp::put(full.clone(), value.clone(), None)]);
+            async move { Ok(client.txn(txn).await?.succeeded()) }
         })
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
         let full = self.full(key);
-        self.call("deleting", async move {
-            client.delete(full, None).await.map(|_| ())
+        self.call("deleting", move |mut client| {
+            let full = full.clone();
+            async move { client.delete(full, None).await.map(|_| ()) }
         })
     }
 
     /// Every key directly under `dir/` with its value (keys relative to the prefix).
     pub fn list(&self, dir: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut client = self.client.clone();
         let full = self.full(&format!("{dir}/"));
         let strip = self.settings.prefix.len();
-        self.call("listing", async move {
-            let response = client
-                .get(full, Some(GetOptions::new().with_prefix()))
-                .await?;
-            Ok(entries(response.kvs(), strip))
+        self.call("listing", move |mut client| {
+            let full = full.clone();
+            async move {
+                let response = client
+                    .get(full, Some(GetOptions::new().with_prefix()))
+                    .await?;
+                Ok(entries(response.kvs(), strip))
+            }
         })
     }
 
     /// Writes `key` attached to this node's lease: it disappears when the node dies.
     pub async fn put_leased(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
         let (full, value) = (self.full(key), value.to_vec());
         let lease = self.lease.load(Ordering::SeqCst);
-        self.call_async("writing", async move {
-            client
-                .put(full, value, Some(PutOptions::new().with_lease(lease)))
-                .await
-                .map(|_| ())
+        self.call_async("writing", move |mut client| {
+            let (full, value) = (full.clone(), value.clone());
+            async move {
+                client
+                    .put(full, value, Some(PutOptions::new().with_lease(lease)))
+                    .await
+                    .map(|_| ())
+            }
         })
         .await
     }
 
     pub async fn delete_async(&self, key: &str) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
         let full = self.full(key);
-        self.call_async("deleting", async move {
-            client.delete(full, None).await.map(|_| ())
+        self.call_async("deleting", move |mut client| {
+            let full = full.clone();
+            async move { client.delete(full, None).await.map(|_| ()) }
         })
         .await
     }
@@ -232,7 +301,6 @@ impl EtcdBackend {
     /// Takes the lock `locks/<name>` for this node, unless another node holds it (`None`).
     /// Held until released or until this node's lease expires.
     pub async fn try_lock(&self, name: &str) -> Result<Option<Held>, StoreError> {
-        let mut client = self.client.clone();
         let key = self.full(&format!("locks/{name}"));
         let lease = self.lease.load(Ordering::SeqCst);
         if lease == 0 {
@@ -242,69 +310,57 @@ impl EtcdBackend {
             });
         }
         let node = self.settings.node_id.clone();
-        self.call_async("locking", async move {
-            let txn = Txn::new()
-                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(
-                    key.clone(),
-                    node,
-                    Some(PutOptions::new().with_lease(lease)),
-                )])
-                .or_else([TxnOp::get(key.clone(), None)]);
-            let response = client.txn(txn).await?;
-            if response.succeeded() {
-                let revision = response.header().map_or(0, |h| h.revision());
-                return Ok(Some(Held { key, revision }));
+        self.call_async("locking", move |mut client| {
+            let (key, node) = (key.clone(), node.clone());
+            async move {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(
+                        key.clone(),
+                        node,
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]);
+                let response = client.txn(txn).await?;
+                if response.succeeded() {
+                    let revision = response.header().map_or(0, |h| h.revision());
+                    return Ok(Some(Held { key, revision }));
+                }
+                // Ours already (same lease): held again.
+                let current = client.get(key.clone(), None).await?;
+                Ok(current
+                    .kvs()
+                    .first()
+                    .filter(|kv| kv.lease() == lease)
+                    .map(|kv| Held {
+                        key,
+                        revision: kv.create_revision(),
+                    }))
             }
-            // Ours already (same lease): held again.
-            let current = client.get(key.clone(), None).await?;
-            Ok(current
-                .kvs()
-                .first()
-                .filter(|kv| kv.lease() == lease)
-                .map(|kv| Held {
-                    key,
-                    revision: kv.create_revision(),
-                }))
         })
         .await
     }
 
     /// [`try_lock`](Self::try_lock) for synchronous callers.
     pub fn try_lock_blocking(&self, name: &str) -> Result<Option<Held>, StoreError> {
-        wait_async(&self.runtime, self.try_lock_owned(name))
+        let this = self.shallow();
+        let name = name.to_owned();
+        wait_async(&self.runtime, async move { this.try_lock(&name).await })
     }
 
     /// [`unlock`](Self::unlock) for synchronous callers.
     pub fn unlock_blocking(&self, held: Held) {
-        let _ = wait_async(&self.runtime, self.unlock_owned(held));
-    }
-
-    fn try_lock_owned(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<Held>, StoreError>> + Send + 'static {
         let this = self.shallow();
-        let name = name.to_owned();
-        async move { this.try_lock(&name).await }
-    }
-
-    fn unlock_owned(
-        &self,
-        held: Held,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let this = self.shallow();
-        async move {
+        let _ = wait_async(&self.runtime, async move {
             this.unlock(held).await;
             Ok(())
-        }
+        });
     }
 
-    /// A copy sharing the client, the runtime and the lease.
+    /// A copy sharing the clients, the runtime and the lease.
     fn shallow(&self) -> Self {
         Self {
             settings: self.settings.clone(),
-            client: self.client.clone(),
+            members: self.members.clone(),
             runtime: self.runtime.clone(),
             lease: self.lease.clone(),
         }
@@ -312,17 +368,16 @@ impl EtcdBackend {
 
     /// Releases `held` if it is still ours.
     pub async fn unlock(&self, held: Held) {
-        let mut client = self.client.clone();
         let result = self
-            .call_async("unlocking", async move {
+            .call_async("unlocking", move |mut client| {
                 let txn = Txn::new()
                     .when([Compare::create_revision(
                         held.key.clone(),
                         CompareOp::Equal,
                         held.revision,
                     )])
-                    .and_then([TxnOp::delete(held.key, None)]);
-                client.txn(txn).await.map(|_| ())
+                    .and_then([TxnOp::delete(held.key.clone(), None)]);
+                async move { client.txn(txn).await.map(|_| ()) }
             })
             .await;
         if let Err(e) = result {
@@ -333,18 +388,17 @@ impl EtcdBackend {
     /// Writes `key` only while `held` is still this node's (fencing: a node whose lease
     /// expired mid-order cannot overwrite what the next holder stored).
     pub fn put_fenced(&self, held: &Held, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
         let (full, value) = (self.full(key), value.to_vec());
         let lock = held.clone();
-        let succeeded = self.call("writing under a lock", async move {
+        let succeeded = self.call("writing under a lock", move |mut client| {
             let txn = Txn::new()
                 .when([Compare::create_revision(
-                    lock.key,
+                    lock.key.clone(),
                     CompareOp::Equal,
                     lock.revision,
                 )])
-                .and_then([TxnOp::put(full, value, None)]);
-            Ok(client.txn(txn).await?.succeeded())
+                .and_then([TxnOp::put(full.clone(), value.clone(), None)]);
+            async move { Ok(client.txn(txn).await?.succeeded()) }
         })?;
         if succeeded {
             Ok(())
@@ -357,23 +411,26 @@ impl EtcdBackend {
 
     /// Streams the changes under `dir/` (keys relative to the prefix): a snapshot first,
     /// then each put and delete; after an interruption (a member died, etcd was down) it
-    /// reconnects and sends a fresh snapshot. Ends when the receiver is dropped.
+    /// moves to the next member and sends a fresh snapshot. Ends when the receiver is
+    /// dropped.
     pub fn watch(&self, dir: &str) -> mpsc::Receiver<Change> {
         let (tx, rx) = mpsc::channel(1024);
-        let client = self.client.clone();
+        let members = self.members.clone();
         let full = self.full(&format!("{dir}/"));
         let strip = self.settings.prefix.len();
         self.runtime.spawn(async move {
             let mut failures = 0u32;
             loop {
-                match watch_once(client.clone(), &full, strip, &tx).await {
+                let (i, client) = members.pick();
+                match watch_once(client, &full, strip, &tx).await {
                     Ok(()) => return,
                     Err(e) => {
+                        members.failed(i);
                         failures += 1;
                         if failures == 1 || failures.is_multiple_of(60) {
                             tracing::warn!(prefix = %full, error = %e, "store watch interrupted; reconnecting");
                         }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
                     }
                 }
                 if tx.is_closed() {
@@ -452,49 +509,58 @@ fn lease_seconds(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_secs().max(2)).unwrap_or(i64::MAX)
 }
 
-/// Keeps this node's lease alive; when it is lost (etcd unreachable for longer than its
-/// time to live), takes a new one as soon as etcd answers again.
-async fn keep_lease(mut client: Client, lease: Arc<AtomicI64>, ttl: Duration) {
+/// Keeps this node's lease alive through whichever member answers; when it is lost (etcd
+/// unreachable for longer than its time to live), takes a new one as soon as etcd answers.
+async fn keep_lease(members: Members, lease: Arc<AtomicI64>, ttl: Duration) {
     let every = ttl / 3;
+    let mut kept_at = tokio::time::Instant::now();
+    let mut warned = false;
     loop {
         let id = lease.load(Ordering::SeqCst);
+        let (i, mut client) = members.pick();
+        if id == 0 {
+            match tokio::time::timeout(every, client.lease_grant(lease_seconds(ttl), None)).await {
+                Ok(Ok(granted)) => {
+                    lease.store(granted.id(), Ordering::SeqCst);
+                    kept_at = tokio::time::Instant::now();
+                    warned = false;
+                    tracing::info!("etcd answers again: this node has a new lease");
+                }
+                _ => {
+                    members.failed(i);
+                    tokio::time::sleep(every).await;
+                }
+            }
+            continue;
+        }
         let kept = async {
             let (mut keeper, mut stream) = client.lease_keep_alive(id).await?;
             loop {
                 keeper.keep_alive().await?;
                 match stream.message().await? {
-                    Some(response) if response.ttl() > 0 => {}
-                    _ => {
-                        return Err(etcd_client::Error::LeaseKeepAliveError(
-                            "the lease expired".into(),
-                        ));
+                    Some(response) if response.ttl() > 0 => {
+                        kept_at = tokio::time::Instant::now();
                     }
+                    _ => return Ok::<bool, etcd_client::Error>(false),
                 }
                 tokio::time::sleep(every).await;
             }
-            #[allow(unreachable_code)]
-            Ok::<(), etcd_client::Error>(())
         };
-        let error = match tokio::time::timeout(ttl, kept).await {
-            Ok(Err(e)) => e.to_string(),
-            Ok(Ok(())) => continue,
-            Err(_) => "no answer".to_owned(),
-        };
-        tracing::warn!(
-            error,
-            "lost contact with etcd; this node's locks lapse with its lease"
-        );
-        lease.store(0, Ordering::SeqCst);
-        loop {
-            tokio::time::sleep(every).await;
-            match tokio::time::timeout(ttl, client.lease_grant(lease_seconds(ttl), None)).await {
-                Ok(Ok(granted)) => {
-                    lease.store(granted.id(), Ordering::SeqCst);
-                    tracing::info!("etcd answers again: this node has a new lease");
-                    break;
-                }
-                _ => continue,
+        let expired = match tokio::time::timeout(ttl, kept).await {
+            Ok(Ok(false)) => true,
+            _ => {
+                // This member does not answer: the next one may, within the lease's life.
+                members.failed(i);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                kept_at.elapsed() >= ttl
             }
+        };
+        if expired {
+            if !warned {
+                tracing::warn!("lost contact with etcd; this node's locks lapsed with its lease");
+                warned = true;
+            }
+            lease.store(0, Ordering::SeqCst);
         }
     }
 }

@@ -1,0 +1,117 @@
+//! A fleet of edges on one etcd: what each node learns from the store's watches — sites
+//! registered through any node (`sites/`), certificates issued or renewed by any node
+//! (`certs/`), challenge answers of any node's orders in flight (`challenges/`) — and its
+//! own heartbeat in `nodes/` (`nodes.rs`). Nothing here runs on the `fs` store.
+
+pub mod challenges;
+pub mod nodes;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::edge::Edge;
+use crate::onboarding::SiteRecord;
+use crate::store::etcd::Change;
+
+/// Starts the watches and the heartbeat when the edge's store is shared.
+pub fn start(edge: &Arc<Edge>) {
+    let Some(etcd) = edge.certificates.store().fleet() else {
+        return;
+    };
+    let certs = etcd.watch("certs");
+    let sites = etcd.watch("sites");
+    let answers = etcd.watch("challenges");
+    edge.spawn(follow_certs(edge.clone(), certs));
+    edge.spawn(follow_sites(edge.clone(), sites));
+    edge.spawn(challenges::follow(edge.challenges.clone(), answers));
+    edge.spawn(nodes::heartbeat(edge.clone()));
+}
+
+/// Certificates stored by any node: each new one is swapped into its site at once.
+async fn follow_certs(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {
+    while let Some(change) = changes.recv().await {
+        let entries = match change {
+            Change::Snapshot(entries) => entries,
+            Change::Put(key, bytes) => vec![(key, bytes)],
+            // A removed site's record: the site itself goes with the registry's change.
+            Change::Delete(_) => continue,
+        };
+        let edge = edge.clone();
+        let adopt = move || {
+            for (key, bytes) in entries {
+                if key.ends_with(".json") {
+                    adopt_cert(&edge, &key, &bytes);
+                }
+            }
+        };
+        if let Err(e) = tokio::task::spawn_blocking(adopt).await {
+            tracing::error!(error = %e, "cannot apply a certificate change from the store");
+        }
+    }
+}
+
+/// Swaps the certificate of the record at `key` into the site with its names.
+fn adopt_cert(edge: &Edge, key: &str, bytes: &[u8]) {
+    let store = edge.certificates.store();
+    let record = match store.parse_cert(store.path_of(key), bytes) {
+        Ok(record) => record,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a certificate record from the store");
+            return;
+        }
+    };
+    let Some(site) = record
+        .names
+        .first()
+        .and_then(|first| edge.table.lookup(Some(first)))
+    else {
+        return;
+    };
+    let same_names = site.hosts().len() == record.names.len()
+        && site
+            .hosts()
+            .iter()
+            .all(|h| record.names.contains(&h.to_string()));
+    if same_names {
+        edge.certificates.adopt(&site, &record);
+    }
+}
+
+/// Sites registered, changed or removed by any node.
+async fn follow_sites(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {
+    while let Some(change) = changes.recv().await {
+        let changed = match change {
+            Change::Snapshot(entries) => {
+                let records = entries
+                    .iter()
+                    .filter(|(key, _)| key.ends_with(".json"))
+                    .filter_map(|(key, bytes)| parse_site(key, bytes))
+                    .collect();
+                edge.onboarding.sync_all(records)
+            }
+            Change::Put(key, bytes) => {
+                parse_site(&key, &bytes).is_some_and(|record| edge.onboarding.sync(record))
+            }
+            Change::Delete(key) => site_id(&key).is_some_and(|id| edge.onboarding.sync_removed(id)),
+        };
+        if changed {
+            edge.onboarding.notify_served_changed();
+        }
+    }
+}
+
+fn site_id(key: &str) -> Option<&str> {
+    key.strip_prefix("sites/")?.strip_suffix(".json")
+}
+
+fn parse_site(key: &str, bytes: &[u8]) -> Option<SiteRecord> {
+    site_id(key)?;
+    match serde_json::from_slice::<SiteRecord>(bytes) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "ignoring an unreadable site record from the store");
+            None
+        }
+    }
+}

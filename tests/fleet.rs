@@ -1,0 +1,431 @@
+//! A fleet of three edges on a real three-member etcd cluster, with Pebble as the CA. The
+//! nodes listen on 127.0.0.1, .2 and .3 with the same ports, so the A record of a site's
+//! CNAME target (pebble-challtestsrv) decides which node the CA validates through — often
+//! not the node that placed the order. Faults are real: etcd members and edges are killed
+//! by PID.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::etcd::Etcd;
+use common::pebble::{Pebble, PebbleOptions};
+use common::{EdgePorts, EdgeProcess, Origin, free_port};
+
+/// The fleet tests run one at a time: each starts nine processes on a 2-core machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const PREFIX: &str = "/fleet-test";
+
+struct Fleet {
+    _rt: tokio::runtime::Runtime,
+    _origin: Origin,
+    pebble: Pebble,
+    etcd: Etcd,
+    nodes: Vec<Option<EdgeProcess>>,
+    https: u16,
+    http: u16,
+}
+
+/// The address node `i` (0-based) listens on.
+fn ip(i: usize) -> String {
+    format!("127.0.0.{}", i + 1)
+}
+
+impl Fleet {
+    fn start() -> Self {
+        let (rt, origin) = common::origin_on_own_runtime("fleet-origin");
+        let (https, http) = (free_port(), free_port());
+        let validation = EdgePorts {
+            https,
+            http,
+            admin: 0,
+        };
+        let pebble = Pebble::start(&validation, PebbleOptions::default());
+        let etcd = Etcd::start(3);
+        let mut fleet = Self {
+            _rt: rt,
+            _origin: origin,
+            pebble,
+            etcd,
+            nodes: Vec::new(),
+            https,
+            http,
+        };
+        let origin_url = fleet._origin.url();
+        for i in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            if let Some(Some(first)) = fleet.nodes.first() {
+                // Every node has the fleet's master key in its own file.
+                std::fs::create_dir_all(dir.path().join("data")).unwrap();
+                std::fs::copy(
+                    first.data_dir().join("master.key"),
+                    dir.path().join("data/master.key"),
+                )
+                .unwrap();
+            }
+            let admin = free_port();
+            let config = fleet.config(i, &dir, admin, &origin_url);
+            let ports = EdgePorts { https, http, admin };
+            fleet
+                .nodes
+                .push(Some(EdgeProcess::start(dir, &ports, &config)));
+        }
+        fleet
+    }
+
+    fn config(&self, i: usize, dir: &tempfile::TempDir, admin: u16, origin: &str) -> String {
+        let _ = origin;
+        format!(
+            "[server]\nhttps = \"{ip}:{https}\"\nhttp = \"{ip}:{http}\"\nadmin = \"127.0.0.1:{admin}\"\ndata_dir = \"{data}\"\n\n[storage]\nkind = \"etcd\"\nendpoints = {endpoints}\nprefix = \"{PREFIX}\"\nnode_id = \"edge-{n}\"\nlease_ttl = \"2s\"\ntimeout = \"1s\"\n{acme}{onboarding}",
+            ip = ip(i),
+            https = self.https,
+            http = self.http,
+            data = dir.path().join("data").display(),
+            endpoints = self.etcd.endpoints_toml(),
+            n = i + 1,
+            acme = self.pebble.acme_table(""),
+            onboarding = self.pebble.onboarding_table(),
+        )
+    }
+
+    fn node(&self, i: usize) -> &EdgeProcess {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    fn api(&self, i: usize, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        self.node(i).api(method, path, body)
+    }
+
+    /// Registers `host` with the fleet's origin through node `i`; its CNAME target.
+    fn add_site(&self, i: usize, host: &str) -> String {
+        let body = format!(
+            r#"{{"hosts":["{host}"],"origins":["{}"]}}"#,
+            self._origin.url()
+        );
+        let (status, text) = self.api(i, "POST", "/api/v1/sites", Some(&body));
+        assert_eq!(status, 201, "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value["cname_target"].as_str().unwrap().to_owned()
+    }
+
+    /// Points `host` at its CNAME target and the target at node `i` (where the CA validates).
+    fn point(&self, host: &str, target: &str, node_ip: &str) {
+        self.pebble.set_cname(host, target);
+        self.pebble.dns(
+            "/add-a",
+            serde_json::json!({ "host": format!("{target}."), "addresses": [node_ip] }),
+        );
+    }
+
+    /// The serial of the certificate node `i` serves for `host` (empty: none).
+    fn serial(&self, i: usize, host: &str) -> String {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl s_client -connect {}:{} -servername {host} </dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null",
+                ip(i),
+                self.https
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Waits until every running node serves the same certificate for `host`, other than
+    /// `not`; returns its serial.
+    fn wait_served_everywhere(&self, host: &str, not: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let serials: Vec<String> = (0..self.nodes.len())
+                .filter(|i| self.nodes[*i].is_some())
+                .map(|i| self.serial(i, host))
+                .collect();
+            let first = &serials[0];
+            if !first.is_empty() && first != not && serials.iter().all(|s| s == first) {
+                return first.clone();
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self.nodes.iter().flatten().map(EdgeProcess::log).collect();
+                panic!(
+                    "{host} not served alike by every node within {timeout:?}: {serials:?}\n{}\npebble:\n{}",
+                    logs.join("\n=====\n"),
+                    self.pebble.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `curl https://host/` through node `i`: whether it answered 200 from the origin.
+    fn fetch(&self, i: usize, host: &str, root: &std::path::Path) -> bool {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(root)
+            .arg("--resolve")
+            .arg(format!("{host}:{}:{}", self.https, ip(i)))
+            .arg(format!("https://{host}:{}/", self.https))
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout) == "200"
+    }
+}
+
+/// Waits for `check` to hold, up to `timeout`; panics naming `what`.
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Requests through node `i` in a loop until stopped; counts the failures.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    failed: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(https: u16, node_ip: String, host: &str, root: std::path::PathBuf) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let (s, f, d, host) = (stop.clone(), failed.clone(), done.clone(), host.to_owned());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let out = Command::new("curl")
+                    .args([
+                        "-sS",
+                        "--max-time",
+                        "5",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                    ])
+                    .arg("--cacert")
+                    .arg(&root)
+                    .arg("--resolve")
+                    .arg(format!("{host}:{https}:{node_ip}"))
+                    .arg(format!("https://{host}:{https}/"))
+                    .stderr(Stdio::null())
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&out.stdout) != "200" {
+                    f.fetch_add(1, Ordering::SeqCst);
+                }
+                d.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Self {
+            stop,
+            failed,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops; (requests made, requests failed).
+    fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        (
+            self.done.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        )
+    }
+}
+
+#[test]
+fn a_fleet_serves_as_one_edge_and_survives_an_etcd_member_dying() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let fleet = Fleet::start();
+    let root = fleet.pebble.write_issuing_root(fleet.node(0).dir.path());
+
+    // A site added through node 2 is known to every node at once.
+    let target = fleet.add_site(1, "shop.example.com");
+    for i in [0, 2] {
+        wait_until(
+            "the site reaches every node",
+            Duration::from_secs(5),
+            || {
+                fleet
+                    .api(i, "GET", "/api/v1/sites", None)
+                    .1
+                    .contains(&target)
+            },
+        );
+    }
+    // The CA validates through node 3, whichever node ordered.
+    fleet.point("shop.example.com", &target, &ip(2));
+    let first = fleet.wait_served_everywhere("shop.example.com", "", Duration::from_secs(60));
+    for i in 0..3 {
+        assert!(
+            fleet.fetch(i, "shop.example.com", &root),
+            "node {i} proxies"
+        );
+    }
+    let orders: usize = fleet
+        .nodes
+        .iter()
+        .flatten()
+        .map(|n| n.count_log("ACME order placed"))
+        .sum();
+    assert_eq!(orders, 1, "exactly one node ordered");
+
+    // The fleet's members.
+    let (status, nodes) = fleet.api(2, "GET", "/api/v1/nodes", None);
+    assert_eq!(status, 200, "{nodes}");
+    for id in ["edge-1", "edge-2", "edge-3"] {
+        assert!(nodes.contains(&format!("\"id\":\"{id}\"")), "{nodes}");
+    }
+    let out = Command::new(common::binary())
+        .args(["node", "list", "--config"])
+        .arg(&fleet.node(0).config_path)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && table.contains("edge-3"), "{table}");
+
+    // One etcd member dies: no request fails, a renewal still reaches every node.
+    let mut fleet = fleet;
+    let traffic = Traffic::start(fleet.https, ip(1), "shop.example.com", root.clone());
+    fleet.etcd.kill_member(0);
+    let (status, text) = fleet.api(
+        0,
+        "POST",
+        "/api/v1/certificates/shop.example.com/renew",
+        None,
+    );
+    assert_eq!(status, 202, "{text}");
+    let renewed = fleet.wait_served_everywhere("shop.example.com", &first, Duration::from_secs(30));
+    assert_ne!(renewed, first);
+    let (done, failed) = traffic.finish();
+    assert!(done > 5, "traffic ran ({done} requests)");
+    assert_eq!(failed, 0, "{failed} of {done} requests failed");
+
+    // Removed through node 3: no node serves it, and its record and key leave the store.
+    let (status, text) = fleet.api(2, "DELETE", "/api/v1/sites/shop.example.com", None);
+    assert_eq!(status, 204, "{text}");
+    wait_until(
+        "no node serves the removed site",
+        Duration::from_secs(10),
+        || (0..3).all(|i| fleet.serial(i, "shop.example.com").is_empty()),
+    );
+    wait_until(
+        "its record leaves the store",
+        Duration::from_secs(10),
+        || {
+            let keys = fleet.etcd.keys(&format!("{PREFIX}/"));
+            !keys
+                .iter()
+                .any(|k| k.contains("shop.example.com") || k.contains("/sites/"))
+        },
+    );
+
+    // A node whose master key is not the fleet's refuses to start.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/master.key"), "11".repeat(32)).unwrap();
+    let config = fleet.config(3, &dir, free_port(), "");
+    let path = dir.path().join("onehttps.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(common::binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("sealed with another key"), "{stderr}");
+}
+
+#[test]
+fn an_order_survives_the_death_of_its_node_and_the_store_an_outage() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fleet = Fleet::start();
+    let root = fleet.pebble.write_issuing_root(fleet.node(0).dir.path());
+
+    // The CA's validation hangs (a listener that never answers), so the order stays in
+    // flight on whichever node placed it.
+    let hole = "127.0.0.9";
+    let _black_holes =
+        [fleet.https, fleet.http].map(|port| std::net::TcpListener::bind((hole, port)).unwrap());
+    let target = fleet.add_site(0, "slow.example.com");
+    fleet.point("slow.example.com", &target, hole);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let holder = loop {
+        if let Some(i) = (0..3).find(|i| fleet.node(*i).log().contains("ACME order placed")) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no node placed the order");
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    fleet.nodes[holder].as_mut().unwrap().kill9();
+    fleet.nodes[holder] = None;
+    let survivor = (0..3).find(|i| *i != holder).unwrap();
+    // The CA can reach the fleet again; another node takes the order over once the dead
+    // node's lease expires.
+    fleet.point("slow.example.com", &target, &ip(survivor));
+    let serial = fleet.wait_served_everywhere("slow.example.com", "", Duration::from_secs(60));
+    let issued_by_survivor = fleet
+        .nodes
+        .iter()
+        .flatten()
+        .any(|n| n.log().contains("certificate issued"));
+    assert!(issued_by_survivor, "a surviving node issued it");
+
+    // All of etcd down: every node keeps serving, the API says the store is unavailable.
+    fleet.etcd.kill_all();
+    for i in (0..3).filter(|i| *i != holder) {
+        for _ in 0..3 {
+            assert!(fleet.fetch(i, "slow.example.com", &root), "node {i} serves");
+        }
+    }
+    let body = format!(
+        r#"{{"hosts":["later.example.com"],"origins":["{}"]}}"#,
+        fleet._origin.url()
+    );
+    let (status, text) = fleet.api(survivor, "POST", "/api/v1/sites", Some(&body));
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("store_unavailable"), "{text}");
+    let (status, text) = fleet.api(survivor, "GET", "/api/v1/sites", None);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        !text.contains("later.example.com"),
+        "nothing half-written: {text}"
+    );
+
+    // etcd returns: writes work again and renewals resume by themselves.
+    fleet.etcd.start_all();
+    wait_until("the API writes again", Duration::from_secs(20), || {
+        fleet.api(survivor, "POST", "/api/v1/sites", Some(&body)).0 == 201
+    });
+    let (status, text) = fleet.api(
+        survivor,
+        "POST",
+        "/api/v1/certificates/slow.example.com/renew",
+        None,
+    );
+    assert_eq!(status, 202, "{text}");
+    fleet.wait_served_everywhere("slow.example.com", &serial, Duration::from_secs(30));
+}

@@ -116,6 +116,10 @@ impl Fleet {
     fn point(&self, host: &str, target: &str, node_ip: &str) {
         self.pebble.set_cname(host, target);
         self.pebble.dns(
+            "/clear-a",
+            serde_json::json!({ "host": format!("{target}.") }),
+        );
+        self.pebble.dns(
             "/add-a",
             serde_json::json!({ "host": format!("{target}."), "addresses": [node_ip] }),
         );

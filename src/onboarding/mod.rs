@@ -377,8 +377,7 @@ impl Onboarding {
         cancel: CancellationToken,
     ) {
         let mut claim = None;
-        loop {
-            let Some(record) = self.get(&id) else { break };
+        while let Some(record) = self.get(&id) {
             // In a fleet one node drives each site; the others follow it through the store.
             match self.store.claim(&format!("site/{id}")).await {
                 Ok(Some(held)) => claim = Some(held),

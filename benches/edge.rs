@@ -144,6 +144,7 @@ fn handshakes(c: &mut Criterion) {
     let server_config = server_config::build(
         &tls_settings(),
         Arc::new(TableResolver::new(table.clone(), keys)),
+        None,
     )
     .expect("server config builds");
     let mut roots = RootCertStore::empty();

@@ -296,6 +296,7 @@ fn child(n: usize, started: Instant) -> Result<(), Error> {
     let server = server_config::build(
         &settings,
         Arc::new(TableResolver::new(table.clone(), keys.clone())),
+        None,
     )?;
     let mut roots = RootCertStore::empty();
     roots.add(CertificateDer::from(std::fs::read(dir.join("root.der"))?))?;

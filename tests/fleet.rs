@@ -181,10 +181,17 @@ impl Fleet {
             .arg("--resolve")
             .arg(format!("{host}:{}:{}", self.https, ip(i)))
             .arg(format!("https://{host}:{}/", self.https))
-            .stderr(Stdio::null())
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout) == "200"
+        let ok = String::from_utf8_lossy(&out.stdout) == "200";
+        if !ok {
+            eprintln!(
+                "node {i}: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ok
     }
 }
 
@@ -296,6 +303,29 @@ fn a_fleet_serves_as_one_edge_and_survives_an_etcd_member_dying() {
         .sum();
     assert_eq!(orders, 1, "exactly one node ordered");
 
+    // A TLS 1.3 session from node 1 resumes on node 2: the ticket keys are the fleet's.
+    let session = fleet.node(0).dir.path().join("session.pem");
+    let handshake = |i: usize, arg: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "sleep 0.5 | openssl s_client -tls1_3 -connect {}:{} -servername shop.example.com {arg} {} 2>&1",
+                ip(i),
+                fleet.https,
+                session.display()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first_handshake = handshake(0, "-sess_out");
+    assert!(
+        first_handshake.contains("New, TLSv1.3"),
+        "{first_handshake}"
+    );
+    let resumed = handshake(1, "-sess_in");
+    assert!(resumed.contains("Reused, TLSv1.3"), "{resumed}");
+
     // The fleet's members.
     let (status, nodes) = fleet.api(2, "GET", "/api/v1/nodes", None);
     assert_eq!(status, 200, "{nodes}");
@@ -367,7 +397,9 @@ fn a_fleet_serves_as_one_edge_and_survives_an_etcd_member_dying() {
 fn an_order_survives_the_death_of_its_node_and_the_store_an_outage() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut fleet = Fleet::start();
-    let root = fleet.pebble.write_issuing_root(fleet.node(0).dir.path());
+    // Not in a node's directory: a killed node's directory goes with it.
+    let kept = tempfile::tempdir().unwrap();
+    let root = fleet.pebble.write_issuing_root(kept.path());
 
     // The CA's validation hangs (a listener that never answers), so the order stays in
     // flight on whichever node placed it.

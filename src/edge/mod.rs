@@ -119,6 +119,8 @@ pub struct Edge {
     /// How full the HTTPS listener is; set when its accept loop starts.
     https_gauge: std::sync::OnceLock<Arc<accept::Gauge>>,
     started: std::time::SystemTime,
+    /// The fleet's session ticket keys (`None` on the fs store).
+    pub shared_tickets: Option<Arc<tls::tickets::SharedTicketer>>,
 }
 
 impl Edge {
@@ -146,10 +148,21 @@ impl Edge {
             events.clone(),
         ));
         let table = Arc::new(SiteTable::new());
+        // A fleet shares its ticket keys, so a ticket from one node resumes on another.
+        let shared_tickets = match certificates.store().fleet() {
+            Some(_) if config.tls.session_tickets => Some(
+                tls::tickets::SharedTicketer::load(certificates.store())
+                    .map_err(crate::managed::ManagerError::from)?,
+            ),
+            _ => None,
+        };
+        let tickets = shared_tickets
+            .clone()
+            .map(|t| t as Arc<dyn rustls::server::ProducesTickets>);
         let keys = Arc::new(KeyCache::new(config.tls.key_cache_entries));
         let resolver = TableResolver::new(table.clone(), keys);
-        let tls =
-            tls::server_config::build(&config.tls, Arc::new(resolver)).map_err(EdgeError::Tls)?;
+        let tls = tls::server_config::build(&config.tls, Arc::new(resolver), tickets.clone())
+            .map_err(EdgeError::Tls)?;
         let tracker = TaskTracker::new();
         let proxy = Arc::new(Proxy::new(
             &config.proxy,
@@ -175,6 +188,7 @@ impl Edge {
             tracker,
             https_gauge: std::sync::OnceLock::new(),
             started: std::time::SystemTime::now(),
+            shared_tickets,
         });
         edge.check_registered(&config)?;
         edge.apply(config);

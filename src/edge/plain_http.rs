@@ -53,9 +53,10 @@ async fn respond(
     if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
         // Answered only for the name whose order is pending (RFC 8555 §8.3: the CA asks
         // `http://<name>/.well-known/acme-challenge/<token>`).
-        let answer = host
-            .as_deref()
-            .and_then(|host| edge.challenges.http01(host, token));
+        let answer = match host.as_deref() {
+            Some(host) => edge.challenges.wait_for(|c| c.http01(host, token)).await,
+            None => None,
+        };
         return match answer {
             Some(key_authorization) => {
                 let mut response = Response::new(full(key_authorization));

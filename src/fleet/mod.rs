@@ -22,11 +22,46 @@ pub fn start(edge: &Arc<Edge>) {
     let certs = etcd.watch("certs");
     let sites = etcd.watch("sites");
     let answers = etcd.watch("challenges");
+    edge.challenges.join_fleet();
     edge.spawn(follow_certs(edge.clone(), certs));
     edge.spawn(follow_sites(edge.clone(), sites));
     edge.spawn(challenges::follow(edge.challenges.clone(), answers));
     edge.spawn(nodes::heartbeat(edge.clone()));
+    if let Some(tickets) = edge.shared_tickets.clone() {
+        let changes = etcd.watch("tickets");
+        edge.spawn(follow_tickets(edge.clone(), tickets, changes));
+    }
 }
+
+/// Ticket keys: taken in when any node rotates them; rotated here when due.
+async fn follow_tickets(
+    edge: Arc<Edge>,
+    tickets: Arc<crate::tls::tickets::SharedTicketer>,
+    mut changes: mpsc::Receiver<Change>,
+) {
+    let mut tick = tokio::time::interval(TICKET_CHECK);
+    loop {
+        let rotate = tokio::select! {
+            change = changes.recv() => {
+                if change.is_none() {
+                    return;
+                }
+                false
+            }
+            _ = tick.tick() => true,
+        };
+        let (edge, tickets) = (edge.clone(), tickets.clone());
+        let refreshed =
+            tokio::task::spawn_blocking(move || tickets.refresh(edge.certificates.store(), rotate))
+                .await;
+        if let Ok(Err(e)) = refreshed {
+            tracing::warn!(error = %e, "cannot refresh the session ticket keys; the current ones stay");
+        }
+    }
+}
+
+/// How often a node looks whether the ticket key is due for rotation.
+const TICKET_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Certificates stored by any node: each new one is swapped into its site at once.
 async fn follow_certs(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {

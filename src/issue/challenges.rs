@@ -22,7 +22,16 @@ pub struct Challenges {
     tls_alpn01: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     /// Answers other nodes of the fleet published, by token (`fleet/challenges.rs`).
     shared: RwLock<HashMap<String, SharedAnswer>>,
+    /// Whether other nodes publish answers (then a miss waits a moment for them).
+    fleet: std::sync::atomic::AtomicBool,
+    /// Signalled whenever another node's answer arrives.
+    shared_added: tokio::sync::Notify,
 }
+
+/// How long a validation request for an answer this node does not have waits for one to
+/// arrive from the fleet: the CA may connect before the store's watch delivered it (or
+/// while the watch reconnects to another member).
+const FLEET_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An answer another node published.
 #[derive(Debug)]
@@ -63,11 +72,35 @@ impl Challenges {
             })
     }
 
+    /// From now on answers also come from other nodes (see [`wait_for`](Self::wait_for)).
+    pub fn join_fleet(&self) {
+        self.fleet.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `lookup` now, or — in a fleet — as soon as another node's answer makes it succeed,
+    /// for at most two seconds.
+    pub async fn wait_for<T>(&self, lookup: impl Fn(&Self) -> Option<T>) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + FLEET_ANSWER_WAIT;
+        loop {
+            let added = self.shared_added.notified();
+            if let Some(found) = lookup(self) {
+                return Some(found);
+            }
+            if !self.fleet.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return None;
+            }
+        }
+    }
+
     /// Serves an HTTP-01 answer another node published.
     pub fn add_shared_http01(&self, name: String, token: String, key_authorization: String) {
         if let Ok(mut map) = self.shared.write() {
             map.insert(token, SharedAnswer::Http01(name, key_authorization));
         }
+        self.shared_added.notify_waiters();
     }
 
     /// Serves a TLS-ALPN-01 answer another node published.
@@ -75,6 +108,7 @@ impl Challenges {
         if let Ok(mut map) = self.shared.write() {
             map.insert(token, SharedAnswer::TlsAlpn01(name, cert));
         }
+        self.shared_added.notify_waiters();
     }
 
     /// Stops serving the shared answer of `token`.

@@ -174,7 +174,7 @@ impl MasterKey {
     }
 }
 
-fn random_key_bytes() -> Result<Zeroizing<[u8; 32]>, SealError> {
+pub(crate) fn random_key_bytes() -> Result<Zeroizing<[u8; 32]>, SealError> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     SystemRandom::new()
         .fill(bytes.as_mut())
@@ -182,7 +182,7 @@ fn random_key_bytes() -> Result<Zeroizing<[u8; 32]>, SealError> {
     Ok(bytes)
 }
 
-fn parse_hex_key(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hex_key(hex: &str) -> Option<[u8; 32]> {
     let hex = hex.trim().as_bytes();
     if hex.len() != 64 {
         return None;

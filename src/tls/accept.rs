@@ -81,7 +81,8 @@ async fn answer_tls_alpn01(
     challenges: &Challenges,
     name: String,
 ) -> Result<(TlsStream<TcpStream>, Arc<Site>), HandshakeError> {
-    let Some(cert) = challenges.tls_alpn01(&name.to_ascii_lowercase()) else {
+    let lower = name.to_ascii_lowercase();
+    let Some(cert) = challenges.wait_for(|c| c.tls_alpn01(&lower)).await else {
         let StartHandshake { mut io, .. } = start;
         let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
         return Err(HandshakeError::UnknownName(Some(name)));

@@ -1,12 +1,14 @@
 //! TLS termination: the certificate table, the cache of decoded signing keys, the certificate
 //! resolver, the rustls server
-//! configuration and the ClientHello gate in front of the handshake.
+//! configuration, the fleet's shared session ticket keys and the ClientHello gate in front
+//! of the handshake.
 
 pub mod accept;
 pub mod key_cache;
 pub mod resolver;
 pub mod server_config;
 pub mod table;
+pub mod tickets;
 
 pub use accept::{HandshakeError, accept};
 pub use key_cache::KeyCache;

@@ -57,9 +57,12 @@ fn is_forward_secret_aead(suite: &SupportedCipherSuite) -> bool {
 }
 
 /// Builds the server configuration around `resolver`.
+/// `shared_tickets`: the fleet's ticket keys (every node resumes every node's tickets);
+/// `None` on a single node, which rotates its own.
 pub fn build(
     settings: &TlsSettings,
     resolver: Arc<dyn ResolvesServerCert>,
+    shared_tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let versions: &[&rustls::SupportedProtocolVersion] = match settings.min_version {
         MinTlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -79,7 +82,10 @@ pub fn build(
     config.session_storage = ServerSessionMemoryCache::new(settings.session_cache_entries);
     if settings.session_tickets {
         // Ticket keys rotate every 6 hours; tickets under the previous key stay valid.
-        config.ticketer = aws_lc_rs::Ticketer::new()?;
+        config.ticketer = match shared_tickets {
+            Some(shared) => shared,
+            None => aws_lc_rs::Ticketer::new()?,
+        };
     }
     Ok(Arc::new(config))
 }

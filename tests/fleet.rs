@@ -21,6 +21,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const PREFIX: &str = "/fleet-test";
 
 struct Fleet {
+    webhook: Webhook,
     _rt: tokio::runtime::Runtime,
     _origin: Origin,
     pebble: Pebble,
@@ -47,6 +48,7 @@ impl Fleet {
         let pebble = Pebble::start(&validation, PebbleOptions::default());
         let etcd = Etcd::start(3);
         let mut fleet = Self {
+            webhook: Webhook::start(),
             _rt: rt,
             _origin: origin,
             pebble,
@@ -80,8 +82,9 @@ impl Fleet {
     fn config(&self, i: usize, dir: &tempfile::TempDir, admin: u16, origin: &str) -> String {
         let _ = origin;
         format!(
-            "[server]\nhttps = \"{ip}:{https}\"\nhttp = \"{ip}:{http}\"\nadmin = \"127.0.0.1:{admin}\"\ndata_dir = \"{data}\"\n\n[storage]\nkind = \"etcd\"\nendpoints = {endpoints}\nprefix = \"{PREFIX}\"\nnode_id = \"edge-{n}\"\nlease_ttl = \"2s\"\ntimeout = \"1s\"\n{acme}{onboarding}",
+            "[events]\nwebhook = \"http://127.0.0.1:{hook}/events\"\n\n[server]\nhttps = \"{ip}:{https}\"\nhttp = \"{ip}:{http}\"\nadmin = \"127.0.0.1:{admin}\"\ndata_dir = \"{data}\"\n\n[storage]\nkind = \"etcd\"\nendpoints = {endpoints}\nprefix = \"{PREFIX}\"\nnode_id = \"edge-{n}\"\nlease_ttl = \"2s\"\ntimeout = \"1s\"\n{acme}{onboarding}",
             ip = ip(i),
+            hook = self.webhook.port,
             https = self.https,
             http = self.http,
             data = dir.path().join("data").display(),
@@ -195,6 +198,58 @@ impl Fleet {
     }
 }
 
+/// A webhook receiver: every event POSTed to it, by kind.
+struct Webhook {
+    port: u16,
+    kinds: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Webhook {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let kinds = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = kinds.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body)
+                {
+                    seen.lock()
+                        .unwrap()
+                        .push(event["kind"].as_str().unwrap_or("").to_owned());
+                }
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Self { port, kinds }
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.kinds
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|k| *k == kind)
+            .count()
+    }
+}
+
 /// Waits for `check` to hold, up to `timeout`; panics naming `what`.
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -302,6 +357,26 @@ fn a_fleet_serves_as_one_edge_and_survives_an_etcd_member_dying() {
         .map(|n| n.count_log("ACME order placed"))
         .sum();
     assert_eq!(orders, 1, "exactly one node ordered");
+    // Each event is delivered once by the fleet, not once per node.
+    wait_until(
+        "the site's events are delivered",
+        Duration::from_secs(10),
+        || fleet.webhook.count("site.active") >= 1,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for kind in [
+        "site.added",
+        "site.verified",
+        "certificate.issued",
+        "site.active",
+    ] {
+        assert_eq!(
+            fleet.webhook.count(kind),
+            1,
+            "{kind}: {:?}",
+            fleet.webhook.kinds
+        );
+    }
 
     // A TLS 1.3 session from node 1 resumes on node 2: the ticket keys are the fleet's.
     let session = fleet.node(0).dir.path().join("session.pem");

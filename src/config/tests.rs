@@ -162,3 +162,75 @@ fn shipped_production_example_parses() {
     assert_eq!(c.sites[0].origins.len(), 2);
     assert!(c.acme.directory.is_some());
 }
+
+#[test]
+fn storage_is_fs_by_default_and_etcd_is_checked() {
+    let c = Config::parse("", Path::new("/etc")).unwrap();
+    assert_eq!(c.storage, StorageSettings::Fs);
+    let c = Config::parse(
+        "[storage]\nkind = \"etcd\"\nendpoints = [\"http://10.0.0.1:2379/\", \"http://10.0.0.2:2379\"]\nnode_id = \"edge-1\"\nlease_ttl = \"3s\"\n",
+        Path::new("/etc"),
+    )
+    .unwrap();
+    let StorageSettings::Etcd(etcd) = c.storage else {
+        panic!("etcd expected");
+    };
+    assert_eq!(
+        etcd.endpoints,
+        vec!["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+    );
+    assert_eq!(etcd.prefix, "/onehttps/");
+    assert_eq!(etcd.node_id, "edge-1");
+    assert_eq!(etcd.lease_ttl, Duration::from_secs(3));
+
+    for (src, key, words) in [
+        (
+            "[storage]\nkind = \"etcd\"\n",
+            "storage.endpoints",
+            "needs endpoints",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"https://a:2379\"]\n",
+            "storage.endpoints",
+            "TLS to etcd is not supported",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"10.0.0.1:2379\"]\n",
+            "storage.endpoints",
+            "not an endpoint",
+        ),
+        (
+            "[storage]\nkind = \"redis\"\n",
+            "storage.kind",
+            "not a store",
+        ),
+        (
+            "[storage]\nendpoints = [\"http://a:2379\"]\n",
+            "storage.endpoints",
+            "only applies",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"http://a:2379\"]\nnode_id = \"a b\"\n",
+            "storage.node_id",
+            "letters, digits",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"http://a:2379\"]\nuser = \"u\"\n",
+            "storage.user",
+            "go together",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"http://a:2379\"]\nlease_ttl = \"1s\"\n",
+            "storage.lease_ttl",
+            "at least 2s",
+        ),
+    ] {
+        let issues = issues_of(src);
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.key == key && i.message.contains(words)),
+            "{src}: {issues:?}"
+        );
+    }
+}

@@ -18,7 +18,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 IDLE=${IDLE:-2000}
 SITES=${SITES:-1000 100000 1000000}
 
-declare -A packages=([nginx]=nginx [haproxy]=haproxy [h2load]=nghttp2-client [wrk]=wrk [openssl]=openssl [python3]=python3)
+declare -A packages=([nginx]=nginx [haproxy]=haproxy [h2load]=nghttp2-client [wrk]=wrk [openssl]=openssl [python3]=python3 [etcd]=etcd-server [etcdctl]=etcd-client [pebble]=pebble [protoc]=protobuf-compiler)
 missing=()
 for cmd in "${!packages[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}"); done
 if ((${#missing[@]})); then
@@ -223,4 +223,18 @@ sites_table=$(cargo bench --quiet --bench sites -- $SITES 2>"$work/sites.err") |
   echo "| sites | RSS | RSS/site | start→serving | cold-key handshake | cached-key handshake |"
   echo "|---|---|---|---|---|---|"
   echo "$sites_table" | awk -F'|' 'NR > 1 { printf "|%s|%s|%s|%s|%s|%s|\n", $1, $2, $3, $4, $5, $6 }'
+} | tee -a BENCHMARKS.md
+
+# A fleet on etcd: how long a renewed certificate takes from the store to every other node
+# (three edges, a three-member etcd cluster and Pebble, as tests/fleet.rs starts them).
+fleet_line=$(cargo test --release --test fleet -- --ignored --nocapture swap_propagation 2>/dev/null | grep -E 'renewals:|swap propagation')
+{
+  echo
+  echo "## A fleet on etcd (\`cargo test --release --test fleet -- --ignored swap_propagation\`)"
+  echo
+  echo "Three edges on one three-member etcd cluster (all on this machine), thirty forced renewals"
+  echo "through Pebble, each on the next node. Propagation runs from the issuing node's log line"
+  echo "written just before the record goes to etcd to each other node's \"swapped in\" line."
+  echo
+  echo "$fleet_line" | sed 's/^/    /'
 } | tee -a BENCHMARKS.md

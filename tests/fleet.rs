@@ -540,3 +540,84 @@ fn an_order_survives_the_death_of_its_node_and_the_store_an_outage() {
     assert_eq!(status, 202, "{text}");
     fleet.wait_served_everywhere("slow.example.com", &serial, Duration::from_secs(30));
 }
+
+/// Not a test: measures how long a renewed certificate takes from the store to every other
+/// node (`cargo test --release --test fleet -- --ignored --nocapture swap_propagation`). From
+/// the issuing node's "storing the certificate" line (written just before the record goes to
+/// etcd) to each other node's "swapped in" line, by their microsecond timestamps.
+#[test]
+#[ignore = "a measurement for BENCHMARKS.md, not a check"]
+fn swap_propagation() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let fleet = Fleet::start();
+    let target = fleet.add_site(0, "bench.example.com");
+    fleet.point("bench.example.com", &target, &ip(0));
+    let mut serial = fleet.wait_served_everywhere("bench.example.com", "", Duration::from_secs(60));
+    let rounds = 30;
+    for round in 0..rounds {
+        let (status, text) = fleet.api(
+            round % 3,
+            "POST",
+            "/api/v1/certificates/bench.example.com/renew",
+            None,
+        );
+        assert_eq!(status, 202, "{text}");
+        serial =
+            fleet.wait_served_everywhere("bench.example.com", &serial, Duration::from_secs(30));
+    }
+    let stamp = |line: &str| -> Option<f64> {
+        let t = line.split_whitespace().next()?;
+        let t = humantime::parse_rfc3339(t).ok()?;
+        Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
+    };
+    let serial_of = |line: &str| -> Option<String> {
+        let rest = line.split("serial=").nth(1)?;
+        Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+    };
+    let logs: Vec<String> = fleet.nodes.iter().flatten().map(EdgeProcess::log).collect();
+    let mut stored = std::collections::HashMap::new();
+    for (node, log) in logs.iter().enumerate() {
+        for line in log
+            .lines()
+            .filter(|l| l.contains("storing the certificate"))
+        {
+            if let (Some(t), Some(s)) = (stamp(line), serial_of(line)) {
+                stored.insert(s, (node, t));
+            }
+        }
+    }
+    let mut delays: Vec<f64> = Vec::new();
+    for (node, log) in logs.iter().enumerate() {
+        let mut seen = std::collections::HashSet::new();
+        for line in log.lines().filter(|l| l.contains("swapped in")) {
+            // The storing node may see its own record come back before it swaps it in
+            // itself: not a propagation.
+            if let (Some(t), Some(s)) = (stamp(line), serial_of(line))
+                && let Some((by, t0)) = stored.get(&s)
+                && *by != node
+                && seen.insert(s.clone())
+            {
+                delays.push((t - t0) * 1000.0);
+            }
+        }
+    }
+    delays.sort_by(f64::total_cmp);
+    let orders: usize = logs
+        .iter()
+        .map(|l| l.matches("ACME order placed").count())
+        .sum();
+    let stores: usize = logs
+        .iter()
+        .map(|l| l.matches("storing the certificate").count())
+        .sum();
+    println!("{rounds} renewals: {orders} orders, {stores} certificates stored");
+    assert!(delays.len() >= rounds, "{delays:?}");
+    let at = |q: f64| delays[((delays.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "swap propagation, store → other node: {} swaps, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        delays.len(),
+        at(0.5),
+        at(0.99),
+        delays[delays.len() - 1]
+    );
+}

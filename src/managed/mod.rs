@@ -260,6 +260,7 @@ impl CertManager {
     ) -> Result<(), StoreError> {
         let sealed = self.store.seal_cert_key(names, &issued.key_der)?;
         record.set_issued(issued.chain_pem.clone(), sealed, &issued.bundle.info);
+        tracing::debug!(names = %join(names), serial = %issued.bundle.info.serial, "storing the certificate");
         self.store.save_cert_claimed(claim, names, &record)
     }
 

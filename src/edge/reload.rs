@@ -4,10 +4,12 @@
 //! published in one swap; replaced sites are retired (their renewal stops), removed ones are
 //! retired and their certificate record and key deleted, and new ones get a renewal task.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
 use super::Edge;
+use crate::certs::HostName;
 use crate::config::Config;
 use crate::sites::Site;
 use crate::tls::Routes;
@@ -40,6 +42,12 @@ impl Edge {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.table.sites();
+        // Indexes of the sites in service, so the diff stays linear in the number of sites.
+        let old_by_first: HashMap<&HostName, &Arc<Site>> = old
+            .iter()
+            .filter_map(|s| Some((s.hosts().first()?, s)))
+            .collect();
+        let old_hosts: HashSet<&HostName> = old.iter().flat_map(|s| s.hosts()).collect();
         let mut summary = ReloadSummary::default();
         let mut sites = Vec::with_capacity(config.sites.len());
         let mut fresh = Vec::new();
@@ -50,15 +58,17 @@ impl Edge {
             .map(|c| (c, None))
             .chain(registered.iter().map(|(c, gate)| (c, Some(gate))));
         for (site_config, gate) in definitions {
-            let same = old.iter().find(|s| s.config().same_definition(site_config));
+            let same = site_config
+                .hosts
+                .first()
+                .and_then(|first| old_by_first.get(first))
+                .filter(|s| s.config().same_definition(site_config));
             if let Some(site) = same {
                 summary.unchanged += 1;
-                sites.push(site.clone());
+                sites.push((*site).clone());
                 continue;
             }
-            let existed = old
-                .iter()
-                .any(|s| s.hosts().iter().any(|h| site_config.hosts.contains(h)));
+            let existed = site_config.hosts.iter().any(|h| old_hosts.contains(h));
             if existed {
                 summary.changed += 1;
             } else {
@@ -78,11 +88,14 @@ impl Edge {
             .saturating_sub(summary.unchanged + summary.changed);
         self.table
             .publish(Routes::new(sites.clone(), config.tls.default_host.as_ref()));
+        let kept: HashSet<*const Site> = sites.iter().map(Arc::as_ptr).collect();
+        let names_in_service: HashSet<Vec<&HostName>> =
+            sites.iter().map(|s| sorted_names(s.hosts())).collect();
         for site in &old {
-            if sites.iter().any(|s| Arc::ptr_eq(s, site)) {
+            if kept.contains(&Arc::as_ptr(site)) {
                 continue;
             }
-            let names_kept = sites.iter().any(|s| same_names(s.hosts(), site.hosts()));
+            let names_kept = names_in_service.contains(&sorted_names(site.hosts()));
             if names_kept {
                 // Changed, not removed: the new definition keeps the certificate record.
                 site.retire();
@@ -124,11 +137,13 @@ impl Edge {
         let Ok(mut running) = self.onboarding_tasks.lock() else {
             return;
         };
-        running.retain(|id| self.onboarding.get(id).is_some());
-        for record in self.onboarding.list() {
-            if running.insert(record.id.clone()) {
+        let ids = self.onboarding.ids();
+        running.retain(|id| ids.contains(id));
+        for id in ids {
+            if !running.contains(&id) {
+                running.insert(id.clone());
                 self.tracker.spawn(self.onboarding.clone().run_site(
-                    record.id,
+                    id,
                     self.table.clone(),
                     self.cancel.clone(),
                 ));
@@ -137,9 +152,13 @@ impl Edge {
     }
 }
 
-/// Whether two sites have the same set of names (so the same certificate record).
-fn same_names(a: &[crate::certs::HostName], b: &[crate::certs::HostName]) -> bool {
-    a.len() == b.len() && a.iter().all(|h| b.contains(h))
+/// A site's names in a canonical order: two sites with the same set of names share a
+/// certificate record.
+fn sorted_names(names: &[HostName]) -> Vec<&HostName> {
+    let mut sorted: Vec<&HostName> = names.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    sorted.dedup();
+    sorted
 }
 
 fn warn_restart_needed(old: &Config, new: &Config) {

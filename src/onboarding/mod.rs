@@ -102,6 +102,11 @@ impl Onboarding {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The ids of every registered site.
+    pub fn ids(&self) -> std::collections::HashSet<String> {
+        self.lock().keys().cloned().collect()
+    }
+
     pub fn list(&self) -> Vec<SiteRecord> {
         self.lock().values().cloned().collect()
     }

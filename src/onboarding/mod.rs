@@ -7,7 +7,7 @@ pub mod dns;
 pub mod policy;
 pub mod registry;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +22,7 @@ use crate::events::Events;
 use crate::store::Store;
 use crate::tls::SiteTable;
 use dns::{DnsChecker, Verdict};
-pub use registry::{SiteRecord, SiteStatus};
+pub use registry::{Registry, SiteRecord, SiteStatus};
 
 /// Why a site cannot be added.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub struct Onboarding {
     store: Arc<Store>,
     dns: Option<DnsChecker>,
     events: Arc<Events>,
-    sites: Mutex<BTreeMap<String, SiteRecord>>,
+    sites: Mutex<Registry>,
     gates: Mutex<HashMap<String, watch::Sender<bool>>>,
     /// Signalled when the set of sites to serve changed (a site verified): the edge
     /// republishes its table.
@@ -75,11 +75,11 @@ impl Onboarding {
                 .map_err(|e| tracing::error!(error = %e, "onboarding DNS checks are off"))
                 .ok()
         });
-        let mut sites = BTreeMap::new();
+        let mut sites = Registry::default();
         for record in store.load_json_dir::<SiteRecord>("sites") {
             match record {
                 Ok(record) => {
-                    sites.insert(record.id.clone(), record);
+                    sites.insert(record);
                 }
                 Err(e) => tracing::error!(error = %e, "skipping an unreadable site record"),
             }
@@ -96,7 +96,7 @@ impl Onboarding {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SiteRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.sites
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -113,10 +113,7 @@ impl Onboarding {
 
     /// The site one of whose names is `host`.
     pub fn find(&self, host: &str) -> Option<SiteRecord> {
-        self.lock()
-            .values()
-            .find(|s| s.hosts.iter().any(|h| h == host))
-            .cloned()
+        self.lock().by_name(host).cloned()
     }
 
     pub fn get(&self, id: &str) -> Option<SiteRecord> {
@@ -146,10 +143,7 @@ impl Onboarding {
                     zone: zone.to_string(),
                 });
             }
-            let registered = sites
-                .values()
-                .find(|s| s.hosts.iter().any(|h| h == host.as_str()))
-                .map(|s| s.hosts[0].clone());
+            let registered = sites.by_name(host.as_str()).map(|s| s.hosts[0].clone());
             if let Some(owner) = registered.or_else(|| owner(host)) {
                 return Err(AddError::Taken {
                     host: host.to_string(),
@@ -166,7 +160,7 @@ impl Onboarding {
         self.store
             .save_json(&SiteRecord::path(&record.id), &record)
             .map_err(AddError::Store)?;
-        sites.insert(record.id.clone(), record.clone());
+        sites.insert(record.clone());
         drop(sites);
         self.events.record(
             "site.added",
@@ -190,7 +184,7 @@ impl Onboarding {
     pub fn sync(&self, record: SiteRecord) -> bool {
         let open = gate_open(&record, &self.settings, SystemTime::now());
         let id = record.id.clone();
-        let previous = self.lock().insert(id.clone(), record.clone());
+        let previous = self.lock().insert(record.clone());
         self.set_gate(&id, open);
         previous.is_none_or(|old| {
             old.hosts != record.hosts
@@ -282,14 +276,15 @@ impl Onboarding {
     /// issuance gate. A site still waiting for its DNS is not served at all: it receives no
     /// traffic and changes how no name is answered.
     pub fn site_configs(&self, hsts: Option<&String>) -> Vec<(SiteConfig, watch::Receiver<bool>)> {
-        let mut sites = self.list();
-        sites.retain(|record| record.status != SiteStatus::PendingDns);
+        // Under the registry's lock, without copying the records: this runs on every add.
+        let sites = self.lock();
         let mut gates = self
             .gates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         sites
-            .into_iter()
+            .values()
+            .filter(|record| record.status != SiteStatus::PendingDns)
             .filter_map(|record| {
                 let hosts: Vec<HostName> = record
                     .hosts
@@ -309,7 +304,7 @@ impl Onboarding {
                 if hosts.is_empty() || origins.is_empty() {
                     return None;
                 }
-                let open = gate_open(&record, &self.settings, SystemTime::now());
+                let open = gate_open(record, &self.settings, SystemTime::now());
                 let gate = gates
                     .entry(record.id.clone())
                     .or_insert_with(|| watch::channel(open).0);

@@ -107,6 +107,54 @@ fn random_id(bytes: usize) -> Result<String, String> {
     Ok(out)
 }
 
+/// The registered sites by id, with an index of their names (so a new registration checks
+/// its names in constant time, not by scanning every site).
+#[derive(Debug, Default)]
+pub struct Registry {
+    sites: std::collections::BTreeMap<String, SiteRecord>,
+    by_name: std::collections::HashMap<String, String>,
+}
+
+impl Registry {
+    /// Adds or replaces the site `record.id`; returns the record it replaced.
+    pub fn insert(&mut self, record: SiteRecord) -> Option<SiteRecord> {
+        let previous = self.remove(&record.id);
+        for host in &record.hosts {
+            self.by_name.insert(host.clone(), record.id.clone());
+        }
+        self.sites.insert(record.id.clone(), record);
+        previous
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<SiteRecord> {
+        let record = self.sites.remove(id)?;
+        for host in &record.hosts {
+            if self.by_name.get(host).is_some_and(|owner| owner == id) {
+                self.by_name.remove(host);
+            }
+        }
+        Some(record)
+    }
+
+    /// The site one of whose names is `host`.
+    pub fn by_name(&self, host: &str) -> Option<&SiteRecord> {
+        self.sites.get(self.by_name.get(host)?)
+    }
+
+    /// The site `id`, to change its status (never its names: `insert` a new record for that).
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut SiteRecord> {
+        self.sites.get_mut(id)
+    }
+}
+
+impl std::ops::Deref for Registry {
+    type Target = std::collections::BTreeMap<String, SiteRecord>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.sites
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +171,29 @@ mod tests {
         );
         assert!(a.cname_target.ends_with(".edge.test"));
         assert_eq!(SiteStatus::DnsMoved.to_string(), "dns_moved");
+    }
+
+    #[test]
+    fn the_name_index_follows_inserts_replacements_and_removals() {
+        let mut registry = Registry::default();
+        let mut a = SiteRecord::new(
+            vec!["a.example".into(), "www.a.example".into()],
+            vec![],
+            "z",
+        )
+        .unwrap();
+        registry.insert(a.clone());
+        assert_eq!(
+            registry.by_name("www.a.example").map(|r| &r.id),
+            Some(&a.id)
+        );
+        // A record replaced with other names (through the fleet's store) moves the index.
+        a.hosts = vec!["a.example".into()];
+        assert!(registry.insert(a.clone()).is_some());
+        assert!(registry.by_name("www.a.example").is_none());
+        assert!(registry.by_name("a.example").is_some());
+        assert!(registry.remove(&a.id).is_some());
+        assert!(registry.by_name("a.example").is_none());
+        assert!(registry.is_empty());
     }
 }

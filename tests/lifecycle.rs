@@ -86,6 +86,18 @@ async fn sighup_adds_and_removes_sites_without_dropping_requests() {
         .expect_err("removed site");
     assert!(err.to_string().contains("UnrecognisedName"), "{err}");
 
+    // A section read only at start is named, not silently ignored.
+    edge.rewrite_config(&format!("{after}\n[acme]\nretry_min = \"2s\"\n"));
+    edge.signal("HUP");
+    edge.wait_log("take effect at the next restart", Duration::from_secs(5));
+    let line = edge
+        .log()
+        .lines()
+        .find(|l| l.contains("take effect at the next restart"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(line.contains("[acme]"), "{line}");
+
     // A broken config is refused and changes nothing.
     edge.rewrite_config(&format!("{after}\n[server]\nbogus = 1\n"));
     edge.signal("HUP");

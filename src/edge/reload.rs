@@ -175,6 +175,21 @@ fn warn_restart_needed(old: &Config, new: &Config) {
     if old.log != new.log {
         parts.push("[log]");
     }
+    if old.acme != new.acme {
+        parts.push("[acme]");
+    }
+    if old.onboarding != new.onboarding {
+        parts.push("[onboarding]");
+    }
+    if old.events != new.events {
+        parts.push("[events]");
+    }
+    if old.internal_names != new.internal_names {
+        parts.push("[internal_ca]");
+    }
+    if old.storage != new.storage {
+        parts.push("[storage]");
+    }
     if !parts.is_empty() {
         tracing::warn!(
             sections = parts.join(" "),

@@ -148,7 +148,8 @@ pub(crate) async fn upload(
     record.set_issued(upload.cert.clone(), sealed, &bundle.info);
     store
         .save_cert(site.hosts(), &record)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
+        .map_err(|e| ApiError::store(&e))?;
+    api.edge.certificates.note_stored(&record);
     site.replace_cert(crate::sites::ServedCert::new(
         bundle,
         crate::certs::Source::Uploaded,

@@ -70,7 +70,15 @@ async fn follow_certs(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {
             Change::Snapshot(entries) => entries,
             Change::Put(key, bytes) => vec![(key, bytes)],
             // A removed site's record: the site itself goes with the registry's change.
-            Change::Delete(_) => continue,
+            Change::Delete(key) => {
+                if let Some(id) = key
+                    .strip_prefix("certs/")
+                    .and_then(|k| k.strip_suffix(".json"))
+                {
+                    edge.certificates.note_removed(id);
+                }
+                continue;
+            }
         };
         let edge = edge.clone();
         let adopt = move || {
@@ -96,6 +104,7 @@ fn adopt_cert(edge: &Edge, key: &str, bytes: &[u8]) {
             return;
         }
     };
+    edge.certificates.note_stored(&record);
     let Some(site) = record
         .names
         .first()

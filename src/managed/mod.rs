@@ -4,6 +4,7 @@
 //! takes over expiring uploads. At most one order per set of names is in flight, and orders
 //! across all sites are bounded by `acme.max_concurrent_orders`.
 
+pub mod inventory;
 mod renewal;
 
 use std::collections::HashSet;
@@ -35,6 +36,8 @@ pub struct CertManager {
     /// written: an order that finishes after its site was removed cannot write it back.
     records: Mutex<()>,
     pub(crate) events: Arc<crate::events::Events>,
+    /// Every record's status, in memory (see `inventory.rs`).
+    inventory: inventory::Inventory,
 }
 
 /// Why the certificate machinery could not start.
@@ -65,9 +68,15 @@ impl CertManager {
                 challenges,
             ))
         });
+        let inventory = inventory::Inventory::default();
         for record in store.load_all_certs() {
-            if let Err(e) = record {
-                tracing::error!(error = %e, "skipping an unreadable certificate record");
+            match record {
+                Ok(record) => {
+                    if let Some(id) = record_id(&record) {
+                        inventory.note(id, &record);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "skipping an unreadable certificate record"),
             }
         }
         Ok(Self {
@@ -79,6 +88,7 @@ impl CertManager {
             records: Mutex::new(()),
             settings: settings.clone(),
             events,
+            inventory,
         })
     }
 
@@ -99,10 +109,13 @@ impl CertManager {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         site.retire();
         match self.store.remove_cert(site.hosts()) {
-            Ok(()) => tracing::info!(
-                site = site.name(),
-                "site removed: its certificate record and key are deleted"
-            ),
+            Ok(()) => {
+                self.inventory.note_absent(Store::cert_id(site.hosts()));
+                tracing::info!(
+                    site = site.name(),
+                    "site removed: its certificate record and key are deleted"
+                );
+            }
             Err(e) => {
                 tracing::error!(site = site.name(), error = %e, "cannot delete the removed site's certificate record")
             }
@@ -118,9 +131,27 @@ impl CertManager {
         (!site.retired().is_cancelled()).then(write)
     }
 
-    /// The stored state of the managed certificate for `names`, if any.
-    pub fn status(&self, names: &[HostName]) -> Option<CertRecord> {
-        self.store.load_cert(names).ok().flatten()
+    /// The state of the managed certificate record for `names`, if any: from memory, read
+    /// from the store only the first time.
+    pub fn status(&self, names: &[HostName]) -> Option<Arc<inventory::RecordStatus>> {
+        let id = Store::cert_id(names);
+        if let Some(known) = self.inventory.get(&id) {
+            return known;
+        }
+        let _ = self.load_record(names);
+        self.inventory.get(&id).flatten()
+    }
+
+    /// Takes in a record stored by someone else (another node, the upload handler).
+    pub fn note_stored(&self, record: &CertRecord) {
+        if let Some(id) = record_id(record) {
+            self.inventory.note(id, record);
+        }
+    }
+
+    /// Takes in that the record `id` is gone from the store.
+    pub fn note_removed(&self, id: &str) {
+        self.inventory.note_absent(id.to_owned());
     }
 
     fn issuer_for(&self, site: &SiteConfig) -> Option<&dyn Issuer> {
@@ -134,7 +165,9 @@ impl CertManager {
     pub fn initial_cert(&self, site: &SiteConfig) -> Option<ServedCert> {
         let (stored, mut rejected) = match self.load_record(&site.hosts) {
             Ok(record) => (record, None),
-            Err(reason) => (None, Some(reason)),
+            Err(Unreadable::Rejected(reason)) => (None, Some(reason)),
+            // Not known now: serve what can be served without it, look again later.
+            Err(Unreadable::Unavailable(_)) => (None, None),
         };
         if let Some((_, bundle)) = &site.cert {
             // An upload is served as it is, unless a managed certificate already took over
@@ -189,17 +222,29 @@ impl CertManager {
 
     /// The stored record for `names`. A corrupt or tampered one is reported with its path,
     /// set aside (kept for inspection, never loaded again) and its reason returned.
-    fn load_record(&self, names: &[HostName]) -> Result<Option<CertRecord>, String> {
+    fn load_record(&self, names: &[HostName]) -> Result<Option<CertRecord>, Unreadable> {
+        let id = Store::cert_id(names);
         match self.store.load_cert(names) {
-            Ok(record) => Ok(record),
+            Ok(Some(record)) => {
+                self.inventory.note(id, &record);
+                Ok(Some(record))
+            }
+            Ok(None) => {
+                self.inventory.note_absent(id);
+                Ok(None)
+            }
+            Err(e) if e.is_unavailable() => Err(Unreadable::Unavailable(e.to_string())),
             Err(e) => {
+                self.inventory.note_absent(id);
                 let path = match &e {
                     StoreError::Corrupt { path, .. } | StoreError::Tampered { path, .. } => {
                         Some(path.clone())
                     }
                     _ => None,
                 };
-                Err(self.reject(path.as_deref(), &e.to_string()))
+                Err(Unreadable::Rejected(
+                    self.reject(path.as_deref(), &e.to_string()),
+                ))
             }
         }
     }
@@ -261,7 +306,9 @@ impl CertManager {
         let sealed = self.store.seal_cert_key(names, &issued.key_der)?;
         record.set_issued(issued.chain_pem.clone(), sealed, &issued.bundle.info);
         tracing::debug!(names = %join(names), serial = %issued.bundle.info.serial, "storing the certificate");
-        self.store.save_cert_claimed(claim, names, &record)
+        self.store.save_cert_claimed(claim, names, &record)?;
+        self.inventory.note(Store::cert_id(names), &record);
+        Ok(())
     }
 
     /// Serves the certificate the store holds for `site` when it is newer than the one in
@@ -318,15 +365,22 @@ impl CertManager {
         source: Source,
         update: impl FnOnce(&mut CertRecord),
     ) {
-        let mut record = self
-            .load_record(names)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| CertRecord::pending(names, source));
+        let mut record = match self.load_record(names) {
+            Ok(Some(record)) => record,
+            Ok(None) | Err(Unreadable::Rejected(_)) => CertRecord::pending(names, source),
+            Err(Unreadable::Unavailable(reason)) => {
+                // Never write a fresh record over one that could not be read.
+                tracing::warn!(names = %join(names), reason, "the certificate state is not updated: the store is unavailable");
+                return;
+            }
+        };
         update(&mut record);
         record.updated = crate::certs::record::unix(SystemTime::now());
-        if let Err(e) = self.store.save_cert_claimed(claim, names, &record) {
-            tracing::error!(names = %join(names), error = %e, "cannot store the certificate state");
+        match self.store.save_cert_claimed(claim, names, &record) {
+            Ok(()) => self.inventory.note(Store::cert_id(names), &record),
+            Err(e) => {
+                tracing::error!(names = %join(names), error = %e, "cannot store the certificate state")
+            }
         }
     }
 
@@ -359,6 +413,25 @@ impl CertManager {
         }
         Some(result)
     }
+}
+
+/// The id of `record`'s slot, from its names.
+fn record_id(record: &CertRecord) -> Option<String> {
+    let names: Vec<HostName> = record
+        .names
+        .iter()
+        .map(|n| HostName::parse(n))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Some(Store::cert_id(&names))
+}
+
+/// Why a record could not be read.
+enum Unreadable {
+    /// The store did not answer: the record may be fine.
+    Unavailable(String),
+    /// It is bad and was set aside; the reason as the API shows it.
+    Rejected(String),
 }
 
 /// Why a stored record is not served.

@@ -1,0 +1,98 @@
+//! What the API, `/metrics` and onboarding read of each certificate record — state, source,
+//! last failure, a rejected earlier record, a replaced upload — kept in memory. Every write
+//! this node makes updates it, and in a fleet so does the store's watch for every other
+//! node's writes, so listing ten thousand certificates never reads the store ten thousand
+//! times. The chain and sealed key are not kept here (the served certificate is in `Site`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::certs::record::{Failure, Replaced};
+use crate::certs::{CertRecord, CertState, Source};
+
+/// A record without its chain and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordStatus {
+    pub source: Source,
+    pub state: CertState,
+    pub failure: Option<Failure>,
+    pub recovered: Option<String>,
+    pub replaced: Option<Replaced>,
+}
+
+impl From<&CertRecord> for RecordStatus {
+    fn from(record: &CertRecord) -> Self {
+        Self {
+            source: record.source,
+            state: record.state,
+            failure: record.failure.clone(),
+            recovered: record.recovered.clone(),
+            replaced: record.replaced.clone(),
+        }
+    }
+}
+
+/// Record statuses by certificate id (`Store::cert_id`); `None` = known to have no record.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    entries: Mutex<HashMap<String, Option<Arc<RecordStatus>>>>,
+}
+
+impl Inventory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Arc<RecordStatus>>>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What is known of `id`: `None` if it was never looked at, `Some(None)` if it has no
+    /// record.
+    pub fn get(&self, id: &str) -> Option<Option<Arc<RecordStatus>>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// `record` was stored (or read) for `id`.
+    pub fn note(&self, id: String, record: &CertRecord) {
+        self.lock()
+            .insert(id, Some(Arc::new(RecordStatus::from(record))));
+    }
+
+    /// `id` has no record (deleted, set aside, or never written).
+    pub fn note_absent(&self, id: String) {
+        self.lock().insert(id, None);
+    }
+
+    /// Forgets `id` entirely (the next read goes to the store).
+    pub fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::HostName;
+
+    #[test]
+    fn notes_replace_and_absences_are_remembered() {
+        let inventory = Inventory::default();
+        let names = [HostName::parse("a.test").unwrap()];
+        assert!(inventory.get("a").is_none());
+        let mut record = CertRecord::pending(&names, Source::Acme);
+        inventory.note("a".into(), &record);
+        assert_eq!(
+            inventory.get("a").flatten().map(|s| s.state),
+            Some(CertState::Pending)
+        );
+        record.state = CertState::Failed;
+        inventory.note("a".into(), &record);
+        assert_eq!(
+            inventory.get("a").flatten().map(|s| s.state),
+            Some(CertState::Failed)
+        );
+        inventory.note_absent("a".into());
+        assert_eq!(inventory.get("a"), Some(None));
+        inventory.forget("a");
+        assert!(inventory.get("a").is_none());
+    }
+}

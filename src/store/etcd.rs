@@ -276,7 +276,7 @@ impl EtcdBackend {
     /// Writes `key` attached to this node's lease: it disappears when the node dies.
     pub async fn put_leased(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let (full, value) = (self.full(key), value.to_vec());
-        let lease = self.lease.load(Ordering::SeqCst);
+        let lease = self.lease()?;
         self.call_async("writing", move |mut client| {
             let (full, value) = (full.clone(), value.clone());
             async move {
@@ -298,17 +298,23 @@ impl EtcdBackend {
         .await
     }
 
+    /// This node's lease; an error while it has none (a key written without one would
+    /// outlive the node).
+    fn lease(&self) -> Result<i64, StoreError> {
+        match self.lease.load(Ordering::SeqCst) {
+            0 => Err(StoreError::Unavailable {
+                what: "etcd (lease)".into(),
+                reason: "this node has no lease: etcd has not answered".into(),
+            }),
+            id => Ok(id),
+        }
+    }
+
     /// Takes the lock `locks/<name>` for this node, unless another node holds it (`None`).
     /// Held until released or until this node's lease expires.
     pub async fn try_lock(&self, name: &str) -> Result<Option<Held>, StoreError> {
         let key = self.full(&format!("locks/{name}"));
-        let lease = self.lease.load(Ordering::SeqCst);
-        if lease == 0 {
-            return Err(StoreError::Unavailable {
-                what: "etcd (locking)".into(),
-                reason: "this node has no lease: etcd has not answered".into(),
-            });
-        }
+        let lease = self.lease()?;
         let node = self.settings.node_id.clone();
         self.call_async("locking", move |mut client| {
             let (key, node) = (key.clone(), node.clone());

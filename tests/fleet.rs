@@ -432,6 +432,11 @@ fn a_fleet_serves_as_one_edge_and_survives_an_etcd_member_dying() {
     assert!(done > 5, "traffic ran ({done} requests)");
     assert_eq!(failed, 0, "{failed} of {done} requests failed");
 
+    // A node restarted on the fleet's store serves what the fleet has at once.
+    fleet.nodes[1].as_mut().unwrap().restart();
+    assert_eq!(fleet.serial(1, "shop.example.com"), renewed);
+    assert!(fleet.fetch(1, "shop.example.com", &root));
+
     // Removed through node 3: no node serves it, and its record and key leave the store.
     let (status, text) = fleet.api(2, "DELETE", "/api/v1/sites/shop.example.com", None);
     assert_eq!(status, 204, "{text}");

@@ -195,7 +195,7 @@ pub(crate) async fn renew(
     Path(host): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let site = site_for(&api, &host)?;
-    site.force_renewal();
+    api.edge.certificates.force_renewal(&site);
     Ok((
         StatusCode::ACCEPTED,
         Json(

@@ -253,6 +253,8 @@ impl Edge {
             self.tracker
                 .spawn(welcome::serve(listener, self.cancel.clone()));
         }
+        self.tracker
+            .spawn(self.certificates.clone().run_scheduler(self.cancel.clone()));
         crate::fleet::start(self);
     }
 

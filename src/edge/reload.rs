@@ -99,16 +99,13 @@ impl Edge {
             if names_kept {
                 // Changed, not removed: the new definition keeps the certificate record.
                 site.retire();
+                self.certificates.unschedule(site);
             } else {
                 self.certificates.forget(site);
             }
         }
         for site in fresh {
-            self.tracker.spawn(crate::managed::watch_site(
-                self.certificates.clone(),
-                site,
-                self.cancel.clone(),
-            ));
+            self.certificates.schedule(site);
         }
         self.start_onboarding_tasks();
 

@@ -6,6 +6,7 @@
 
 pub mod inventory;
 mod renewal;
+pub mod scheduler;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,6 @@ use crate::issue::internal::{CaError, InternalCa};
 use crate::issue::{Challenges, IssueError, Issued, Issuer};
 use crate::sites::ServedCert;
 use crate::store::{Claim, Store, StoreError};
-pub use renewal::watch_site;
 
 /// Owns the store, the issuers and the limits on concurrent orders.
 pub struct CertManager {
@@ -38,6 +38,8 @@ pub struct CertManager {
     pub(crate) events: Arc<crate::events::Events>,
     /// Every record's status, in memory (see `inventory.rs`).
     inventory: inventory::Inventory,
+    /// The node's one renewal queue (see `scheduler.rs`).
+    scheduler: Arc<scheduler::Scheduler>,
 }
 
 /// Why the certificate machinery could not start.
@@ -89,7 +91,35 @@ impl CertManager {
             settings: settings.clone(),
             events,
             inventory,
+            scheduler: Arc::new(scheduler::Scheduler::default()),
         })
+    }
+
+    /// Starts `site`'s renewal work (its first step runs as soon as the scheduler runs).
+    pub fn schedule(&self, site: Arc<crate::sites::Site>) {
+        self.scheduler.add(site);
+    }
+
+    /// Stops `site`'s renewal work (retired).
+    pub fn unschedule(&self, site: &Arc<crate::sites::Site>) {
+        self.scheduler.remove(site);
+    }
+
+    /// Renews `site`'s certificate now, whatever its window says.
+    pub fn force_renewal(&self, site: &Arc<crate::sites::Site>) {
+        site.force_renewal();
+        self.scheduler.wake(site);
+    }
+
+    /// Runs the renewal queue until `cancel`.
+    pub async fn run_scheduler(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let scheduler = self.scheduler.clone();
+        scheduler.run(self, cancel).await;
+    }
+
+    /// Sites with renewal work.
+    pub fn scheduled(&self) -> usize {
+        self.scheduler.len()
     }
 
     pub fn internal_ca(&self) -> &InternalCa {
@@ -102,12 +132,13 @@ impl CertManager {
 
     /// Retires `site` (its renewal stops) and deletes its record and sealed key: the site is
     /// gone from the config or the registry and no other site has the same names.
-    pub fn forget(&self, site: &crate::sites::Site) {
+    pub fn forget(&self, site: &Arc<crate::sites::Site>) {
         let _records = self
             .records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         site.retire();
+        self.scheduler.remove(site);
         match self.store.remove_cert(site.hosts()) {
             Ok(()) => {
                 self.inventory.note_absent(Store::cert_id(site.hosts()));

@@ -1,4 +1,5 @@
-//! The renewal task of one site: sleeps until its certificate is due (the first order at
+//! The renewal work of one site, one step at a time (the scheduler in `scheduler.rs` runs
+//! the steps when they are due): a step finds when its certificate is due (the first order at
 //! once; a renewal at a randomised moment in the first half of the window, or inside the
 //! CA's suggested window where ACME Renewal Information is offered; an upload when it enters
 //! its window), then issues, stores and swaps. Failures back off exponentially with jitter,
@@ -25,148 +26,147 @@ const BUSY_WAIT: Duration = Duration::from_secs(1);
 /// Wait when the store cannot be reached to claim an order.
 const STORE_WAIT: Duration = Duration::from_secs(5);
 
-/// Keeps `site`'s certificate obtained and renewed until the site is retired or `cancel`.
-pub async fn watch_site(manager: Arc<CertManager>, site: Arc<Site>, cancel: CancellationToken) {
+/// What to do with a site after one step of its renewal work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wake {
+    /// Look again at this moment.
+    At(SystemTime),
+    /// Look again when its issuance gate opens.
+    OnGate,
+    /// It is retired (or the edge stops): nothing more to do.
+    Never,
+}
+
+/// What one site's renewal work remembers between steps.
+#[derive(Debug, Default)]
+pub(super) struct RenewalState {
+    /// The CA's suggested window (ARI) for the serial it was fetched for.
+    ari: Option<(String, Option<(SystemTime, SystemTime)>)>,
+    last_reminder: Option<SystemTime>,
+}
+
+/// One step of `site`'s renewal work: decides whether its certificate is due and, if so,
+/// obtains, stores and swaps it (or records the failure). Returns when to look again.
+pub(super) async fn step(
+    manager: &Arc<CertManager>,
+    site: &Arc<Site>,
+    state: &mut RenewalState,
+    cancel: &CancellationToken,
+) -> Wake {
     let retired = site.retired().clone();
-    let mut ari: Option<(String, Option<(SystemTime, SystemTime)>)> = None;
-    let mut last_reminder: Option<SystemTime> = None;
-    loop {
-        let config = site.config();
-        // An unmanaged upload is never replaced: it only gets expiry reminders.
-        let replaceable = config.cert.is_none() || config.managed;
-        let issuer = manager.issuer_for(config).filter(|_| replaceable);
-        let served = site.served_cert();
-        let record = manager.load_record(&config.hosts).ok().flatten();
-        let now = SystemTime::now();
+    if retired.is_cancelled() || cancel.is_cancelled() {
+        return Wake::Never;
+    }
+    let config = site.config();
+    // An unmanaged upload is never replaced: it only gets expiry reminders.
+    let replaceable = config.cert.is_none() || config.managed;
+    let issuer = manager.issuer_for(config).filter(|_| replaceable);
+    let served = site.served_cert();
+    let record = manager.load_record(&config.hosts).ok().flatten();
+    let now = SystemTime::now();
 
-        let mut due = match &served {
-            None => now,
-            Some(cert) => {
-                let info = &cert.bundle.info;
-                let spread = spread_of(&info.serial);
-                let renew_before = manager.settings.renew_before;
-                let mut at = match issuer {
-                    // Nothing renews it: report as soon as the window opens.
-                    None => window::window_start(info.not_before, info.not_after, renew_before),
-                    Some(_) => {
-                        window::renew_at(info.not_before, info.not_after, renew_before, spread)
-                    }
-                };
-                if let (Some(issuer), Some(chain)) =
-                    (issuer, record.as_ref().and_then(|r| r.chain_pem.as_deref()))
-                    && cert.source == Source::Acme
+    let mut due = match &served {
+        None => now,
+        Some(cert) => {
+            let info = &cert.bundle.info;
+            let spread = spread_of(&info.serial);
+            let renew_before = manager.settings.renew_before;
+            let mut at = match issuer {
+                // Nothing renews it: report as soon as the window opens.
+                None => window::window_start(info.not_before, info.not_after, renew_before),
+                Some(_) => window::renew_at(info.not_before, info.not_after, renew_before, spread),
+            };
+            if let (Some(issuer), Some(chain)) =
+                (issuer, record.as_ref().and_then(|r| r.chain_pem.as_deref()))
+                && cert.source == Source::Acme
+            {
+                if state
+                    .ari
+                    .as_ref()
+                    .is_none_or(|(serial, _)| *serial != info.serial)
                 {
-                    if ari
-                        .as_ref()
-                        .is_none_or(|(serial, _)| *serial != info.serial)
-                    {
-                        ari = Some((info.serial.clone(), issuer.suggested_window(chain).await));
-                    }
-                    if let Some((_, Some((start, end)))) = &ari {
-                        at = window::inside(*start, *end, spread);
-                    }
+                    state.ari = Some((info.serial.clone(), issuer.suggested_window(chain).await));
                 }
-                at
-            }
-        };
-        if let Some(failure) = record.as_ref().and_then(|r| r.failure.as_ref()) {
-            due = due.max(from_unix(failure.next_retry));
-        }
-        let forced = site.take_forced_renewal();
-        if forced {
-            tracing::info!(site = site.name(), "renewal forced");
-            due = now;
-        }
-
-        if due > now {
-            let wait = due.duration_since(now).unwrap_or_default().min(MAX_SLEEP);
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = retired.cancelled() => return,
-                () = site.renewal_forced() => continue,
-                () = tokio::time::sleep(wait) => continue,
-            }
-        }
-
-        let Some(issuer) = issuer else {
-            // Nothing will renew this one: remind on entering the window, then daily.
-            if served.is_some() {
-                remind(
-                    &manager,
-                    &site,
-                    &mut last_reminder,
-                    now,
-                    "it will not be renewed automatically: upload a new one",
-                );
-            }
-            let wait = MAX_SLEEP;
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = retired.cancelled() => return,
-                () = tokio::time::sleep(wait) => continue,
-            }
-        };
-
-        if let Some(mut gate) = site.gate()
-            && !*gate.borrow_and_update()
-        {
-            // An onboarded site whose DNS does not point here: never ask a CA for it.
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = retired.cancelled() => return,
-                _ = gate.changed() => continue,
-            }
-        }
-        // In a fleet one node orders for these names at a time; the others wait for the
-        // result to arrive through the store's watch (it moves `due` forward).
-        let claim = match manager.store.claim(&claim_name(&config.hosts)).await {
-            Ok(Some(claim)) => claim,
-            Ok(None) => {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = retired.cancelled() => return,
-                    () = tokio::time::sleep(BUSY_WAIT) => continue,
+                if let Some((_, Some((start, end)))) = &state.ari {
+                    at = window::inside(*start, *end, spread);
                 }
             }
-            Err(e) => {
-                tracing::warn!(site = site.name(), error = %e, "cannot claim the order; the certificate in service keeps serving");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = retired.cancelled() => return,
-                    () = tokio::time::sleep(STORE_WAIT) => continue,
-                }
-            }
-        };
-        // Another node may have finished this very order just before we claimed it.
-        if manager.adopt_stored(&site) {
-            manager.store.release(claim).await;
-            continue;
+            at
         }
-        note_due(&manager, &site, served.as_deref(), issuer, now, forced);
-        let attempt = tokio::select! {
-            () = cancel.cancelled() => return,
-            () = retired.cancelled() => return,
-            result = manager.issue_once(&config.hosts, issuer) => result,
-        };
-        let Some(attempt) = attempt else {
-            // Another order for the same names runs in this process.
-            manager.store.release(claim).await;
-            tokio::time::sleep(BUSY_WAIT).await;
-            continue;
-        };
-        let next = Outcome {
-            manager: &manager,
-            site: &site,
-            claim: &claim,
-            issuer,
-            served: served.as_deref(),
-            now,
+    };
+    if let Some(failure) = record.as_ref().and_then(|r| r.failure.as_ref()) {
+        due = due.max(from_unix(failure.next_retry));
+    }
+    let forced = site.take_forced_renewal();
+    if forced {
+        tracing::info!(site = site.name(), "renewal forced");
+        due = now;
+    }
+    if due > now {
+        return Wake::At(due.min(now + MAX_SLEEP));
+    }
+
+    let Some(issuer) = issuer else {
+        // Nothing will renew this one: remind on entering the window, then daily.
+        if served.is_some() {
+            remind(
+                manager,
+                site,
+                &mut state.last_reminder,
+                now,
+                "it will not be renewed automatically: upload a new one",
+            );
         }
-        .apply(record, attempt, &mut last_reminder);
+        return Wake::At(now + MAX_SLEEP);
+    };
+
+    if let Some(mut gate) = site.gate()
+        && !*gate.borrow_and_update()
+    {
+        // An onboarded site whose DNS does not point here: never ask a CA for it.
+        return Wake::OnGate;
+    }
+    // In a fleet one node orders for these names at a time; the others wait for the
+    // result to arrive through the store's watch (it moves `due` forward).
+    let claim = match manager.store.claim(&claim_name(&config.hosts)).await {
+        Ok(Some(claim)) => claim,
+        Ok(None) => return Wake::At(now + BUSY_WAIT),
+        Err(e) => {
+            tracing::warn!(site = site.name(), error = %e, "cannot claim the order; the certificate in service keeps serving");
+            return Wake::At(now + STORE_WAIT);
+        }
+    };
+    // Another node may have finished this very order just before we claimed it.
+    if manager.adopt_stored(site) {
         manager.store.release(claim).await;
-        if next.is_break() {
-            return;
-        }
+        return Wake::At(SystemTime::now());
+    }
+    note_due(manager, site, served.as_deref(), issuer, now, forced);
+    let attempt = tokio::select! {
+        () = cancel.cancelled() => return Wake::Never,
+        () = retired.cancelled() => return Wake::Never,
+        result = manager.issue_once(&config.hosts, issuer) => result,
+    };
+    let Some(attempt) = attempt else {
+        // Another order for the same names runs in this process.
+        manager.store.release(claim).await;
+        return Wake::At(SystemTime::now() + BUSY_WAIT);
+    };
+    let next = Outcome {
+        manager,
+        site,
+        claim: &claim,
+        issuer,
+        served: served.as_deref(),
+        now,
+    }
+    .apply(record, attempt, &mut state.last_reminder);
+    manager.store.release(claim).await;
+    if next.is_break() {
+        Wake::Never
+    } else {
+        // Look again at once: the new certificate (or the failure) sets the next moment.
+        Wake::At(SystemTime::now())
     }
 }
 

@@ -49,9 +49,9 @@ pub struct Site {
     retired: CancellationToken,
     /// For onboarded sites: open while DNS points here, so a certificate may be requested.
     gate: Option<tokio::sync::watch::Receiver<bool>>,
-    /// Set by a forced renewal (admin API); the renewal task wakes on `renew_wakeup`.
+    /// Set by a forced renewal (admin API); taken by the next renewal step, which the
+    /// scheduler runs at once (`CertManager::force_renewal`).
     renew_forced: std::sync::atomic::AtomicBool,
-    renew_wakeup: tokio::sync::Notify,
 }
 
 impl Site {
@@ -76,7 +76,6 @@ impl Site {
             retired: CancellationToken::new(),
             gate: None,
             renew_forced: std::sync::atomic::AtomicBool::new(false),
-            renew_wakeup: tokio::sync::Notify::new(),
             config,
         }
     }
@@ -87,22 +86,22 @@ impl Site {
         self
     }
 
-    /// Asks the renewal task to renew now, whatever the window says.
+    /// Marks that the next renewal step renews, whatever the window says (the scheduler is
+    /// told by `CertManager::force_renewal`).
     pub fn force_renewal(&self) {
         self.renew_forced
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.renew_wakeup.notify_one();
+    }
+
+    /// Whether a renewal was forced and not yet taken (does not clear it).
+    pub fn renewal_requested(&self) -> bool {
+        self.renew_forced.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether a renewal was forced since the last call (and clears it).
     pub fn take_forced_renewal(&self) -> bool {
         self.renew_forced
             .swap(false, std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Resolves when a renewal is forced.
-    pub async fn renewal_forced(&self) {
-        self.renew_wakeup.notified().await;
     }
 
     /// The issuance gate (`None`: always open).

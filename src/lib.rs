@@ -5,7 +5,7 @@
 //! `proxy` (request forwarding), `edge` (listeners, connections, reload, shutdown), `store`
 //! (sealed persistence: fs or etcd), `fleet` (what nodes sharing etcd learn from each other),
 //! `issue` (ACME and the internal CA), `managed` (issuance and renewal
-//! per site), `net` (address policy: CIDRs, which addresses tenants may reach), `cli`.
+//! per site), `schedule` (the one time-ordered queue of recurring work), `net` (address policy: CIDRs, which addresses tenants may reach), `cli`.
 
 pub mod admin;
 pub mod admin_client;
@@ -24,6 +24,7 @@ pub mod net;
 pub mod net_io;
 pub mod onboarding;
 pub mod proxy;
+pub mod schedule;
 pub mod sites;
 pub mod stats;
 pub mod store;

@@ -104,8 +104,6 @@ pub struct Edge {
     pub certificates: Arc<CertManager>,
     pub onboarding: Arc<Onboarding>,
     pub events: Arc<Events>,
-    /// Registered sites whose onboarding task runs.
-    onboarding_tasks: Mutex<std::collections::HashSet<String>>,
     /// Serialises `apply` (a SIGHUP reload and an API change may come at once).
     applying: Mutex<()>,
     tls: Arc<ServerConfig>,
@@ -134,19 +132,19 @@ impl Edge {
         });
         let store = crate::store::Store::open_with(&config.storage, &config.server.data_dir)
             .map_err(crate::managed::ManagerError::from)?;
-        let certificates = Arc::new(CertManager::new(
+        let certificates = CertManager::new(
             store,
             &config.acme,
             &config.internal_names,
             challenges.clone(),
             events.clone(),
-        )?);
-        let onboarding = Arc::new(Onboarding::new(
+        )?;
+        let onboarding = Onboarding::new(
             config.onboarding.clone(),
             config.internal_names.clone(),
             certificates.store().clone(),
             events.clone(),
-        ));
+        );
         let table = Arc::new(SiteTable::new());
         // A fleet shares its ticket keys, so a ticket from one node resumes on another.
         let shared_tickets = match certificates.store().fleet() {
@@ -177,7 +175,6 @@ impl Edge {
             certificates,
             onboarding,
             events,
-            onboarding_tasks: Mutex::new(std::collections::HashSet::new()),
             applying: Mutex::new(()),
             tls,
             proxy,
@@ -255,6 +252,8 @@ impl Edge {
         }
         self.tracker
             .spawn(self.certificates.clone().run_scheduler(self.cancel.clone()));
+        self.tracker
+            .spawn(self.onboarding.clone().run_scheduler(self.cancel.clone()));
         crate::fleet::start(self);
     }
 

@@ -129,22 +129,10 @@ impl Edge {
         self.apply(config)
     }
 
-    /// Starts the onboarding task of every registered site that has none yet.
+    /// Queues the DNS checks of every registered site not queued yet.
     fn start_onboarding_tasks(&self) {
-        let Ok(mut running) = self.onboarding_tasks.lock() else {
-            return;
-        };
-        let ids = self.onboarding.ids();
-        running.retain(|id| ids.contains(id));
-        for id in ids {
-            if !running.contains(&id) {
-                running.insert(id.clone());
-                self.tracker.spawn(self.onboarding.clone().run_site(
-                    id,
-                    self.table.clone(),
-                    self.cancel.clone(),
-                ));
-            }
+        for id in self.onboarding.ids() {
+            self.onboarding.schedule(id, self.table.clone());
         }
     }
 }

@@ -6,7 +6,6 @@
 
 pub mod inventory;
 mod renewal;
-pub mod scheduler;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -38,9 +37,14 @@ pub struct CertManager {
     pub(crate) events: Arc<crate::events::Events>,
     /// Every record's status, in memory (see `inventory.rs`).
     inventory: inventory::Inventory,
-    /// The node's one renewal queue (see `scheduler.rs`).
-    scheduler: Arc<scheduler::Scheduler>,
+    /// The node's one renewal queue (`schedule.rs`).
+    scheduler: Arc<crate::schedule::Scheduler<renewal::RenewalJob>>,
+    /// Itself, for the jobs it queues.
+    me: std::sync::Weak<Self>,
 }
+
+/// Renewal steps running at once (orders are bounded by `acme.max_concurrent_orders`).
+const MAX_RENEWAL_STEPS: usize = 256;
 
 /// Why the certificate machinery could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +63,7 @@ impl CertManager {
         local_names: &crate::issue::LocalNames,
         challenges: Arc<Challenges>,
         events: Arc<crate::events::Events>,
-    ) -> Result<Self, ManagerError> {
+    ) -> Result<Arc<Self>, ManagerError> {
         let store = Arc::new(store);
         let internal = Arc::new(InternalCa::load_or_create(&store, local_names)?);
         let acme = settings.directory.clone().map(|directory| {
@@ -81,7 +85,7 @@ impl CertManager {
                 Err(e) => tracing::error!(error = %e, "skipping an unreadable certificate record"),
             }
         }
-        Ok(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             store,
             internal,
             acme,
@@ -91,30 +95,34 @@ impl CertManager {
             settings: settings.clone(),
             events,
             inventory,
-            scheduler: Arc::new(scheduler::Scheduler::default()),
-        })
+            scheduler: Arc::new(crate::schedule::Scheduler::new(MAX_RENEWAL_STEPS)),
+            me: me.clone(),
+        }))
     }
 
-    /// Starts `site`'s renewal work (its first step runs as soon as the scheduler runs).
+    /// Starts `site`'s renewal work (its first step runs as soon as the queue runs).
     pub fn schedule(&self, site: Arc<crate::sites::Site>) {
-        self.scheduler.add(site);
+        self.scheduler.add(renewal::RenewalJob {
+            manager: self.me.clone(),
+            site,
+            state: tokio::sync::Mutex::new(renewal::RenewalState::default()),
+        });
     }
 
     /// Stops `site`'s renewal work (retired).
     pub fn unschedule(&self, site: &Arc<crate::sites::Site>) {
-        self.scheduler.remove(site);
+        self.scheduler.remove(&(Arc::as_ptr(site) as usize));
     }
 
     /// Renews `site`'s certificate now, whatever its window says.
     pub fn force_renewal(&self, site: &Arc<crate::sites::Site>) {
         site.force_renewal();
-        self.scheduler.wake(site);
+        self.scheduler.wake(&(Arc::as_ptr(site) as usize));
     }
 
     /// Runs the renewal queue until `cancel`.
     pub async fn run_scheduler(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
-        let scheduler = self.scheduler.clone();
-        scheduler.run(self, cancel).await;
+        self.scheduler.clone().run(cancel).await;
     }
 
     /// Sites with renewal work.
@@ -138,7 +146,7 @@ impl CertManager {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         site.retire();
-        self.scheduler.remove(site);
+        self.unschedule(site);
         match self.store.remove_cert(site.hosts()) {
             Ok(()) => {
                 self.inventory.note_absent(Store::cert_id(site.hosts()));

@@ -17,6 +17,7 @@ use crate::certs::names::join;
 use crate::certs::record::{Failure, Replaced, from_unix, unix};
 use crate::certs::{CertRecord, CertState, Source, window};
 use crate::issue::Issuer;
+use crate::schedule::{Job, JobFuture, Wake};
 use crate::sites::{ServedCert, Site};
 
 /// Longest single sleep: the plan is recomputed at least this often.
@@ -26,15 +27,48 @@ const BUSY_WAIT: Duration = Duration::from_secs(1);
 /// Wait when the store cannot be reached to claim an order.
 const STORE_WAIT: Duration = Duration::from_secs(5);
 
-/// What to do with a site after one step of its renewal work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wake {
-    /// Look again at this moment.
-    At(SystemTime),
-    /// Look again when its issuance gate opens.
-    OnGate,
-    /// It is retired (or the edge stops): nothing more to do.
-    Never,
+/// A managed site's renewal work on the node's queue.
+pub(super) struct RenewalJob {
+    pub(super) manager: std::sync::Weak<CertManager>,
+    pub(super) site: Arc<Site>,
+    pub(super) state: tokio::sync::Mutex<RenewalState>,
+}
+
+impl Job for RenewalJob {
+    /// The site, by address (a changed site is a new `Site`).
+    type Key = usize;
+
+    fn key(&self) -> usize {
+        Arc::as_ptr(&self.site) as usize
+    }
+
+    fn step(self: Arc<Self>, cancel: CancellationToken) -> JobFuture<Wake> {
+        Box::pin(async move {
+            let Some(manager) = self.manager.upgrade() else {
+                return Wake::Never;
+            };
+            let mut state = self.state.lock().await;
+            step(&manager, &self.site, &mut state, &cancel).await
+        })
+    }
+
+    fn gate(self: Arc<Self>, cancel: CancellationToken) -> JobFuture<bool> {
+        Box::pin(async move {
+            let Some(mut gate) = self.site.gate() else {
+                return true;
+            };
+            let retired = self.site.retired().clone();
+            tokio::select! {
+                () = cancel.cancelled() => false,
+                () = retired.cancelled() => false,
+                opened = gate.wait_for(|open| *open) => opened.is_ok(),
+            }
+        })
+    }
+
+    fn urgent(&self) -> bool {
+        self.site.renewal_requested()
+    }
 }
 
 /// What one site's renewal work remembers between steps.

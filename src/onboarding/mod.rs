@@ -8,7 +8,7 @@ pub mod policy;
 pub mod registry;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, watch};
@@ -19,6 +19,8 @@ use crate::certs::record::unix;
 use crate::certs::window::backoff;
 use crate::config::{IssuerKind, OnboardingSettings, OriginUrl, SiteConfig};
 use crate::events::Events;
+use crate::schedule::{Job, JobFuture, Scheduler, Wake};
+use crate::store::Claim;
 use crate::store::Store;
 use crate::tls::SiteTable;
 use dns::{DnsChecker, Verdict};
@@ -60,7 +62,43 @@ pub struct Onboarding {
     served_changed: Notify,
     /// Names the internal CA serves: registered sites made only of them use it.
     local_names: crate::issue::LocalNames,
+    /// The node's queue of DNS checks, one entry per registered site (`schedule.rs`).
+    checks: Arc<Scheduler<SiteCheck>>,
+    /// Itself, for the jobs it queues.
+    me: Weak<Self>,
 }
+
+/// A registered site's DNS checks and status, on the node's queue.
+pub struct SiteCheck {
+    onboarding: Weak<Onboarding>,
+    id: String,
+    table: Arc<SiteTable>,
+    /// This node's claim on driving the site (fleet), kept between steps.
+    claim: tokio::sync::Mutex<Option<Claim>>,
+}
+
+impl Job for SiteCheck {
+    type Key = String;
+
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+
+    fn step(self: Arc<Self>, cancel: CancellationToken) -> JobFuture<Wake> {
+        Box::pin(async move {
+            let Some(onboarding) = self.onboarding.upgrade() else {
+                return Wake::Never;
+            };
+            let mut claim = self.claim.lock().await;
+            onboarding
+                .check_step(&self.id, &self.table, &mut claim, &cancel)
+                .await
+        })
+    }
+}
+
+/// DNS check steps running at once.
+const MAX_CHECK_STEPS: usize = 64;
 
 impl Onboarding {
     /// Loads the registry from the store (corrupt entries are reported and skipped).
@@ -69,7 +107,7 @@ impl Onboarding {
         local_names: crate::issue::LocalNames,
         store: Arc<Store>,
         events: Arc<Events>,
-    ) -> Self {
+    ) -> Arc<Self> {
         let dns = settings.cname_zone.as_ref().and_then(|_| {
             DnsChecker::new(&settings.nameservers)
                 .map_err(|e| tracing::error!(error = %e, "onboarding DNS checks are off"))
@@ -84,7 +122,7 @@ impl Onboarding {
                 Err(e) => tracing::error!(error = %e, "skipping an unreadable site record"),
             }
         }
-        Self {
+        Arc::new_cyclic(|me| Self {
             settings,
             store,
             dns,
@@ -93,7 +131,9 @@ impl Onboarding {
             gates: Mutex::new(HashMap::new()),
             served_changed: Notify::new(),
             local_names,
-        }
+            checks: Arc::new(Scheduler::new(MAX_CHECK_STEPS)),
+            me: me.clone(),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -369,64 +409,72 @@ impl Onboarding {
         Verdict::Verified
     }
 
-    /// Drives one site through its lifecycle until it is removed or `cancel`.
-    pub async fn run_site(
-        self: Arc<Self>,
-        id: String,
-        table: Arc<SiteTable>,
-        cancel: CancellationToken,
-    ) {
-        let mut claim = None;
-        while let Some(record) = self.get(&id) {
-            // In a fleet one node drives each site; the others follow it through the store.
-            match self.store.claim(&format!("site/{id}")).await {
-                Ok(Some(held)) => claim = Some(held),
-                Ok(None) => {
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(FOLLOWER_WAIT) => continue,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(site = %record.hosts[0], error = %e, "cannot claim the site's onboarding; will retry");
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(FOLLOWER_WAIT) => continue,
-                    }
-                }
+    /// Starts the DNS checks of the registered site `id` (a site already queued stays).
+    pub fn schedule(&self, id: String, table: Arc<SiteTable>) {
+        self.checks.add(SiteCheck {
+            onboarding: self.me.clone(),
+            id,
+            table,
+            claim: tokio::sync::Mutex::new(None),
+        });
+    }
+
+    /// Runs the queue of DNS checks until `cancel`.
+    pub async fn run_scheduler(self: Arc<Self>, cancel: CancellationToken) {
+        self.checks.clone().run(cancel).await;
+    }
+
+    /// One step of a site's lifecycle; returns when to take the next. `Never` once the
+    /// site is removed.
+    async fn check_step(
+        &self,
+        id: &str,
+        table: &SiteTable,
+        claim: &mut Option<Claim>,
+        cancel: &CancellationToken,
+    ) -> Wake {
+        let Some(record) = self.get(id) else {
+            if let Some(held) = claim.take() {
+                self.store.release(held).await;
             }
-            let now = SystemTime::now();
-            let wait = crate::certs::record::from_unix(record.next_check)
-                .duration_since(now)
-                .unwrap_or_default();
-            if !wait.is_zero() {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(wait.min(Duration::from_secs(60))) => continue,
-                }
-            }
-            let step = match record.status {
-                // Waiting for the renewal side: look again without touching the store or DNS
-                // (a failed order is retried by the renewal task at its own next attempt).
-                SiteStatus::Issuing | SiteStatus::Verified | SiteStatus::Failed => {
-                    let wait = self.await_certificate(&record, &table);
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(wait) => {}
-                    }
-                    None
-                }
-                _ => {
-                    let verdict = self.verify(&record).await;
-                    self.after_check(&record, verdict)
-                }
-            };
-            if let Some(delay) = step {
-                self.update(&id, |r| r.next_check = unix(SystemTime::now() + delay));
+            return Wake::Never;
+        };
+        let now = SystemTime::now();
+        // In a fleet one node drives each site; the others follow it through the store.
+        match self.store.claim(&format!("site/{id}")).await {
+            Ok(Some(held)) => *claim = Some(held),
+            Ok(None) => return Wake::At(now + FOLLOWER_WAIT),
+            Err(e) => {
+                tracing::warn!(site = %record.hosts[0], error = %e, "cannot claim the site's onboarding; will retry");
+                return Wake::At(now + FOLLOWER_WAIT);
             }
         }
-        if let Some(claim) = claim {
-            self.store.release(claim).await;
+        let wait = crate::certs::record::from_unix(record.next_check)
+            .duration_since(now)
+            .unwrap_or_default();
+        if !wait.is_zero() {
+            return Wake::At(now + wait.min(Duration::from_secs(60)));
+        }
+        match record.status {
+            // Waiting for the renewal side: look again without touching the store or DNS
+            // (a failed order is retried by renewal at its own next attempt).
+            SiteStatus::Issuing | SiteStatus::Verified | SiteStatus::Failed => {
+                Wake::At(now + self.await_certificate(&record, table))
+            }
+            _ => {
+                let verdict = tokio::select! {
+                    () = cancel.cancelled() => return Wake::Never,
+                    verdict = self.verify(&record) => verdict,
+                };
+                match self.after_check(&record, verdict) {
+                    Some(delay) => {
+                        let next = SystemTime::now() + delay;
+                        self.update(id, |r| r.next_check = unix(next));
+                        Wake::At(next)
+                    }
+                    None => Wake::At(SystemTime::now()),
+                }
+            }
         }
     }
 

@@ -1,5 +1,5 @@
-//! The renewal work of one site, one step at a time (the scheduler in `scheduler.rs` runs
-//! the steps when they are due): a step finds when its certificate is due (the first order at
+//! The renewal work of one site, one step at a time (a job on the node's queue,
+//! `schedule.rs`, which runs each step when it is due): a step finds when its certificate is due (the first order at
 //! once; a renewal at a randomised moment in the first half of the window, or inside the
 //! CA's suggested window where ACME Renewal Information is offered; an upload when it enters
 //! its window), then issues, stores and swaps. Failures back off exponentially with jitter,

@@ -1,5 +1,5 @@
 //! CNAME onboarding: the site registry (`registry.rs`), DNS verification (`dns.rs`), and the
-//! per-site task that moves a site `pending_dns` → `verified` → `issuing` → `active`, watches
+//! per-site steps (a job on the node's queue, `schedule.rs`) that move a site `pending_dns` → `verified` → `issuing` → `active`, watches
 //! an active site's DNS (→ `dns_moved`) and opens or closes its issuance gate: a registered
 //! site's certificate is only ever requested while its DNS points here (plus a grace period).
 

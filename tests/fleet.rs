@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -169,33 +169,37 @@ impl Fleet {
 
     /// `curl https://host/` through node `i`: whether it answered 200 from the origin.
     fn fetch(&self, i: usize, host: &str, root: &std::path::Path) -> bool {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "5",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-            ])
-            .arg("--cacert")
-            .arg(root)
-            .arg("--resolve")
-            .arg(format!("{host}:{}:{}", self.https, ip(i)))
-            .arg(format!("https://{host}:{}/", self.https))
-            .output()
-            .unwrap();
-        let ok = String::from_utf8_lossy(&out.stdout) == "200";
-        if !ok {
-            eprintln!(
-                "node {i}: {} {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let (code, error) = curl_status(self.https, &ip(i), host, root);
+        if code != "200" {
+            eprintln!("node {i}: {code} {error}");
         }
-        ok
+        code == "200"
     }
+}
+
+/// `curl https://host:port/` with `host` resolved to `node_ip`: (status code, curl's error).
+fn curl_status(port: u16, node_ip: &str, host: &str, root: &std::path::Path) -> (String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(root)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:{node_ip}"))
+        .arg(format!("https://{host}:{port}/"))
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A webhook receiver: every event POSTed to it, by kind.
@@ -275,25 +279,7 @@ impl Traffic {
         let (s, f, d, host) = (stop.clone(), failed.clone(), done.clone(), host.to_owned());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                let out = Command::new("curl")
-                    .args([
-                        "-sS",
-                        "--max-time",
-                        "5",
-                        "-o",
-                        "/dev/null",
-                        "-w",
-                        "%{http_code}",
-                    ])
-                    .arg("--cacert")
-                    .arg(&root)
-                    .arg("--resolve")
-                    .arg(format!("{host}:{https}:{node_ip}"))
-                    .arg(format!("https://{host}:{https}/"))
-                    .stderr(Stdio::null())
-                    .output()
-                    .unwrap();
-                if String::from_utf8_lossy(&out.stdout) != "200" {
+                if curl_status(https, &node_ip, &host, &root).0 != "200" {
                     f.fetch_add(1, Ordering::SeqCst);
                 }
                 d.fetch_add(1, Ordering::SeqCst);

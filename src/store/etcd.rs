@@ -175,9 +175,13 @@ impl EtcdBackend {
         format!("etcd key {}", self.full(key))
     }
 
-    /// Runs `op` on the clients' runtime (failing over between members) and blocks this
-    /// thread until it ends.
-    fn call<T, F, Fut>(&self, doing: &str, op: F) -> Result<T, StoreError>
+    /// `op` run on the member in use (failing over to the others), as a future that owns
+    /// what it needs; its error names what was being done.
+    fn operation<T, F, Fut>(
+        &self,
+        doing: &str,
+        op: F,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'static
     where
         T: Send + 'static,
         F: Fn(Client) -> Fut + Send + 'static,
@@ -186,7 +190,7 @@ impl EtcdBackend {
         let members = self.members.clone();
         let timeout = self.settings.timeout;
         let doing = doing.to_owned();
-        wait_async(&self.runtime, async move {
+        async move {
             members
                 .run(timeout, op)
                 .await
@@ -194,7 +198,17 @@ impl EtcdBackend {
                     what: format!("etcd ({doing})"),
                     reason,
                 })
-        })
+        }
+    }
+
+    /// Runs `op` on the clients' runtime and blocks this thread until it ends.
+    fn call<T, F, Fut>(&self, doing: &str, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send,
+    {
+        wait_async(&self.runtime, self.operation(doing, op))
     }
 
     /// Like [`call`](Self::call), for async callers (never blocks their thread).
@@ -204,20 +218,15 @@ impl EtcdBackend {
         F: Fn(Client) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, etcd_client::Error>> + Send,
     {
-        let members = self.members.clone();
-        let timeout = self.settings.timeout;
-        let task = self
-            .runtime
-            .spawn(async move { members.run(timeout, op).await });
-        let reason = match task.await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(reason)) => reason,
-            Err(e) => e.to_string(),
-        };
-        Err(StoreError::Unavailable {
-            what: format!("etcd ({doing})"),
-            reason,
-        })
+        self.runtime
+            .spawn(self.operation(doing, op))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Unavailable {
+                    what: format!("etcd ({doing})"),
+                    reason: e.to_string(),
+                })
+            })
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -130,17 +130,16 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
 /// The fleet's nodes (this one alone on the fs store).
 async fn nodes(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let edge = api.edge.clone();
-    let nodes =
-        tokio::task::spawn_blocking(move || crate::fleet::nodes::list(&edge, edge.started()))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    e.to_string(),
-                )
-            })?
-            .map_err(|e| ApiError::store(&e))?;
+    let nodes = tokio::task::spawn_blocking(move || crate::fleet::nodes::list(&edge))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                e.to_string(),
+            )
+        })?
+        .map_err(|e| ApiError::store(&e))?;
     let now = crate::certs::record::unix(std::time::SystemTime::now());
     let nodes: Vec<serde_json::Value> = nodes
         .into_iter()

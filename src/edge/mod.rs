@@ -142,7 +142,7 @@ impl Edge {
         let onboarding = Onboarding::new(
             config.onboarding.clone(),
             config.internal_names.clone(),
-            certificates.store().clone(),
+            certificates.clone(),
             events.clone(),
         );
         let table = Arc::new(SiteTable::new());

@@ -147,34 +147,22 @@ fn sorted_names(names: &[HostName]) -> Vec<&HostName> {
 }
 
 fn warn_restart_needed(old: &Config, new: &Config) {
-    let mut parts = Vec::new();
-    if old.server != new.server {
-        parts.push("[server]");
-    }
-    if old.tls != new.tls {
-        parts.push("[tls]");
-    }
-    if old.proxy != new.proxy {
-        parts.push("[proxy]");
-    }
-    if old.log != new.log {
-        parts.push("[log]");
-    }
-    if old.acme != new.acme {
-        parts.push("[acme]");
-    }
-    if old.onboarding != new.onboarding {
-        parts.push("[onboarding]");
-    }
-    if old.events != new.events {
-        parts.push("[events]");
-    }
-    if old.internal_names != new.internal_names {
-        parts.push("[internal_ca]");
-    }
-    if old.storage != new.storage {
-        parts.push("[storage]");
-    }
+    let changed = [
+        ("[server]", old.server != new.server),
+        ("[tls]", old.tls != new.tls),
+        ("[proxy]", old.proxy != new.proxy),
+        ("[log]", old.log != new.log),
+        ("[acme]", old.acme != new.acme),
+        ("[onboarding]", old.onboarding != new.onboarding),
+        ("[events]", old.events != new.events),
+        ("[internal_ca]", old.internal_names != new.internal_names),
+        ("[storage]", old.storage != new.storage),
+    ];
+    let parts: Vec<&str> = changed
+        .iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(section, _)| *section)
+        .collect();
     if !parts.is_empty() {
         tracing::warn!(
             sections = parts.join(" "),

@@ -26,7 +26,7 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     /// This node now.
-    pub fn current(edge: &Edge, started: SystemTime) -> Self {
+    pub fn current(edge: &Edge) -> Self {
         let id = edge
             .certificates
             .store()
@@ -36,7 +36,7 @@ impl NodeInfo {
             id,
             address: edge.server_settings().https.to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            started: unix(started),
+            started: unix(edge.started()),
             last_seen: unix(SystemTime::now()),
             sites: edge.table.sites().len(),
         }
@@ -44,10 +44,10 @@ impl NodeInfo {
 }
 
 /// Every node of the fleet (this one alone on the fs store), by id.
-pub fn list(edge: &Edge, started: SystemTime) -> Result<Vec<NodeInfo>, crate::store::StoreError> {
+pub fn list(edge: &Edge) -> Result<Vec<NodeInfo>, crate::store::StoreError> {
     let store = edge.certificates.store();
     if store.fleet().is_none() {
-        return Ok(vec![NodeInfo::current(edge, started)]);
+        return Ok(vec![NodeInfo::current(edge)]);
     }
     let mut nodes = Vec::new();
     for node in store.load_json_dir::<NodeInfo>("nodes") {
@@ -68,9 +68,8 @@ pub async fn heartbeat(edge: Arc<Edge>) {
     };
     let every = (etcd.settings().lease_ttl / 3).max(Duration::from_millis(500));
     let key = format!("nodes/{}.json", etcd.settings().node_id);
-    let started = edge.started();
     loop {
-        let info = NodeInfo::current(&edge, started);
+        let info = NodeInfo::current(&edge);
         if let Ok(json) = serde_json::to_vec(&info)
             && let Err(e) = etcd.put_leased(&key, &json).await
         {

@@ -125,11 +125,6 @@ impl CertManager {
         self.scheduler.clone().run(cancel).await;
     }
 
-    /// Sites with renewal work.
-    pub fn scheduled(&self) -> usize {
-        self.scheduler.len()
-    }
-
     pub fn internal_ca(&self) -> &InternalCa {
         &self.internal
     }

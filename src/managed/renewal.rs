@@ -170,8 +170,9 @@ pub(super) async fn step(
             return Wake::At(now + STORE_WAIT);
         }
     };
-    // Another node may have finished this very order just before we claimed it.
-    if manager.adopt_stored(site) {
+    // Another node may have finished this very order just before we claimed it (only
+    // another node can have written the record since this step read it).
+    if matches!(claim, crate::store::Claim::Fleet(_)) && manager.adopt_stored(site) {
         manager.store.release(claim).await;
         return Wake::At(SystemTime::now());
     }

@@ -53,6 +53,8 @@ const FAILED_POLL_MAX: Duration = Duration::from_secs(30);
 pub struct Onboarding {
     settings: OnboardingSettings,
     store: Arc<Store>,
+    /// Where an order's outcome is read (from memory, not the store).
+    certificates: Arc<crate::managed::CertManager>,
     dns: Option<DnsChecker>,
     events: Arc<Events>,
     sites: Mutex<Registry>,
@@ -105,9 +107,10 @@ impl Onboarding {
     pub fn new(
         settings: OnboardingSettings,
         local_names: crate::issue::LocalNames,
-        store: Arc<Store>,
+        certificates: Arc<crate::managed::CertManager>,
         events: Arc<Events>,
     ) -> Arc<Self> {
+        let store = certificates.store().clone();
         let dns = settings.cname_zone.as_ref().and_then(|_| {
             DnsChecker::new(&settings.nameservers)
                 .map_err(|e| tracing::error!(error = %e, "onboarding DNS checks are off"))
@@ -125,6 +128,7 @@ impl Onboarding {
         Arc::new_cyclic(|me| Self {
             settings,
             store,
+            certificates,
             dns,
             events,
             sites: Mutex::new(sites),
@@ -603,7 +607,7 @@ impl Onboarding {
             .iter()
             .filter_map(|h| HostName::parse(h).ok())
             .collect();
-        let failure = self.store.load_cert(&hosts).ok()??.failure?;
+        let failure = self.certificates.status(&hosts)?.failure.clone()?;
         let next_retry = crate::certs::record::from_unix(failure.next_retry);
         if record.status != SiteStatus::Failed || record.failures != failure.attempts {
             let reason = format!("certificate order failed: {}", failure.reason);

@@ -16,9 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-};
 use rustls::client::{ClientConfig, ClientConnection};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::ServerConnection;
@@ -37,7 +34,8 @@ const KEY_CACHE: usize = 50_000;
 /// Handshakes measured per kind (cold keys need as many distinct sites).
 const HANDSHAKES: usize = 2_000;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+mod support;
+use support::{BenchCa, Error, rss_bytes, site_name};
 
 /// The edge binary's allocator (`src/main.rs`), so memory and load time are the edge's.
 #[global_allocator]
@@ -82,15 +80,7 @@ fn main() -> Result<(), Error> {
 }
 
 fn dataset_dir(n: usize) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
-        PathBuf::from,
-    );
-    target.join("bench-sites").join(n.to_string())
-}
-
-fn site_name(i: usize) -> String {
-    format!("site{i}.bench.example")
+    support::dataset_dir("bench-sites", n)
 }
 
 // ---- the dataset: N certificates from one CA, stored once ----
@@ -105,35 +95,21 @@ fn ensure_dataset(n: usize) -> Result<(), Error> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let store = Store::open(&dir.join("store"))?;
-
-    let root_key = KeyPair::generate()?;
-    let mut root = CertificateParams::new(Vec::<String>::new())?;
-    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    root.distinguished_name = name("onehttps bench root");
-    let root_cert = root.self_signed(&root_key)?;
-    let root_issuer = Issuer::new(root, root_key);
-    let inter_key = KeyPair::generate()?;
-    let mut inter = CertificateParams::new(Vec::<String>::new())?;
-    inter.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    inter.distinguished_name = name("onehttps bench intermediate");
-    let inter_pem = inter.signed_by(&inter_key, &root_issuer)?.pem();
-    let issuer = Issuer::new(inter, inter_key);
+    let ca = BenchCa::new()?;
 
     let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
     let parts: Vec<Vec<u8>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (issuer, store, inter_pem) = (&issuer, &store, &inter_pem);
+                let (ca, store) = (&ca, &store);
                 scope.spawn(move || -> Result<Vec<u8>, Error> {
                     let mut out = Vec::new();
                     for i in (t..n).step_by(threads) {
                         let host = site_name(i);
-                        let key = KeyPair::generate()?;
-                        let leaf =
-                            CertificateParams::new(vec![host.clone()])?.signed_by(&key, issuer)?;
+                        let leaf = ca.issue(&host)?;
                         let names = [HostName::parse(&host)?];
-                        let sealed = store.seal_cert_key(&names, &key.serialize_der())?;
-                        let chain = leaf.pem() + inter_pem;
+                        let sealed = store.seal_cert_key(&names, &leaf.key_der)?;
+                        let chain = leaf.chain_pem;
                         for field in [host.as_bytes(), chain.as_bytes(), sealed.as_bytes()] {
                             out.extend_from_slice(&(field.len() as u32).to_le_bytes());
                             out.extend_from_slice(field);
@@ -153,15 +129,9 @@ fn ensure_dataset(n: usize) -> Result<(), Error> {
         file.write_all(&part)?;
     }
     file.flush()?;
-    std::fs::write(dir.join("root.der"), root_cert.der())?;
+    std::fs::write(dir.join("root.der"), &ca.root_der)?;
     std::fs::write(dir.join("done"), b"")?;
     Ok(())
-}
-
-fn name(cn: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    dn
 }
 
 /// One site as stored: its name, chain PEM and sealed key.
@@ -240,15 +210,6 @@ fn load_dataset(dir: &Path, store: &Store, n: usize) -> Result<Vec<Arc<Site>>, E
 
 // ---- one measured run ----
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// The edge's path from a stored record to a servable site.
 fn load_site(store: &Store, stored: &Stored) -> Result<Arc<Site>, Error> {
     let names = vec![HostName::parse(&stored.host)?];
@@ -276,7 +237,7 @@ fn load_site(store: &Store, stored: &Stored) -> Result<Arc<Site>, Error> {
 
 fn child(n: usize, started: Instant) -> Result<(), Error> {
     let dir = dataset_dir(n);
-    let baseline = rss_bytes();
+    let baseline = rss_bytes("self");
     let store = Store::open(&dir.join("store"))?;
     let sites = load_dataset(&dir, &store, n)?;
     let loaded = started.elapsed();
@@ -322,7 +283,7 @@ fn child(n: usize, started: Instant) -> Result<(), Error> {
         &site_name(n / 2),
     ))?;
     let to_serving = started.elapsed();
-    let loaded_rss = rss_bytes().saturating_sub(baseline);
+    let loaded_rss = rss_bytes("self").saturating_sub(baseline);
 
     // Cold: each handshake to a site never touched (its key sealed); cached: one site again.
     let cold_sites: Vec<String> = (0..HANDSHAKES.min(n))

@@ -272,19 +272,10 @@ fn kill_9_mid_issuance_ends_with_exactly_one_valid_certificate() {
     edge.restart();
     edge.wait_log("certificate issued", Duration::from_secs(60));
     assert_served(&edge, &pebble);
-    let certs: Vec<String> = std::fs::read_dir(edge.data_dir().join("certs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(certs.len(), 1, "{certs:?}");
-    assert!(
-        certs[0].starts_with(HOST) && certs[0].ends_with(".json"),
-        "{certs:?}"
-    );
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(edge.data_dir().join("certs").join(&certs[0])).unwrap(),
-    )
-    .unwrap();
+    let records = common::stored_records(&edge.data_dir());
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record["names"][0], HOST);
     assert_eq!(record["state"], "issued");
     assert_eq!(record["source"], "acme");
 }
@@ -317,14 +308,8 @@ fn an_uploaded_certificate_near_expiry_is_replaced_by_an_acme_one() {
     let root = pebble.write_issuing_root(edge.dir.path());
     let (ok, out) = curl(HOST, edge.https, "/", &root, &[]);
     assert!(ok, "{out}\n{}", edge.log());
-    let record = std::fs::read_dir(edge.data_dir().join("certs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    let records = common::stored_records(&edge.data_dir());
+    let record = &records[0];
     assert_eq!(record["source"], "acme");
     assert!(record["replaced"]["serial"].is_string(), "{record}");
 

@@ -53,7 +53,8 @@ fn run_without_config_serves_the_demo_page() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let data = dir.path().join("onehttps-data");
-    let key = data.join("ca/root.key.sealed");
+    // The internal CA's key is sealed inside the one store file.
+    let key = data.join("store.redb");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     common::assert_no_plaintext_keys(&data);
     let _ = Command::new("kill").arg(child.id().to_string()).status();

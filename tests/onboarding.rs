@@ -195,10 +195,7 @@ fn the_whole_journey_from_site_add_to_https_and_dns_moved() {
     let (code, _, err) = w.cli(&["site", "show", "shop.example.com"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        std::fs::read_dir(w.edge.data_dir().join("certs"))
-            .unwrap()
-            .next()
-            .is_none(),
+        common::stored_records(&w.edge.data_dir()).is_empty(),
         "key deleted"
     );
 }
@@ -386,8 +383,7 @@ fn malformed_api_requests_get_4xx_and_store_nothing() {
     let (code, list) = w.api("GET", "/api/v1/sites", None, Some(&token));
     assert_eq!(code, 200);
     assert_eq!(list.trim(), "{\"sites\":[]}");
-    let stored = std::fs::read_dir(w.edge.data_dir().join("sites")).map_or(0, |d| d.count());
-    assert_eq!(stored, 0);
+    assert_eq!(common::stored_sites(&w.edge.data_dir()), 0);
     // The token file is private.
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(w.edge.data_dir().join("admin.token"))

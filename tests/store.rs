@@ -1,7 +1,8 @@
 //! The internal CA and the encrypted store, with the real binary: a `*.test` site verifies
 //! against `onehttps ca root`; keys never sit in plaintext; a wrong master key is refused
 //! with a clear error; a corrupt record is reported, set aside and replaced, and the other
-//! sites' certificates are untouched.
+//! sites' certificates are untouched; a data directory in the one-file-per-entry layout moves
+//! into the embedded store on first start and keeps every certificate.
 
 mod common;
 
@@ -10,10 +11,12 @@ use std::process::Command;
 use std::time::Duration;
 
 /// An edge whose sites are local names, so the internal CA issues for them.
+/// The store is the one-file-per-entry layout (`kind = "fs"`), so tests can alter records.
 fn internal_edge(sites: &[&[&str]]) -> EdgeProcess {
     let dir = tempfile::tempdir().unwrap();
     let ports = EdgePorts::new();
     let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(common::FS_STORAGE);
     for hosts in sites {
         config.push_str(&site_table(hosts, &["http://127.0.0.1:9".into()], None));
     }
@@ -287,4 +290,46 @@ fn a_site_removed_from_the_config_loses_its_record_and_key() {
         "b.test is not served"
     );
     assert!(!serial(edge.https, "a.test").is_empty());
+}
+
+#[test]
+fn an_fs_data_dir_moves_into_the_embedded_store_and_keeps_its_certificates() {
+    let mut edge = internal_edge(&[&["a.test"], &["b.test", "www.b.test"]]);
+    let (a_before, b_before) = (serial(edge.https, "a.test"), serial(edge.https, "b.test"));
+    assert!(!a_before.is_empty() && !b_before.is_empty());
+    let root_before = std::fs::read(ca_root(&edge)).unwrap();
+    edge.stop();
+
+    // The same config without `kind = "fs"`: the default, embedded.
+    let config = std::fs::read_to_string(&edge.config_path).unwrap();
+    edge.rewrite_config(&config.replace(common::FS_STORAGE, ""));
+    edge.restart();
+    edge.wait_log("moved the store", Duration::from_secs(10));
+    assert_eq!(
+        serial(edge.https, "a.test"),
+        a_before,
+        "a.test keeps its certificate"
+    );
+    assert_eq!(
+        serial(edge.https, "b.test"),
+        b_before,
+        "b.test keeps its certificate"
+    );
+    assert_eq!(serial(edge.https, "www.b.test"), b_before);
+    assert_eq!(
+        std::fs::read(ca_root(&edge)).unwrap(),
+        root_before,
+        "same internal CA"
+    );
+    let data = edge.data_dir();
+    assert!(!data.join("certs").exists(), "the old layout is moved away");
+    assert!(data.join("fs-migrated/certs").is_dir(), "and kept");
+    assert_eq!(common::stored_records(&data).len(), 2);
+    common::assert_no_plaintext_keys(&data);
+
+    // Once: a second start reads the embedded store only.
+    edge.restart();
+    assert_eq!(serial(edge.https, "a.test"), a_before);
+    assert_eq!(edge.count_log("moved the store"), 0, "{}", edge.log());
+    assert_eq!(edge.count_log("certificate issued"), 0, "{}", edge.log());
 }

@@ -1,5 +1,6 @@
-//! `[storage]`: where everything persistent lives. `fs` (the default) keeps it under
-//! `server.data_dir`; `etcd` keeps it in an etcd cluster shared by a fleet of edges, under
+//! `[storage]`: where everything persistent lives. `embedded` (the default) keeps it in one
+//! transactional file, `server.data_dir/store.redb`; `fs` keeps one file per entry under
+//! `server.data_dir` (easy to inspect, fine for a few thousand sites); `etcd` keeps it in an etcd cluster shared by a fleet of edges, under
 //! `prefix`, with this node known as `node_id`.
 
 use std::time::Duration;
@@ -14,9 +15,12 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
 
 /// `[storage]`, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum StorageSettings {
-    /// Files under `server.data_dir`.
+    /// One file, `server.data_dir/store.redb`.
+    #[default]
+    Embedded,
+    /// One file per entry under `server.data_dir`.
     Fs,
     /// A shared etcd cluster.
     Etcd(EtcdSettings),
@@ -51,9 +55,9 @@ fn host_name() -> String {
 }
 
 pub(super) fn convert(s: FileStorage, issues: &mut Issues<'_>) -> StorageSettings {
-    let kind = s.kind.as_ref().map_or("fs", |k| k.get_ref().as_str());
+    let kind = s.kind.as_ref().map_or("embedded", |k| k.get_ref().as_str());
     match kind {
-        "fs" => {
+        "embedded" | "fs" => {
             let spans = [
                 (s.endpoints.as_ref().map(Spanned::span), "storage.endpoints"),
                 (s.prefix.as_ref().map(Spanned::span), "storage.prefix"),
@@ -65,7 +69,11 @@ pub(super) fn convert(s: FileStorage, issues: &mut Issues<'_>) -> StorageSetting
                     issues.at(span, key, "only applies to kind = \"etcd\"");
                 }
             }
-            StorageSettings::Fs
+            if kind == "fs" {
+                StorageSettings::Fs
+            } else {
+                StorageSettings::Embedded
+            }
         }
         "etcd" => StorageSettings::Etcd(etcd(s, issues)),
         other => {
@@ -73,7 +81,7 @@ pub(super) fn convert(s: FileStorage, issues: &mut Issues<'_>) -> StorageSetting
                 issues.at(
                     k.span(),
                     "storage.kind",
-                    format!("`{other}` is not a store: use \"fs\" or \"etcd\""),
+                    format!("`{other}` is not a store: use \"embedded\", \"fs\" or \"etcd\""),
                 );
             }
             StorageSettings::Fs

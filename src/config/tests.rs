@@ -164,8 +164,10 @@ fn shipped_production_example_parses() {
 }
 
 #[test]
-fn storage_is_fs_by_default_and_etcd_is_checked() {
+fn storage_is_embedded_by_default_and_etcd_is_checked() {
     let c = Config::parse("", Path::new("/etc")).unwrap();
+    assert_eq!(c.storage, StorageSettings::Embedded);
+    let c = Config::parse("[storage]\nkind = \"fs\"\n", Path::new("/etc")).unwrap();
     assert_eq!(c.storage, StorageSettings::Fs);
     let c = Config::parse(
         "[storage]\nkind = \"etcd\"\nendpoints = [\"http://10.0.0.1:2379/\", \"http://10.0.0.2:2379\"]\nnode_id = \"edge-1\"\nlease_ttl = \"3s\"\n",

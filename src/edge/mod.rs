@@ -189,6 +189,7 @@ impl Edge {
         });
         edge.check_registered(&config)?;
         edge.apply(config);
+        edge.certificates.preload_done();
         Ok(edge)
     }
 

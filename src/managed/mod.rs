@@ -7,7 +7,7 @@
 pub mod inventory;
 mod renewal;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -41,6 +41,9 @@ pub struct CertManager {
     scheduler: Arc<crate::schedule::Scheduler<renewal::RenewalJob>>,
     /// Itself, for the jobs it queues.
     me: std::sync::Weak<Self>,
+    /// Certificates read from the store at start, by record id, until the first apply takes
+    /// them (one read of each record at restart, see [`CertManager::new`]).
+    preloaded: Mutex<HashMap<String, ServedCert>>,
 }
 
 /// Renewal steps running at once (orders are bounded by `acme.max_concurrent_orders`).
@@ -74,18 +77,7 @@ impl CertManager {
                 challenges,
             ))
         });
-        let inventory = inventory::Inventory::default();
-        for record in store.load_all_certs() {
-            match record {
-                Ok(record) => {
-                    if let Some(id) = record_id(&record) {
-                        inventory.note(id, &record);
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "skipping an unreadable certificate record"),
-            }
-        }
-        Ok(Arc::new_cyclic(|me| Self {
+        let manager = Arc::new_cyclic(|me| Self {
             store,
             internal,
             acme,
@@ -94,10 +86,57 @@ impl CertManager {
             records: Mutex::new(()),
             settings: settings.clone(),
             events,
-            inventory,
             scheduler: Arc::new(crate::schedule::Scheduler::new(MAX_RENEWAL_STEPS)),
             me: me.clone(),
-        }))
+            inventory: inventory::Inventory::default(),
+            preloaded: Mutex::new(HashMap::new()),
+        });
+        manager.preload();
+        Ok(manager)
+    }
+
+    /// Reads every stored record once, on every core: its status goes into the inventory,
+    /// and a certificate that can be served as it is waits in `preloaded` for its site. A bad
+    /// record is left for [`initial_cert`](Self::initial_cert) to report and set aside.
+    fn preload(&self) {
+        let started = std::time::Instant::now();
+        let scanned = self.store.scan("certs", ".json", |path, bytes| {
+            let record = match self.store.parse_cert(path, bytes) {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::error!(error = %e, "an unreadable certificate record; its site will report it");
+                    return;
+                }
+            };
+            let Some(names) = record_names(&record) else {
+                return;
+            };
+            let id = Store::cert_id(&names);
+            self.inventory.note(id.clone(), &record);
+            if let Ok(served) = self.servable_trusted(&record, &names) {
+                self.lock_preloaded().insert(id, served);
+            }
+        });
+        if let Err(e) = scanned {
+            tracing::error!(error = %e, "cannot read every certificate record; the rest are read per site");
+        }
+        tracing::info!(
+            certificates = self.lock_preloaded().len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "certificates read from the store"
+        );
+    }
+
+    fn lock_preloaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, ServedCert>> {
+        self.preloaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops the preloaded certificates no site took (records of names no longer served).
+    pub fn preload_done(&self) {
+        let mut preloaded = self.lock_preloaded();
+        *preloaded = HashMap::new();
     }
 
     /// Starts `site`'s renewal work (its first step runs as soon as the queue runs).
@@ -197,6 +236,11 @@ impl CertManager {
 
     /// What `site` serves from the start. Blocking (file reads, maybe an internal issuance).
     pub fn initial_cert(&self, site: &SiteConfig) -> Option<ServedCert> {
+        if site.cert.is_none()
+            && let Some(served) = self.lock_preloaded().remove(&Store::cert_id(&site.hosts))
+        {
+            return Some(served);
+        }
         let (stored, mut rejected) = match self.load_record(&site.hosts) {
             Ok(record) => (record, None),
             Err(Unreadable::Rejected(reason)) => (None, Some(reason)),
@@ -298,32 +342,44 @@ impl CertManager {
         }
     }
 
-    /// The certificate a record holds, if it still serves `names` now: the sealed key must
-    /// open and match the chain's leaf.
+    /// The certificate a record holds, if it still serves `names` now; a record that cannot
+    /// be served is set aside and reported.
     fn servable(&self, record: &CertRecord, names: &[HostName]) -> Result<ServedCert, Unservable> {
+        self.servable_trusted(record, names).map_err(|e| match e {
+            Undecodable::Stale => Unservable::Stale,
+            Undecodable::Bad(what) => {
+                let path = self.store.cert_path_of(names);
+                Unservable::Bad(self.reject(Some(&path), &format!("{}: {what}", path.display())))
+            }
+        })
+    }
+
+    /// The certificate an authenticated record holds (its tag proves this edge wrote the
+    /// chain and the sealed key together, after checking they match: they are not checked
+    /// again, so a million records load in seconds), if it still serves `names` now.
+    fn servable_trusted(
+        &self,
+        record: &CertRecord,
+        names: &[HostName],
+    ) -> Result<ServedCert, Undecodable> {
         let (Some(chain_pem), Some(sealed)) = (&record.chain_pem, &record.sealed_key) else {
-            return Err(Unservable::Stale);
-        };
-        // The path is only needed to report a bad record.
-        let bad = |what: String| {
-            let path = self.store.cert_path_of(names);
-            Unservable::Bad(self.reject(Some(&path), &format!("{}: {what}", path.display())))
+            return Err(Undecodable::Stale);
         };
         let key_der = self
             .store
             .open_cert_key(names, sealed)
-            .map_err(|e| bad(format!("the sealed key does not open ({e})")))?;
+            .map_err(|e| Undecodable::Bad(format!("the sealed key does not open ({e})")))?;
         let key = PrivateKeyDer::try_from(key_der.as_slice())
-            .map_err(|e| bad(format!("the key does not decode ({e})")))?;
-        let bundle = CertBundle::from_chain_pem(chain_pem.as_bytes(), &key)
-            .map_err(|e| bad(format!("the chain and key are not usable ({e})")))?;
+            .map_err(|e| Undecodable::Bad(format!("the key does not decode ({e})")))?;
+        let bundle = CertBundle::from_stored(chain_pem.as_bytes(), &key)
+            .map_err(|e| Undecodable::Bad(format!("the chain is not usable ({e})")))?;
         if record.source == Source::Internal && !self.internal.issued(&bundle.chain.leaf()) {
             tracing::warn!(names = %join(names), "stored certificate is from an earlier internal CA root; issuing from the current one");
-            return Err(Unservable::Stale);
+            return Err(Undecodable::Stale);
         }
         if let Err(e) = bundle.check_serves(names, SystemTime::now()) {
             tracing::warn!(names = %join(names), reason = %e, "stored certificate no longer serves its names; a new one will be obtained");
-            return Err(Unservable::Stale);
+            return Err(Undecodable::Stale);
         }
         Ok(ServedCert::new(bundle, record.source))
     }
@@ -451,13 +507,25 @@ impl CertManager {
 
 /// The id of `record`'s slot, from its names.
 fn record_id(record: &CertRecord) -> Option<String> {
-    let names: Vec<HostName> = record
+    record_names(record).map(|names| Store::cert_id(&names))
+}
+
+/// The names of a record, parsed.
+fn record_names(record: &CertRecord) -> Option<Vec<HostName>> {
+    record
         .names
         .iter()
         .map(|n| HostName::parse(n))
         .collect::<Result<_, _>>()
-        .ok()?;
-    Some(Store::cert_id(&names))
+        .ok()
+}
+
+/// Why an authenticated record's certificate cannot be served.
+enum Undecodable {
+    /// Nothing issued yet, expired, or from an earlier internal root.
+    Stale,
+    /// What is wrong with it.
+    Bad(String),
 }
 
 /// Why a record could not be read.

@@ -116,14 +116,22 @@ impl Onboarding {
                 .map_err(|e| tracing::error!(error = %e, "onboarding DNS checks are off"))
                 .ok()
         });
-        let mut sites = Registry::default();
-        for record in store.load_json_dir::<SiteRecord>("sites") {
-            match record {
+        let sites = Mutex::new(Registry::default());
+        let scanned = store.scan("sites", ".json", |path, bytes| {
+            match serde_json::from_slice::<SiteRecord>(bytes) {
                 Ok(record) => {
-                    sites.insert(record);
+                    sites
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(record);
                 }
-                Err(e) => tracing::error!(error = %e, "skipping an unreadable site record"),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "skipping an unreadable site record");
+                }
             }
+        });
+        if let Err(e) = scanned {
+            tracing::error!(error = %e, "cannot read every site record");
         }
         Arc::new_cyclic(|me| Self {
             settings,
@@ -131,7 +139,7 @@ impl Onboarding {
             certificates,
             dns,
             events,
-            sites: Mutex::new(sites),
+            sites,
             gates: Mutex::new(HashMap::new()),
             served_changed: Notify::new(),
             local_names,

@@ -1,12 +1,15 @@
-//! Persistence behind one interface with two backends: `fs` under `data_dir` (the default;
-//! every write atomic, `atomic.rs`) and `etcd` for a fleet (`etcd.rs`). Every private key is
+//! Persistence behind one interface with three backends: `embedded` (the default: every
+//! entry in one transactional file, `data_dir/store.redb`, `embedded.rs`), `fs` (one file per
+//! entry under `data_dir`, every write atomic, `atomic.rs`) and `etcd` for a fleet
+//! (`etcd.rs`). Every private key is
 //! sealed under the master key (`seal.rs`), which never enters the store (each node has it
 //! from `ONEHTTPS_MASTER_KEY` or its own `data_dir/master.key`); every record is
 //! authenticated under it; every file holding a secret is 0600. A corrupt entry is reported
 //! with its location and skipped, never fatal for the rest.
 //!
-//! Layout (etcd: the same keys under `storage.prefix`, plus `locks/`, `challenges/` and
-//! `nodes/` attached to each node's lease):
+//! Layout of `fs` (embedded: the same keys in `store.redb`, 0600; etcd: the same keys under
+//! `storage.prefix`, plus `locks/`, `challenges/` and `nodes/` attached to each node's lease;
+//! `master.key` stays a file of `data_dir` whatever the backend):
 //! ```text
 //! data_dir/            0700
 //!   master.key         0600  the master key (unless ONEHTTPS_MASTER_KEY is set)
@@ -20,6 +23,7 @@
 //! ```
 
 pub mod atomic;
+pub mod embedded;
 pub mod etcd;
 pub mod seal;
 
@@ -80,8 +84,16 @@ impl StoreError {
 enum Backend {
     /// Files under this directory.
     Fs(PathBuf),
+    /// One file in this directory (`dir` also holds the lock file and the master key).
+    Embedded {
+        dir: PathBuf,
+        db: Box<embedded::EmbeddedBackend>,
+    },
     Etcd(Box<etcd::EtcdBackend>),
 }
+
+/// Marks the key inside the embedded file in a reported location: `…/store.redb#<key>`.
+const EMBEDDED_MARK: char = '#';
 
 /// Marks where an etcd key is reported (in the `path` of an error).
 const ETCD_MARK: &str = "etcd:";
@@ -158,35 +170,17 @@ impl Drop for StoreLock<'_> {
 impl Store {
     /// Opens (creating on first use) the fs store in `dir`; refuses a wrong master key.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let data_dir = |source| StoreError::DataDir {
-            path: dir.to_owned(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(data_dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(data_dir)?;
-        let _lock = atomic::lock_dir(dir).map_err(data_dir)?;
-        let master = MasterKey::load_or_create(dir)?;
-        for sub in ["certs", "ca", "acme", "sites"] {
-            atomic::clean_temporaries(&dir.join(sub));
-        }
-        let store = Self {
-            backend: Backend::Fs(dir.to_owned()),
-            master,
-        };
-        store.verify_master()?;
-        store.migrate_records()?;
-        Ok(store)
+        Self::open_with(&crate::config::StorageSettings::Fs, dir)
     }
 
-    /// Opens the store `settings` choose: `fs` in `data_dir`, or etcd (the master key still
-    /// comes from `ONEHTTPS_MASTER_KEY` or `data_dir/master.key`, never from etcd).
+    /// Opens the store `settings` choose: the embedded file or fs files in `data_dir`, or
+    /// etcd. The master key comes from `ONEHTTPS_MASTER_KEY` or `data_dir/master.key`, never
+    /// from the store; a store sealed under another key is refused.
     pub fn open_with(
         settings: &crate::config::StorageSettings,
         data_dir: &Path,
     ) -> Result<Self, StoreError> {
-        let crate::config::StorageSettings::Etcd(etcd) = settings else {
-            return Self::open(data_dir);
-        };
+        use crate::config::StorageSettings;
         let data_dir_error = |source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
@@ -194,14 +188,25 @@ impl Store {
         std::fs::create_dir_all(data_dir).map_err(data_dir_error)?;
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
             .map_err(data_dir_error)?;
-        let master = {
-            let _lock = atomic::lock_dir(data_dir).map_err(data_dir_error)?;
-            MasterKey::load_or_create(data_dir)?
+        // Held until the store is verified: first opens by two processes agree on one key.
+        let _lock = atomic::lock_dir(data_dir).map_err(data_dir_error)?;
+        let master = MasterKey::load_or_create(data_dir)?;
+        let backend = match settings {
+            StorageSettings::Fs => {
+                for sub in ["certs", "ca", "acme", "sites"] {
+                    atomic::clean_temporaries(&data_dir.join(sub));
+                }
+                Backend::Fs(data_dir.to_owned())
+            }
+            StorageSettings::Embedded => Backend::Embedded {
+                dir: data_dir.to_owned(),
+                db: Box::new(embedded::EmbeddedBackend::open(data_dir)?),
+            },
+            StorageSettings::Etcd(etcd) => {
+                Backend::Etcd(Box::new(etcd::EtcdBackend::connect(etcd)?))
+            }
         };
-        let store = Self {
-            backend: Backend::Etcd(Box::new(etcd::EtcdBackend::connect(etcd)?)),
-            master,
-        };
+        let store = Self { backend, master };
         store.verify_master()?;
         store.migrate_records()?;
         Ok(store)
@@ -211,7 +216,7 @@ impl Store {
     pub fn fleet(&self) -> Option<&etcd::EtcdBackend> {
         match &self.backend {
             Backend::Etcd(etcd) => Some(etcd),
-            Backend::Fs(_) => None,
+            Backend::Fs(_) | Backend::Embedded { .. } => None,
         }
     }
 
@@ -240,10 +245,14 @@ impl Store {
         }
     }
 
-    /// Where `key` lives: a path under `data_dir`, or `etcd:<prefix><key>`.
+    /// Where `key` lives: a path under `data_dir`, `…/store.redb#<key>` or
+    /// `etcd:<prefix><key>`.
     pub fn path_of(&self, key: &str) -> PathBuf {
         match &self.backend {
             Backend::Fs(dir) => dir.join(key),
+            Backend::Embedded { db, .. } => {
+                PathBuf::from(format!("{}{EMBEDDED_MARK}{key}", db.file().display()))
+            }
             Backend::Etcd(etcd) => {
                 PathBuf::from(format!("{ETCD_MARK}{}{key}", etcd.settings().prefix))
             }
@@ -254,6 +263,12 @@ impl Store {
     fn key_of(&self, path: &Path) -> Option<String> {
         match &self.backend {
             Backend::Fs(dir) => Some(path.strip_prefix(dir).ok()?.to_str()?.to_owned()),
+            Backend::Embedded { db, .. } => Some(
+                path.to_str()?
+                    .strip_prefix(db.file().to_str()?)?
+                    .strip_prefix(EMBEDDED_MARK)?
+                    .to_owned(),
+            ),
             Backend::Etcd(etcd) => Some(
                 path.to_str()?
                     .strip_prefix(ETCD_MARK)?
@@ -274,6 +289,7 @@ impl Store {
                     Err(source) => Err(StoreError::Read { path, source }),
                 }
             }
+            Backend::Embedded { db, .. } => db.get(key),
             Backend::Etcd(etcd) => etcd.get(key),
         }
     }
@@ -285,6 +301,7 @@ impl Store {
                 let path = dir.join(key);
                 write_atomic(&path, data, mode).map_err(|source| StoreError::Write { path, source })
             }
+            Backend::Embedded { db, .. } => db.put(key, data),
             Backend::Etcd(etcd) => etcd.put(key, data),
         }
     }
@@ -299,6 +316,7 @@ impl Store {
                 }
                 self.put(key, data, mode).map(|()| true)
             }
+            Backend::Embedded { db, .. } => db.create(key, data),
             Backend::Etcd(etcd) => etcd.create(key, data),
         }
     }
@@ -314,14 +332,26 @@ impl Store {
                     Err(source) => Err(StoreError::Read { path, source }),
                 })
                 .collect(),
-            Backend::Etcd(etcd) => match etcd.list(dir) {
-                Ok(entries) => entries
-                    .into_iter()
-                    .filter(|(key, _)| key.ends_with(suffix) && !key[dir.len() + 1..].contains('/'))
-                    .map(|(key, bytes)| Ok((self.path_of(&key), bytes)))
-                    .collect(),
-                Err(e) => vec![Err(e)],
-            },
+            Backend::Embedded { db, .. } => self.direct_entries(dir, suffix, db.list(dir)),
+            Backend::Etcd(etcd) => self.direct_entries(dir, suffix, etcd.list(dir)),
+        }
+    }
+
+    /// The entries of a key-value listing of `dir` that sit directly in it and end with
+    /// `suffix`.
+    fn direct_entries(
+        &self,
+        dir: &str,
+        suffix: &str,
+        listing: Result<Vec<(String, Vec<u8>)>, StoreError>,
+    ) -> Vec<Result<(PathBuf, Vec<u8>), StoreError>> {
+        match listing {
+            Ok(entries) => entries
+                .into_iter()
+                .filter(|(key, _)| key.ends_with(suffix) && !key[dir.len() + 1..].contains('/'))
+                .map(|(key, bytes)| Ok((self.path_of(&key), bytes)))
+                .collect(),
+            Err(e) => vec![Err(e)],
         }
     }
 
@@ -355,18 +385,17 @@ impl Store {
         self.write_secret(RECORDS_V2, b"records are authenticated")
     }
 
-    /// Exclusive lock for first-use creation of shared things (fs: `atomic::lock_dir`; etcd:
+    /// Exclusive lock for first-use creation of shared things (fs, embedded: `atomic::lock_dir`
+    /// on `data_dir`, shared with the CLI; etcd:
     /// the fleet lock `locks/store`, waited for up to ten times `storage.timeout`).
     pub fn lock(&self) -> Result<StoreLock<'_>, StoreError> {
         let held = match &self.backend {
-            Backend::Fs(dir) => {
-                atomic::lock_dir(dir)
-                    .map(Held::Fs)
-                    .map_err(|source| StoreError::DataDir {
-                        path: dir.clone(),
-                        source,
-                    })?
-            }
+            Backend::Fs(dir) | Backend::Embedded { dir, .. } => atomic::lock_dir(dir)
+                .map(Held::Fs)
+                .map_err(|source| StoreError::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?,
             Backend::Etcd(etcd) => {
                 let deadline = std::time::Instant::now() + etcd.settings().timeout * 10;
                 loop {
@@ -541,6 +570,7 @@ impl Store {
                     Err(source) => Err(StoreError::Write { path, source }),
                 }
             }
+            Backend::Embedded { db, .. } => db.delete(rel),
             Backend::Etcd(etcd) => etcd.delete(rel),
         }
     }
@@ -565,10 +595,104 @@ impl Store {
         record: &CertRecord,
     ) -> Result<(), StoreError> {
         let mut record = record.clone();
-        record.names = names.iter().map(|n| n.as_str().to_owned()).collect();
-        let digest = record_digest(&record)?;
-        record.auth = Some(self.master.seal(&record_purpose(names), &digest)?);
+        self.tag_record(names, &mut record)?;
         self.save_json_claimed(claim, &Self::cert_rel(&Self::cert_id(names)), &record)
+    }
+
+    /// Sets `record`'s names to `names` and its tag to one authenticating all of it.
+    fn tag_record(&self, names: &[HostName], record: &mut CertRecord) -> Result<(), StoreError> {
+        record.names = names.iter().map(|n| n.as_str().to_owned()).collect();
+        let digest = record_digest(record)?;
+        record.auth = Some(self.master.seal(&record_purpose(names), &digest)?);
+        Ok(())
+    }
+
+    /// The key and bytes [`save_cert`](Self::save_cert) would write, for [`put_many`](Self::put_many).
+    pub fn encode_cert(
+        &self,
+        names: &[HostName],
+        record: &CertRecord,
+    ) -> Result<(String, Vec<u8>), StoreError> {
+        let mut record = record.clone();
+        self.tag_record(names, &mut record)?;
+        let key = Self::cert_rel(&Self::cert_id(names));
+        let bytes = encode_json(&record, || self.path_of(&key))?;
+        Ok((key, bytes))
+    }
+
+    /// The key and bytes [`save_json`](Self::save_json) would write.
+    pub fn encode_json<T: serde::Serialize>(
+        &self,
+        rel: &str,
+        value: &T,
+    ) -> Result<(String, Vec<u8>), StoreError> {
+        Ok((rel.to_owned(), encode_json(value, || self.path_of(rel))?))
+    }
+
+    /// Writes many entries at once (embedded: one transaction; elsewhere one write each):
+    /// bulk imports, and the benchmarks' datasets.
+    pub fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded { db, .. } => db.put_many(entries),
+            _ => entries
+                .iter()
+                .try_for_each(|(key, bytes)| self.put(key, bytes, 0o600)),
+        }
+    }
+
+    /// Runs `visit` on every entry directly in `dir` whose name ends with `suffix`, reading
+    /// in batches and visiting each batch on every core (`visit` gets the entry's location
+    /// and bytes). The whole directory is never in memory at once: a million records are
+    /// read at restart this way. A read failure is returned once, after what was visited.
+    pub fn scan(
+        &self,
+        dir: &str,
+        suffix: &str,
+        visit: impl Fn(PathBuf, &[u8]) + Sync,
+    ) -> Result<(), StoreError> {
+        const BATCH: usize = 8 * 1024;
+        let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
+        let visit_batch = |batch: &[(String, Vec<u8>)]| {
+            let chunk = batch.len().div_ceil(threads).max(1);
+            std::thread::scope(|scope| {
+                for part in batch.chunks(chunk) {
+                    let visit = &visit;
+                    scope.spawn(move || {
+                        for (key, bytes) in part {
+                            visit(self.path_of(key), bytes);
+                        }
+                    });
+                }
+            });
+        };
+        let direct = |key: &str| key.ends_with(suffix) && !key[dir.len() + 1..].contains('/');
+        match &self.backend {
+            Backend::Embedded { db, .. } => db.scan(dir, BATCH, |batch| {
+                batch.retain(|(key, _)| direct(key));
+                visit_batch(batch);
+            }),
+            _ => {
+                let mut first_error = None;
+                let mut batch = Vec::with_capacity(BATCH);
+                for entry in self.list(dir, suffix) {
+                    match entry {
+                        Ok((path, bytes)) => {
+                            let key = self.key_of(&path).unwrap_or_default();
+                            batch.push((key, bytes));
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                    if batch.len() == BATCH {
+                        visit_batch(&batch);
+                        batch.clear();
+                    }
+                }
+                visit_batch(&batch);
+                first_error.map_or(Ok(()), Err)
+            }
+        }
     }
 
     /// Moves a corrupt entry out of the way (kept for inspection, never loaded again) and
@@ -583,12 +707,12 @@ impl Store {
                 std::fs::rename(path, &kept).ok()?;
                 Some(kept)
             }
-            Backend::Etcd(etcd) => {
+            Backend::Embedded { .. } | Backend::Etcd(_) => {
                 let key = self.key_of(path)?;
-                let bytes = etcd.get(&key).ok()??;
+                let bytes = self.get(&key).ok()??;
                 let kept = format!("{key}.corrupt-{stamp}");
-                etcd.put(&kept, &bytes).ok()?;
-                etcd.delete(&key).ok()?;
+                self.put(&kept, &bytes, 0o600).ok()?;
+                self.remove(&key).ok()?;
                 Some(self.path_of(&kept))
             }
         }
@@ -649,11 +773,11 @@ impl Store {
         self.put(rel, data, 0o644)
     }
 
-    /// Claims the work on `name` for this node: always granted on fs (one process); on etcd,
+    /// Claims the work on `name` for this node: always granted on one node; on etcd,
     /// `None` while another node holds it.
     pub async fn claim(&self, name: &str) -> Result<Option<Claim>, StoreError> {
         match &self.backend {
-            Backend::Fs(_) => Ok(Some(Claim::Local)),
+            Backend::Fs(_) | Backend::Embedded { .. } => Ok(Some(Claim::Local)),
             Backend::Etcd(etcd) => Ok(etcd.try_lock(name).await?.map(Claim::Fleet)),
         }
     }

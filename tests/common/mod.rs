@@ -899,11 +899,43 @@ pub fn assert_no_plaintext_keys(dir: &Path) {
                 path.display()
             );
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with(".sealed") || name.ends_with(".json") || name.starts_with("master.") {
+            if name.ends_with(".sealed")
+                || name.ends_with(".json")
+                || name.ends_with(".redb")
+                || name.starts_with("master.")
+            {
                 let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o600, "{} mode", path.display());
             }
         }
     }
     assert!(files > 0, "nothing stored under {}", dir.display());
+}
+
+// ---------------------------------------------------------------- the store
+
+/// `[storage]` for tests that read or alter the one-file-per-entry layout on disk.
+pub const FS_STORAGE: &str = "[storage]\nkind = \"fs\"\n";
+
+/// Opens the edge's default (embedded) store beside the running edge (the file is shared
+/// between processes), with the master key in `data_dir`.
+pub fn open_store(data_dir: &Path) -> onehttps::store::Store {
+    onehttps::store::Store::open_with(&onehttps::config::StorageSettings::Embedded, data_dir)
+        .unwrap()
+}
+
+/// Every certificate record in the edge's embedded store, as JSON.
+pub fn stored_records(data_dir: &Path) -> Vec<serde_json::Value> {
+    open_store(data_dir)
+        .load_all_certs()
+        .into_iter()
+        .map(|r| serde_json::to_value(r.unwrap()).unwrap())
+        .collect()
+}
+
+/// How many site registrations the edge's embedded store holds.
+pub fn stored_sites(data_dir: &Path) -> usize {
+    open_store(data_dir)
+        .load_json_dir::<serde_json::Value>("sites")
+        .len()
 }

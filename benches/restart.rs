@@ -1,0 +1,232 @@
+//! A restart with N onboarded sites: N sites registered through onboarding and active, each
+//! with its own certificate and key in the default (embedded) store, exactly as the edge
+//! writes them. Starts the real `onehttps` binary on that data directory and reports the time
+//! from spawn to the first handshake served for a site in the middle, to "ready" (every site
+//! in the table), the RSS once serving, and the store's size on disk.
+//!
+//! Run: `cargo bench --bench restart` (N = 1000, 100000, 1000000) or `cargo bench --bench
+//! restart -- 20000`. The dataset is generated on first use under `target/bench-restart/<N>/`
+//! (throwaway keys, sealed under that directory's master key) and reused.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+use onehttps::certs::{CertBundle, CertRecord, HostName, Source};
+use onehttps::config::StorageSettings;
+use onehttps::onboarding::{SiteRecord, SiteStatus};
+use onehttps::store::Store;
+
+mod support;
+use support::{BenchCa, Error, rss_bytes, site_name};
+
+/// Sites written per store transaction while generating.
+const CHUNK: usize = 4096;
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let sizes: Vec<usize> = if args.is_empty() {
+        vec![1_000, 100_000, 1_000_000]
+    } else {
+        args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
+    };
+    println!(
+        "{:>9} | {:>13} | {:>11} | {:>12} | {:>12} | {:>11}",
+        "sites", "first served", "all ready", "RSS", "RSS/site", "store file"
+    );
+    for n in sizes {
+        ensure_dataset(n)?;
+        measure(n)?;
+    }
+    Ok(())
+}
+
+/// Writes N active onboarded sites with certificates into `<dir>/data` unless done before.
+fn ensure_dataset(n: usize) -> Result<(), Error> {
+    let dir = support::dataset_dir("bench-restart", n);
+    if dir.join("done").exists() {
+        return Ok(());
+    }
+    eprintln!("generating {n} onboarded sites in {} (once)", dir.display());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let store = Store::open_with(&StorageSettings::Embedded, &dir.join("data"))?;
+    let ca = BenchCa::new()?;
+    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
+    let started = Instant::now();
+    for first in (0..n).step_by(CHUNK) {
+        let last = (first + CHUNK).min(n);
+        let parts: Vec<Vec<(String, Vec<u8>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (ca, store) = (&ca, &store);
+                    scope.spawn(move || -> Result<Vec<(String, Vec<u8>)>, Error> {
+                        let mut out = Vec::new();
+                        for i in (first + t..last).step_by(threads) {
+                            out.extend(onboarded_site(ca, store, &site_name(i))?);
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().map_err(|_| Error::from("generator panicked"))?)
+                .collect::<Result<_, _>>()
+        })?;
+        store.put_many(&parts.concat())?;
+        if last.is_multiple_of(CHUNK * 32) || last == n {
+            eprintln!("  {last} sites ({:.0} s)", started.elapsed().as_secs_f64());
+        }
+    }
+    std::fs::write(dir.join("root.der"), &ca.root_der)?;
+    std::fs::write(dir.join("done"), b"")?;
+    Ok(())
+}
+
+/// The two entries one onboarded, active site has in the store: its registration and its
+/// certificate record.
+fn onboarded_site(
+    ca: &BenchCa,
+    store: &Store,
+    host: &str,
+) -> Result<[(String, Vec<u8>); 2], Error> {
+    let mut site = SiteRecord::new(
+        vec![host.to_owned()],
+        vec!["http://127.0.0.1:9".to_owned()],
+        "edge.bench.example",
+    )?;
+    site.status = SiteStatus::Active;
+    site.reason = None;
+    // Re-checked in a day: the queue holds every site, none is due during the run.
+    site.next_check = onehttps::certs::record::unix(std::time::SystemTime::now()) + 86_400;
+    let names = [HostName::parse(host)?];
+    let leaf = ca.issue(host)?;
+    let bundle = CertBundle::from_stored(
+        leaf.chain_pem.as_bytes(),
+        &PrivateKeyDer::try_from(leaf.key_der.as_slice())?,
+    )?;
+    let mut record = CertRecord::pending(&names, Source::Acme);
+    let sealed = store.seal_cert_key(&names, &leaf.key_der)?;
+    record.set_issued(leaf.chain_pem, sealed, &bundle.info);
+    Ok([
+        store.encode_json(&SiteRecord::path(&site.id), &site)?,
+        store.encode_cert(&names, &record)?,
+    ])
+}
+
+fn free_port() -> Result<u16, Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn measure(n: usize) -> Result<(), Error> {
+    let dir = support::dataset_dir("bench-restart", n);
+    let data = dir.join("data");
+    let (https, http, admin) = (free_port()?, free_port()?, free_port()?);
+    let config = dir.join("onehttps.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhttps = \"127.0.0.1:{https}\"\nhttp = \"127.0.0.1:{http}\"\nadmin = \"127.0.0.1:{admin}\"\ndata_dir = \"{}\"\n\n[onboarding]\ncname_zone = \"edge.bench.example\"\n",
+            data.display()
+        ),
+    )?;
+    let log = std::fs::File::create(dir.join("edge.log"))?;
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onehttps"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    let result = serving_times(n, &dir, https, started, child.id());
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let (first, ready, rss) = result?;
+    let file = std::fs::metadata(data.join("store.redb"))?.len();
+    println!(
+        "{:>9} | {:>11.2} s | {:>9.2} s | {:>8.0} MiB | {:>10} B | {:>7.0} MiB",
+        n,
+        first.as_secs_f64(),
+        ready.as_secs_f64(),
+        rss as f64 / (1024.0 * 1024.0),
+        rss / n as u64,
+        file as f64 / (1024.0 * 1024.0),
+    );
+    Ok(())
+}
+
+/// Waits for the first served handshake (a site in the middle), then for the log's "ready"
+/// line, then checks sites across the whole range; returns both times and the RSS.
+fn serving_times(
+    n: usize,
+    dir: &Path,
+    https: u16,
+    started: Instant,
+    pid: u32,
+) -> Result<(Duration, Duration, u64), Error> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(std::fs::read(dir.join("root.der"))?))?;
+    let client = Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(onehttps::tls::server_config::provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], https));
+    let deadline = started + Duration::from_secs(600);
+    let first = loop {
+        if handshake(&client, addr, &site_name(n / 2)).is_ok() {
+            break started.elapsed();
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no handshake within 600 s; see {}",
+                dir.join("edge.log").display()
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ready = loop {
+        let log = std::fs::read_to_string(dir.join("edge.log"))?;
+        if log.contains("onehttps ready") {
+            break started.elapsed();
+        }
+        if Instant::now() > deadline {
+            return Err("no \"onehttps ready\" within 600 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for i in [0, n / 3, n - 1] {
+        handshake(&client, addr, &site_name(i))
+            .map_err(|e| format!("{} is not served: {e}", site_name(i)))?;
+    }
+    Ok((first, ready, rss_bytes(&pid.to_string())))
+}
+
+/// One TLS handshake to `host` (its certificate verified against the bench root).
+fn handshake(client: &Arc<ClientConfig>, addr: SocketAddr, host: &str) -> Result<(), Error> {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let conn = ClientConnection::new(client.clone(), ServerName::try_from(host.to_owned())?)?;
+    let mut tls = StreamOwned::new(conn, tcp);
+    tls.write_all(
+        format!("HEAD / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut byte = [0u8; 1];
+    tls.read_exact(&mut byte)?;
+    Ok(())
+}

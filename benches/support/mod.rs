@@ -1,0 +1,84 @@
+//! What the site benchmarks share: a local CA (root and intermediate) issuing one ECDSA P-256
+//! certificate per site, and where datasets are kept (`target/<name>/<N>/`, generated once).
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A root and an intermediate; leaves are signed by the intermediate.
+pub struct BenchCa {
+    pub root_der: Vec<u8>,
+    inter_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// One issued site: its chain (leaf, intermediate) and its private key (PKCS#8 DER).
+pub struct Leaf {
+    pub chain_pem: String,
+    pub key_der: Vec<u8>,
+}
+
+impl BenchCa {
+    pub fn new() -> Result<Self, Error> {
+        let root_key = KeyPair::generate()?;
+        let mut root = CertificateParams::new(Vec::<String>::new())?;
+        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        root.distinguished_name = name("onehttps bench root");
+        let root_cert = root.self_signed(&root_key)?;
+        let root_issuer = Issuer::new(root, root_key);
+        let inter_key = KeyPair::generate()?;
+        let mut inter = CertificateParams::new(Vec::<String>::new())?;
+        inter.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        inter.distinguished_name = name("onehttps bench intermediate");
+        let inter_pem = inter.signed_by(&inter_key, &root_issuer)?.pem();
+        Ok(Self {
+            root_der: root_cert.der().to_vec(),
+            inter_pem,
+            issuer: Issuer::new(inter, inter_key),
+        })
+    }
+
+    /// A certificate for `host` with a key of its own.
+    pub fn issue(&self, host: &str) -> Result<Leaf, Error> {
+        let key = KeyPair::generate()?;
+        let leaf = CertificateParams::new(vec![host.to_owned()])?.signed_by(&key, &self.issuer)?;
+        Ok(Leaf {
+            chain_pem: leaf.pem() + &self.inter_pem,
+            key_der: key.serialize_der(),
+        })
+    }
+}
+
+fn name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// `target/<bench>/<n>/`, where a benchmark keeps its dataset of `n` sites.
+pub fn dataset_dir(bench: &str, n: usize) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
+    target.join(bench).join(n.to_string())
+}
+
+pub fn site_name(i: usize) -> String {
+    format!("site{i}.bench.example")
+}
+
+/// Resident memory of process `pid` (`self` for this one), in bytes.
+pub fn rss_bytes(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

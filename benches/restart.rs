@@ -2,7 +2,9 @@
 //! with its own certificate and key in the default (embedded) store, exactly as the edge
 //! writes them. Starts the real `onehttps` binary on that data directory and reports the time
 //! from spawn to the first handshake served for a site in the middle, to "ready" (every site
-//! in the table), the RSS once serving, and the store's size on disk.
+//! in the table), the RSS once serving, and the store's size on disk; then registers
+//! [`ADDS`] more sites one after another through `POST /api/v1/sites` and reports the
+//! latency of one registration at that size (p50 and p99).
 //!
 //! Run: `cargo bench --bench restart` (N = 1000, 100000, 1000000) or `cargo bench --bench
 //! restart -- 20000`. The dataset is generated on first use under `target/bench-restart/<N>/`
@@ -26,6 +28,9 @@ use onehttps::store::Store;
 mod support;
 use support::{BenchCa, Error, rss_bytes, site_name};
 
+/// Registrations timed after the restart.
+const ADDS: usize = 500;
+
 /// Sites written per store transaction while generating.
 const CHUNK: usize = 4096;
 
@@ -40,8 +45,8 @@ fn main() -> Result<(), Error> {
         args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
     };
     println!(
-        "{:>9} | {:>13} | {:>11} | {:>12} | {:>12} | {:>11}",
-        "sites", "first served", "all ready", "RSS", "RSS/site", "store file"
+        "{:>9} | {:>13} | {:>11} | {:>12} | {:>12} | {:>11} | {:>9} | {:>9}",
+        "sites", "first served", "all ready", "RSS", "RSS/site", "store file", "add p50", "add p99"
     );
     for n in sizes {
         ensure_dataset(n)?;
@@ -151,21 +156,62 @@ fn measure(n: usize) -> Result<(), Error> {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()?;
-    let result = serving_times(n, &dir, https, started, child.id());
+    let result = serving_times(n, &dir, https, started, child.id()).and_then(|times| {
+        let token = std::fs::read_to_string(data.join("admin.token"))?;
+        Ok((times, registrations(admin, token.trim())?))
+    });
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
-    let (first, ready, rss) = result?;
+    let ((first, ready, rss), mut adds) = result?;
+    // The registrations are removed again, so the dataset stays N sites.
+    let store = Store::open_with(&StorageSettings::Embedded, &data)?;
+    for site in store
+        .load_json_dir::<SiteRecord>("sites")
+        .into_iter()
+        .flatten()
+    {
+        if site.hosts[0].starts_with("added") {
+            store.remove(&SiteRecord::path(&site.id))?;
+        }
+    }
+    adds.sort_unstable();
     let file = std::fs::metadata(data.join("store.redb"))?.len();
     println!(
-        "{:>9} | {:>11.2} s | {:>9.2} s | {:>8.0} MiB | {:>10} B | {:>7.0} MiB",
+        "{:>9} | {:>11.2} s | {:>9.2} s | {:>8.0} MiB | {:>10} B | {:>7.0} MiB | {:>6.2} ms | {:>6.2} ms",
         n,
         first.as_secs_f64(),
         ready.as_secs_f64(),
         rss as f64 / (1024.0 * 1024.0),
         rss / n as u64,
         file as f64 / (1024.0 * 1024.0),
+        adds[adds.len() / 2].as_secs_f64() * 1e3,
+        adds[adds.len() * 99 / 100].as_secs_f64() * 1e3,
     );
     Ok(())
+}
+
+/// Registers [`ADDS`] sites one after another; the time of each `POST /api/v1/sites`.
+fn registrations(admin: u16, token: &str) -> Result<Vec<Duration>, Error> {
+    let mut times = Vec::with_capacity(ADDS);
+    for i in 0..ADDS {
+        let body = format!(
+            "{{\"hosts\":[\"added{i}.bench.example\"],\"origins\":[\"http://127.0.0.1:9\"]}}"
+        );
+        let request = format!(
+            "POST /api/v1/sites HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let started = Instant::now();
+        let mut tcp = TcpStream::connect(("127.0.0.1", admin))?;
+        tcp.write_all(request.as_bytes())?;
+        let mut response = String::new();
+        tcp.read_to_string(&mut response)?;
+        times.push(started.elapsed());
+        if !response.starts_with("HTTP/1.1 201") {
+            return Err(format!("registration {i} refused: {response}").into());
+        }
+    }
+    Ok(times)
 }
 
 /// Waits for the first served handshake (a site in the middle), then for the log's "ready"

@@ -164,13 +164,9 @@ pub(crate) async fn upload(
 }
 
 pub(crate) async fn list(State(api): State<Api>) -> Json<serde_json::Value> {
-    let certs: Vec<_> = api
-        .edge
-        .table
-        .sites()
-        .iter()
-        .map(|s| describe(&api, s))
-        .collect();
+    let mut sites = api.edge.table.sites();
+    sites.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+    let certs: Vec<_> = sites.iter().map(|s| describe(&api, s)).collect();
     Json(json!({ "certificates": certs }))
 }
 

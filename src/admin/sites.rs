@@ -146,8 +146,10 @@ pub(crate) async fn create(
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }
         })?;
+    // Not served until its DNS is verified: only its DNS checks start.
     let edge = api.edge.clone();
-    tokio::task::spawn_blocking(move || edge.republish())
+    let (id, names) = (record.id.clone(), record.hosts.clone());
+    tokio::task::spawn_blocking(move || edge.publish_registered(&id, &names))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     tracing::info!(site = %record.hosts[0], target = %record.cname_target, "site added");
@@ -189,10 +191,11 @@ pub(crate) async fn remove(
         .iter()
         .filter_map(|h| HostName::parse(h).ok())
         .collect();
+    let (id, names) = (record.id.clone(), record.hosts.clone());
     tokio::task::spawn_blocking(move || {
-        // Republishing forgets a served site (record and key deleted); one never verified
-        // was not served, but may have a record from an earlier life.
-        edge.republish();
+        // Publishing without it forgets a served site (record and key deleted); one never
+        // verified was not served, but may have a record from an earlier life.
+        edge.publish_registered(&id, &names);
         if let Err(e) = edge.certificates.store().remove_cert(&hosts) {
             tracing::error!(error = %e, "cannot delete the removed site's certificate");
         }

@@ -215,14 +215,22 @@ impl Edge {
         let edge = self.clone();
         self.tracker.spawn(async move {
             loop {
-                tokio::select! {
+                let changes = tokio::select! {
                     () = edge.cancel.cancelled() => return,
-                    () = edge.onboarding.served_changed() => {}
-                }
-                let republishing = edge.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || republishing.republish()).await
-                {
-                    tracing::error!(error = %e, "cannot republish the sites after a verification");
+                    changes = edge.onboarding.served_changed() => changes,
+                };
+                let publishing = edge.clone();
+                let publish = move || {
+                    if changes.all {
+                        publishing.republish();
+                        return;
+                    }
+                    for (id, hosts) in &changes.sites {
+                        publishing.publish_registered(id, hosts);
+                    }
+                };
+                if let Err(e) = tokio::task::spawn_blocking(publish).await {
+                    tracing::error!(error = %e, "cannot publish the sites after a verification");
                 }
             }
         });

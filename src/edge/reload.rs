@@ -10,9 +10,12 @@ use std::sync::Arc;
 
 use super::Edge;
 use crate::certs::HostName;
-use crate::config::Config;
+use crate::config::{Config, SiteConfig};
 use crate::sites::Site;
 use crate::tls::Routes;
+
+/// A registered site's issuance gate (open while its DNS points here).
+type Gate = tokio::sync::watch::Receiver<bool>;
 
 /// What a reload changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -49,48 +52,54 @@ impl Edge {
             .collect();
         let old_hosts: HashSet<&HostName> = old.iter().flat_map(|s| s.hosts()).collect();
         let mut summary = ReloadSummary::default();
-        let mut sites = Vec::with_capacity(config.sites.len());
-        let mut fresh = Vec::new();
         let registered = self.onboarding.site_configs(config.tls.hsts.as_ref());
         let definitions = config
             .sites
             .iter()
-            .map(|c| (c, None))
-            .chain(registered.iter().map(|(c, gate)| (c, Some(gate))));
+            .map(|c| (c.clone(), None))
+            .chain(registered.into_iter().map(|(c, gate)| (c, Some(gate))));
+        // Sites kept as they are, in order; `None` where a site is to be built.
+        let mut sites: Vec<Option<Arc<Site>>> = Vec::with_capacity(config.sites.len());
+        let mut to_build = Vec::new();
         for (site_config, gate) in definitions {
             let same = site_config
                 .hosts
                 .first()
                 .and_then(|first| old_by_first.get(first))
-                .filter(|s| s.config().same_definition(site_config));
+                .filter(|s| s.config().same_definition(&site_config));
             if let Some(site) = same {
                 summary.unchanged += 1;
-                sites.push((*site).clone());
+                sites.push(Some((*site).clone()));
                 continue;
             }
-            let existed = site_config.hosts.iter().any(|h| old_hosts.contains(h));
-            if existed {
+            if site_config.hosts.iter().any(|h| old_hosts.contains(h)) {
                 summary.changed += 1;
             } else {
                 summary.added += 1;
             }
-            let initial = self.certificates.initial_cert(site_config);
-            let mut site = Site::build(site_config.clone(), initial, config.proxy.origin_down_for);
-            if let Some(gate) = gate {
-                site = site.with_gate(gate.clone());
-            }
-            let site = Arc::new(site);
-            fresh.push(site.clone());
-            sites.push(site);
+            to_build.push((sites.len(), site_config, gate));
+            sites.push(None);
         }
+        let fresh = self.build_sites(to_build, config.proxy.origin_down_for);
+        for (index, site) in &fresh {
+            sites[*index] = Some(site.clone());
+        }
+        let sites: Vec<Arc<Site>> = sites.into_iter().flatten().collect();
+        let fresh: Vec<Arc<Site>> = fresh.into_iter().map(|(_, site)| site).collect();
         summary.removed = old
             .len()
             .saturating_sub(summary.unchanged + summary.changed);
         self.table
             .publish(Routes::new(sites.clone(), config.tls.default_host.as_ref()));
-        let kept: HashSet<*const Site> = sites.iter().map(Arc::as_ptr).collect();
-        let names_in_service: HashSet<Vec<&HostName>> =
-            sites.iter().map(|s| sorted_names(s.hosts())).collect();
+        let (kept, names_in_service): (HashSet<*const Site>, HashSet<Vec<&HostName>>) =
+            if old.is_empty() {
+                Default::default()
+            } else {
+                (
+                    sites.iter().map(Arc::as_ptr).collect(),
+                    sites.iter().map(|s| sorted_names(s.hosts())).collect(),
+                )
+            };
         for site in &old {
             if kept.contains(&Arc::as_ptr(site)) {
                 continue;
@@ -123,7 +132,100 @@ impl Edge {
 }
 
 impl Edge {
-    /// Re-applies the config in force: the registry changed (a site added or removed).
+    /// Builds sites (their certificates from the store, or issued by the internal CA) on
+    /// every core; each keeps the index it was given.
+    fn build_sites(
+        &self,
+        definitions: Vec<(usize, SiteConfig, Option<Gate>)>,
+        origin_down_for: std::time::Duration,
+    ) -> Vec<(usize, Arc<Site>)> {
+        let build = |(index, config, gate): (usize, SiteConfig, Option<Gate>)| {
+            let initial = self.certificates.initial_cert(&config);
+            let mut site = Site::build(config, initial, origin_down_for);
+            if let Some(gate) = gate {
+                site = site.with_gate(gate);
+            }
+            (index, Arc::new(site))
+        };
+        let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
+        if definitions.len() < 1024 || threads == 1 {
+            return definitions.into_iter().map(build).collect();
+        }
+        let chunk = definitions.len().div_ceil(threads);
+        let mut parts: Vec<Vec<_>> = Vec::with_capacity(threads);
+        let mut rest = definitions.into_iter();
+        loop {
+            let part: Vec<_> = rest.by_ref().take(chunk).collect();
+            if part.is_empty() {
+                break;
+            }
+            parts.push(part);
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| scope.spawn(move || part.into_iter().map(build).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
+    /// Serves registered site `id` (named `hosts`) as the registry now says: built and put
+    /// in the table once its DNS is verified, taken out (record and key deleted) once it is
+    /// removed. Only its names are touched, so this costs the same with a million sites as
+    /// with ten; a full [`apply`](Self::apply) is for configuration changes.
+    pub fn publish_registered(&self, id: &str, hosts: &[String]) {
+        let _one_at_a_time = self
+            .applying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (hsts, origin_down_for) = {
+            let config = self.lock_config();
+            (config.tls.hsts.clone(), config.proxy.origin_down_for)
+        };
+        let names: Vec<HostName> = hosts
+            .iter()
+            .filter_map(|h| HostName::parse(h).ok())
+            .collect();
+        let old = names
+            .first()
+            .and_then(|first| self.table.lookup(Some(first.as_str())))
+            .filter(|site| site.config().registered && site.hosts() == names.as_slice());
+        let wanted = self.onboarding.site_config(id, hsts.as_ref());
+        match (&old, &wanted) {
+            (None, None) => {}
+            (Some(site), Some((config, _))) if site.config().same_definition(config) => {}
+            _ => {
+                let fresh = wanted.map(|(config, gate)| {
+                    let initial = self.certificates.initial_cert(&config);
+                    Arc::new(Site::build(config, initial, origin_down_for).with_gate(gate))
+                });
+                self.table.change(old.as_slice(), fresh.as_slice());
+                if let Some(site) = &old {
+                    if fresh.is_some() {
+                        site.retire();
+                        self.certificates.unschedule(site);
+                    } else {
+                        self.certificates.forget(site);
+                    }
+                }
+                if let Some(site) = fresh {
+                    self.certificates.schedule(site);
+                }
+            }
+        }
+        if self.onboarding.get(id).is_some() {
+            self.onboarding.schedule(id.to_owned(), self.table.clone());
+        }
+    }
+
+    /// Re-applies the config in force: every registered site is compared and published.
     pub fn republish(&self) -> ReloadSummary {
         let config = self.lock_config().clone();
         self.apply(config)

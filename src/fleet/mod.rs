@@ -124,23 +124,34 @@ fn adopt_cert(edge: &Edge, key: &str, bytes: &[u8]) {
 
 /// Sites registered, changed or removed by any node.
 async fn follow_sites(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {
+    let onboarding = &edge.onboarding;
     while let Some(change) = changes.recv().await {
-        let changed = match change {
+        match change {
             Change::Snapshot(entries) => {
                 let records = entries
                     .iter()
                     .filter(|(key, _)| key.ends_with(".json"))
                     .filter_map(|(key, bytes)| parse_site(key, bytes))
                     .collect();
-                edge.onboarding.sync_all(records)
+                if onboarding.sync_all(records) {
+                    onboarding.notify_all_served_changed();
+                }
             }
             Change::Put(key, bytes) => {
-                parse_site(&key, &bytes).is_some_and(|record| edge.onboarding.sync(record))
+                if let Some(record) = parse_site(&key, &bytes) {
+                    let (id, hosts) = (record.id.clone(), record.hosts.clone());
+                    if onboarding.sync(record) {
+                        onboarding.notify_served_changed(&id, &hosts);
+                    }
+                }
             }
-            Change::Delete(key) => site_id(&key).is_some_and(|id| edge.onboarding.sync_removed(id)),
-        };
-        if changed {
-            edge.onboarding.notify_served_changed();
+            Change::Delete(key) => {
+                if let Some(id) = site_id(&key)
+                    && let Some(record) = onboarding.sync_removed(id)
+                {
+                    onboarding.notify_served_changed(id, &record.hosts);
+                }
+            }
         }
     }
 }

@@ -38,7 +38,7 @@ impl NodeInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started: unix(edge.started()),
             last_seen: unix(SystemTime::now()),
-            sites: edge.table.sites().len(),
+            sites: edge.table.len(),
         }
     }
 }

@@ -59,9 +59,10 @@ pub struct Onboarding {
     events: Arc<Events>,
     sites: Mutex<Registry>,
     gates: Mutex<HashMap<String, watch::Sender<bool>>>,
-    /// Signalled when the set of sites to serve changed (a site verified): the edge
-    /// republishes its table.
+    /// Signalled when the set of sites to serve changed (a site verified, or changed by
+    /// another node): the edge publishes the sites in `changes`.
     served_changed: Notify,
+    changes: Mutex<ServedChanges>,
     /// Names the internal CA serves: registered sites made only of them use it.
     local_names: crate::issue::LocalNames,
     /// The node's queue of DNS checks, one entry per registered site (`schedule.rs`).
@@ -97,6 +98,15 @@ impl Job for SiteCheck {
                 .await
         })
     }
+}
+
+/// Registered sites whose serving changed since the edge last looked.
+#[derive(Debug, Default)]
+pub struct ServedChanges {
+    /// Everything: republish every site.
+    pub all: bool,
+    /// Site id → its names.
+    pub sites: HashMap<String, Vec<String>>,
 }
 
 /// DNS check steps running at once.
@@ -142,6 +152,7 @@ impl Onboarding {
             sites,
             gates: Mutex::new(HashMap::new()),
             served_changed: Notify::new(),
+            changes: Mutex::new(ServedChanges::default()),
             local_names,
             checks: Arc::new(Scheduler::new(MAX_CHECK_STEPS)),
             me: me.clone(),
@@ -222,14 +233,30 @@ impl Onboarding {
         Ok(record)
     }
 
-    /// Resolves when the set of sites to serve changed (a site's DNS was verified).
-    pub async fn served_changed(&self) {
+    /// Waits until the set of sites to serve changed, then takes what changed.
+    pub async fn served_changed(&self) -> ServedChanges {
         self.served_changed.notified().await;
+        std::mem::take(&mut *self.lock_changes())
     }
 
-    /// Makes the edge republish its sites (the registry changed through the store).
-    pub fn notify_served_changed(&self) {
+    /// Makes the edge publish registered site `id` (whose names are `hosts`) anew.
+    pub fn notify_served_changed(&self, id: &str, hosts: &[String]) {
+        self.lock_changes()
+            .sites
+            .insert(id.to_owned(), hosts.to_vec());
         self.served_changed.notify_one();
+    }
+
+    /// Makes the edge republish every site (the whole registry was read again).
+    pub fn notify_all_served_changed(&self) {
+        self.lock_changes().all = true;
+        self.served_changed.notify_one();
+    }
+
+    fn lock_changes(&self) -> std::sync::MutexGuard<'_, ServedChanges> {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Takes in a record another node stored; whether the sites to serve may have changed.
@@ -246,13 +273,13 @@ impl Onboarding {
         })
     }
 
-    /// Forgets a site another node removed; whether it was known here.
-    pub fn sync_removed(&self, id: &str) -> bool {
+    /// Forgets a site another node removed; its record, if it was known here.
+    pub fn sync_removed(&self, id: &str) -> Option<SiteRecord> {
         let removed = self.lock().remove(id);
         if let Ok(mut gates) = self.gates.lock() {
             gates.remove(id);
         }
-        removed.is_some()
+        removed
     }
 
     /// Takes in the whole registry as stored (after a watch started or was interrupted).
@@ -269,7 +296,7 @@ impl Onboarding {
             .cloned()
             .collect();
         for id in gone {
-            changed |= self.sync_removed(&id);
+            changed |= self.sync_removed(&id).is_some();
         }
         changed
     }
@@ -328,7 +355,7 @@ impl Onboarding {
     /// issuance gate. A site still waiting for its DNS is not served at all: it receives no
     /// traffic and changes how no name is answered.
     pub fn site_configs(&self, hsts: Option<&String>) -> Vec<(SiteConfig, watch::Receiver<bool>)> {
-        // Under the registry's lock, without copying the records: this runs on every add.
+        // Under the registry's lock, without copying the records.
         let sites = self.lock();
         let mut gates = self
             .gates
@@ -336,50 +363,75 @@ impl Onboarding {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         sites
             .values()
-            .filter(|record| record.status != SiteStatus::PendingDns)
-            .filter_map(|record| {
-                let hosts: Vec<HostName> = record
-                    .hosts
-                    .iter()
-                    .filter_map(|h| HostName::parse(h).ok())
-                    .collect();
-                let origins: Vec<OriginUrl> = record
-                    .origins
-                    .iter()
-                    .filter_map(|o| {
-                        o.strip_prefix("http://")?
-                            .parse()
-                            .ok()
-                            .map(|authority| OriginUrl { authority })
-                    })
-                    .collect();
-                if hosts.is_empty() || origins.is_empty() {
-                    return None;
-                }
-                let open = gate_open(record, &self.settings, SystemTime::now());
-                let gate = gates
-                    .entry(record.id.clone())
-                    .or_insert_with(|| watch::channel(open).0);
-                gate.send_replace(open);
-                let issuer = if hosts.iter().all(|h| self.local_names.contains(h)) {
-                    IssuerKind::Internal
-                } else {
-                    IssuerKind::Acme
-                };
-                Some((
-                    SiteConfig {
-                        hosts,
-                        origins,
-                        cert: None,
-                        hsts: hsts.cloned(),
-                        issuer,
-                        managed: true,
-                        registered: true,
-                    },
-                    gate.subscribe(),
-                ))
-            })
+            .filter_map(|record| self.served_config(record, hsts, &mut gates))
             .collect()
+    }
+
+    /// The site definition of registered site `id` with its issuance gate; `None` when it is
+    /// not served (unknown, removed, or waiting for its DNS).
+    pub fn site_config(
+        &self,
+        id: &str,
+        hsts: Option<&String>,
+    ) -> Option<(SiteConfig, watch::Receiver<bool>)> {
+        let sites = self.lock();
+        let mut gates = self
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.served_config(sites.get(id)?, hsts, &mut gates)
+    }
+
+    /// What `record` is served as, if it is served at all.
+    fn served_config(
+        &self,
+        record: &SiteRecord,
+        hsts: Option<&String>,
+        gates: &mut HashMap<String, watch::Sender<bool>>,
+    ) -> Option<(SiteConfig, watch::Receiver<bool>)> {
+        if record.status == SiteStatus::PendingDns {
+            return None;
+        }
+        let hosts: Vec<HostName> = record
+            .hosts
+            .iter()
+            .filter_map(|h| HostName::parse(h).ok())
+            .collect();
+        let origins: Vec<OriginUrl> = record
+            .origins
+            .iter()
+            .filter_map(|o| {
+                o.strip_prefix("http://")?
+                    .parse()
+                    .ok()
+                    .map(|authority| OriginUrl { authority })
+            })
+            .collect();
+        if hosts.is_empty() || origins.is_empty() {
+            return None;
+        }
+        let open = gate_open(record, &self.settings, SystemTime::now());
+        let gate = gates
+            .entry(record.id.clone())
+            .or_insert_with(|| watch::channel(open).0);
+        gate.send_replace(open);
+        let issuer = if hosts.iter().all(|h| self.local_names.contains(h)) {
+            IssuerKind::Internal
+        } else {
+            IssuerKind::Acme
+        };
+        Some((
+            SiteConfig {
+                hosts,
+                origins,
+                cert: None,
+                hsts: hsts.cloned(),
+                issuer,
+                managed: true,
+                registered: true,
+            },
+            gate.subscribe(),
+        ))
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut SiteRecord)) -> Option<SiteRecord> {
@@ -520,7 +572,7 @@ impl Onboarding {
                 );
                 tracing::info!(site = %subject, "site verified: DNS points here");
                 self.set_gate(&record.id, true);
-                self.served_changed.notify_one();
+                self.notify_served_changed(&record.id, &record.hosts);
                 Some(Duration::ZERO)
             }
             (SiteStatus::Active, Verdict::Elsewhere { found }) => {

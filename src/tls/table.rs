@@ -1,7 +1,9 @@
 //! The certificate table: host name → site (which carries its current certificate).
-//! Readers take one lock-free `ArcSwap` load and a hash lookup; writers build a whole new
-//! table off to the side and publish it in one swap. Certificate renewals do not touch the
-//! table at all: they swap the certificate inside the site.
+//! Readers take one lock-free `ArcSwap` load and a hash lookup; writers publish a new table
+//! in one swap. The names are spread over [`SHARDS`] shards, so a change to a few sites (one
+//! site verified, added or removed among a million) copies only the shards it touches, not
+//! the whole table. Certificate renewals do not touch the table at all: they swap the
+//! certificate inside the site.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,14 +14,42 @@ use crate::certs::HostName;
 use crate::certs::names::parent_of;
 use crate::sites::Site;
 
-/// Name → site, exact names and one-label wildcards, plus the site for clients without SNI.
-#[derive(Default)]
-pub struct Routes {
+/// How many shards the names are spread over.
+const SHARDS: usize = 256;
+
+/// The shard of a (lowercase) name: FNV-1a, cheap and stable.
+fn shard_of(name: &str) -> usize {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in name.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    hash as usize % SHARDS
+}
+
+/// The names that fall in one shard, and the sites whose first name does.
+#[derive(Default, Clone)]
+struct Shard {
     exact: HashMap<String, Arc<Site>>,
     /// Keyed by the wildcard's suffix: `*.example.com` → `example.com`.
     wildcard: HashMap<String, Arc<Site>>,
-    default: Option<Arc<Site>>,
     sites: Vec<Arc<Site>>,
+}
+
+/// Name → site, exact names and one-label wildcards, plus the site for clients without SNI.
+pub struct Routes {
+    shards: Box<[Arc<Shard>]>,
+    default_host: Option<HostName>,
+    default: Option<Arc<Site>>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(),
+            default_host: None,
+            default: None,
+        }
+    }
 }
 
 impl Routes {
@@ -27,33 +57,93 @@ impl Routes {
     /// Host names are unique across sites (the config checks it); on a duplicate the later
     /// site wins.
     pub fn new(sites: Vec<Arc<Site>>, default_host: Option<&HostName>) -> Self {
-        let exact_names = sites
-            .iter()
-            .flat_map(|s| s.hosts())
-            .filter(|h| !h.is_wildcard())
-            .count();
-        let mut routes = Self {
-            exact: HashMap::with_capacity(exact_names),
-            ..Self::default()
-        };
-        for site in &sites {
+        let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::default()).collect();
+        for site in sites {
             for host in site.hosts() {
                 match host.wildcard_suffix() {
-                    Some(suffix) => routes.wildcard.insert(suffix.to_owned(), site.clone()),
-                    None => routes.exact.insert(host.to_string(), site.clone()),
+                    Some(suffix) => shards[shard_of(suffix)]
+                        .wildcard
+                        .insert(suffix.to_owned(), site.clone()),
+                    None => shards[shard_of(host.as_str())]
+                        .exact
+                        .insert(host.to_string(), site.clone()),
                 };
             }
+            if let Some(first) = site.hosts().first() {
+                shards[shard_of(first.as_str())].sites.push(site);
+            }
         }
-        routes.default = default_host.and_then(|h| routes.find(h.as_str()).cloned());
-        routes.sites = sites;
+        let mut routes = Self {
+            shards: shards.into_iter().map(Arc::new).collect(),
+            default_host: default_host.cloned(),
+            default: None,
+        };
+        routes.default = routes.find_default();
         routes
+    }
+
+    /// These routes with `removed` taken out and `added` put in; only the shards their names
+    /// fall in are copied.
+    pub fn changed(&self, removed: &[Arc<Site>], added: &[Arc<Site>]) -> Self {
+        let mut shards = self.shards.clone();
+        for site in removed {
+            for host in site.hosts() {
+                let (key, wildcard) = match host.wildcard_suffix() {
+                    Some(suffix) => (suffix, true),
+                    None => (host.as_str(), false),
+                };
+                let shard = Arc::make_mut(&mut shards[shard_of(key)]);
+                let map = if wildcard {
+                    &mut shard.wildcard
+                } else {
+                    &mut shard.exact
+                };
+                if map.get(key).is_some_and(|s| Arc::ptr_eq(s, site)) {
+                    map.remove(key);
+                }
+            }
+            if let Some(first) = site.hosts().first() {
+                let shard = Arc::make_mut(&mut shards[shard_of(first.as_str())]);
+                shard.sites.retain(|s| !Arc::ptr_eq(s, site));
+            }
+        }
+        for site in added {
+            for host in site.hosts() {
+                match host.wildcard_suffix() {
+                    Some(suffix) => Arc::make_mut(&mut shards[shard_of(suffix)])
+                        .wildcard
+                        .insert(suffix.to_owned(), site.clone()),
+                    None => Arc::make_mut(&mut shards[shard_of(host.as_str())])
+                        .exact
+                        .insert(host.to_string(), site.clone()),
+                };
+            }
+            if let Some(first) = site.hosts().first() {
+                Arc::make_mut(&mut shards[shard_of(first.as_str())])
+                    .sites
+                    .push(site.clone());
+            }
+        }
+        let mut routes = Self {
+            shards,
+            default_host: self.default_host.clone(),
+            default: None,
+        };
+        routes.default = routes.find_default();
+        routes
+    }
+
+    fn find_default(&self) -> Option<Arc<Site>> {
+        self.default_host
+            .as_ref()
+            .and_then(|h| self.find(h.as_str()).cloned())
     }
 
     /// Exact name first, then the wildcard one label up. `name` must be lowercase.
     fn find(&self, name: &str) -> Option<&Arc<Site>> {
-        self.exact
-            .get(name)
-            .or_else(|| parent_of(name).and_then(|parent| self.wildcard.get(parent)))
+        self.shards[shard_of(name)].exact.get(name).or_else(|| {
+            parent_of(name).and_then(|parent| self.shards[shard_of(parent)].wildcard.get(parent))
+        })
     }
 }
 
@@ -85,8 +175,150 @@ impl SiteTable {
         self.routes.store(Arc::new(routes));
     }
 
+    /// Takes `removed` out and puts `added` in, in one swap. Writers take turns (the edge
+    /// applies one change at a time).
+    pub fn change(&self, removed: &[Arc<Site>], added: &[Arc<Site>]) {
+        let changed = self.routes.load().changed(removed, added);
+        self.routes.store(Arc::new(changed));
+    }
+
     /// The sites currently published.
     pub fn sites(&self) -> Vec<Arc<Site>> {
-        self.routes.load().sites.clone()
+        let routes = self.routes.load();
+        let mut sites = Vec::with_capacity(routes.shards.iter().map(|s| s.sites.len()).sum());
+        for shard in routes.shards.iter() {
+            sites.extend(shard.sites.iter().cloned());
+        }
+        sites
+    }
+
+    /// How many sites are published.
+    pub fn len(&self) -> usize {
+        self.routes
+            .load()
+            .shards
+            .iter()
+            .map(|s| s.sites.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{IssuerKind, OriginUrl, SiteConfig};
+
+    fn site(hosts: &[&str]) -> Arc<Site> {
+        let config = SiteConfig {
+            hosts: hosts.iter().map(|h| HostName::parse(h).unwrap()).collect(),
+            origins: vec![OriginUrl {
+                authority: http::uri::Authority::from_static("127.0.0.1:9"),
+            }],
+            cert: None,
+            hsts: None,
+            issuer: IssuerKind::Acme,
+            managed: true,
+            registered: true,
+        };
+        Arc::new(Site::build(config, None, std::time::Duration::from_secs(1)))
+    }
+
+    fn served_by(table: &SiteTable, name: &str) -> Option<String> {
+        table.lookup(Some(name)).map(|s| s.name().to_owned())
+    }
+
+    #[test]
+    fn exact_names_win_over_wildcards_and_the_default_serves_no_sni() {
+        let table = SiteTable::new();
+        let default = HostName::parse("a.example").unwrap();
+        table.publish(Routes::new(
+            vec![
+                site(&["a.example", "www.a.example"]),
+                site(&["*.b.example"]),
+                site(&["x.b.example"]),
+            ],
+            Some(&default),
+        ));
+        assert_eq!(
+            served_by(&table, "www.a.example").as_deref(),
+            Some("a.example")
+        );
+        assert_eq!(
+            served_by(&table, "WWW.A.example").as_deref(),
+            Some("a.example")
+        );
+        assert_eq!(
+            served_by(&table, "y.b.example").as_deref(),
+            Some("*.b.example")
+        );
+        assert_eq!(
+            served_by(&table, "x.b.example").as_deref(),
+            Some("x.b.example")
+        );
+        assert_eq!(served_by(&table, "z.y.b.example"), None, "one label only");
+        assert_eq!(served_by(&table, "b.example"), None);
+        assert_eq!(
+            table.lookup(None).map(|s| s.name().to_owned()).as_deref(),
+            Some("a.example")
+        );
+        assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn a_change_touches_only_its_sites_and_keeps_the_rest_shared() {
+        let table = SiteTable::new();
+        let many: Vec<Arc<Site>> = (0..2000)
+            .map(|i| site(&[&format!("s{i}.example")]))
+            .collect();
+        let default = HostName::parse("s7.example").unwrap();
+        table.publish(Routes::new(many.clone(), Some(&default)));
+        let before = table.routes.load_full();
+
+        let added = site(&["new.example", "*.new.example"]);
+        table.change(&many[7..8], std::slice::from_ref(&added));
+        assert_eq!(served_by(&table, "s7.example"), None, "removed");
+        assert_eq!(
+            table.lookup(None).map(|s| s.name().to_owned()),
+            None,
+            "the default was s7"
+        );
+        assert_eq!(
+            served_by(&table, "new.example").as_deref(),
+            Some("new.example")
+        );
+        assert_eq!(
+            served_by(&table, "a.new.example").as_deref(),
+            Some("new.example")
+        );
+        assert_eq!(
+            served_by(&table, "s8.example").as_deref(),
+            Some("s8.example")
+        );
+        assert_eq!(table.len(), 2000);
+        let after = table.routes.load_full();
+        let copied = before
+            .shards
+            .iter()
+            .zip(after.shards.iter())
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .count();
+        assert!(
+            copied <= 4,
+            "{copied} shards copied for a change of three names"
+        );
+
+        // A site whose name another site took since is not taken out with it.
+        let replacement = site(&["s8.example"]);
+        table.change(&many[8..9], std::slice::from_ref(&replacement));
+        table.change(&[many[8].clone()], &[]);
+        assert!(
+            table
+                .lookup(Some("s8.example"))
+                .is_some_and(|s| Arc::ptr_eq(&s, &replacement))
+        );
     }
 }

@@ -143,7 +143,7 @@ fn measure(n: usize) -> Result<(), Error> {
     std::fs::write(
         &config,
         format!(
-            "[server]\nhttps = \"127.0.0.1:{https}\"\nhttp = \"127.0.0.1:{http}\"\nadmin = \"127.0.0.1:{admin}\"\ndata_dir = \"{}\"\n\n[onboarding]\ncname_zone = \"edge.bench.example\"\n",
+            "[server]\nhttps = \"127.0.0.1:{https}\"\nhttp = \"127.0.0.1:{http}\"\nadmin = \"127.0.0.1:{admin}\"\ndata_dir = \"{}\"\n\n[onboarding]\ncname_zone = \"edge.bench.example\"\nallow_private_origins = true\n",
             data.display()
         ),
     )?;

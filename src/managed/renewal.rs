@@ -96,7 +96,11 @@ pub(super) async fn step(
     let replaceable = config.cert.is_none() || config.managed;
     let issuer = manager.issuer_for(config).filter(|_| replaceable);
     let served = site.served_cert();
-    let record = manager.load_record(&config.hosts).ok().flatten();
+    // The record's status is in memory; the record itself (its chain, for ARI and for the
+    // outcome) is read from the store only when it is needed, so a restart with a million
+    // sites does not read a million records a second time.
+    let status = manager.status(&config.hosts);
+    let mut record = None;
     let now = SystemTime::now();
 
     let mut due = match &served {
@@ -110,8 +114,7 @@ pub(super) async fn step(
                 None => window::window_start(info.not_before, info.not_after, renew_before),
                 Some(_) => window::renew_at(info.not_before, info.not_after, renew_before, spread),
             };
-            if let (Some(issuer), Some(chain)) =
-                (issuer, record.as_ref().and_then(|r| r.chain_pem.as_deref()))
+            if let Some(issuer) = issuer
                 && cert.source == Source::Acme
             {
                 if state
@@ -119,7 +122,11 @@ pub(super) async fn step(
                     .as_ref()
                     .is_none_or(|(serial, _)| *serial != info.serial)
                 {
-                    state.ari = Some((info.serial.clone(), issuer.suggested_window(chain).await));
+                    record = manager.load_record(&config.hosts).ok().flatten();
+                    if let Some(chain) = record.as_ref().and_then(|r| r.chain_pem.as_deref()) {
+                        state.ari =
+                            Some((info.serial.clone(), issuer.suggested_window(chain).await));
+                    }
                 }
                 if let Some((_, Some((start, end)))) = &state.ari {
                     at = window::inside(*start, *end, spread);
@@ -128,7 +135,7 @@ pub(super) async fn step(
             at
         }
     };
-    if let Some(failure) = record.as_ref().and_then(|r| r.failure.as_ref()) {
+    if let Some(failure) = status.as_ref().and_then(|s| s.failure.as_ref()) {
         due = due.max(from_unix(failure.next_retry));
     }
     let forced = site.take_forced_renewal();
@@ -177,6 +184,9 @@ pub(super) async fn step(
         return Wake::At(SystemTime::now());
     }
     note_due(manager, site, served.as_deref(), issuer, now, forced);
+    if record.is_none() {
+        record = manager.load_record(&config.hosts).ok().flatten();
+    }
     let attempt = tokio::select! {
         () = cancel.cancelled() => return Wake::Never,
         () = retired.cancelled() => return Wake::Never,

@@ -667,9 +667,21 @@ impl Store {
         };
         let direct = |key: &str| key.ends_with(suffix) && !key[dir.len() + 1..].contains('/');
         match &self.backend {
-            Backend::Embedded { db, .. } => db.scan(dir, BATCH, |batch| {
-                batch.retain(|(key, _)| direct(key));
-                visit_batch(batch);
+            // The next batch is read while this one is visited.
+            Backend::Embedded { db, .. } => std::thread::scope(|scope| {
+                let (batches, ready) = std::sync::mpsc::sync_channel::<Vec<(String, Vec<u8>)>>(1);
+                let reader = scope.spawn(move || {
+                    db.scan(dir, BATCH, |batch| {
+                        let _ = batches.send(std::mem::replace(batch, Vec::with_capacity(BATCH)));
+                    })
+                });
+                for mut batch in ready {
+                    batch.retain(|(key, _)| direct(key));
+                    visit_batch(&batch);
+                }
+                reader
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             }),
             _ => {
                 let mut first_error = None;

@@ -66,29 +66,13 @@ fn ensure_dataset(n: usize) -> Result<(), Error> {
     std::fs::create_dir_all(&dir)?;
     let store = Store::open_with(&StorageSettings::Embedded, &dir.join("data"))?;
     let ca = BenchCa::new()?;
-    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
     let started = Instant::now();
     for first in (0..n).step_by(CHUNK) {
         let last = (first + CHUNK).min(n);
-        let parts: Vec<Vec<(String, Vec<u8>)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (ca, store) = (&ca, &store);
-                    scope.spawn(move || -> Result<Vec<(String, Vec<u8>)>, Error> {
-                        let mut out = Vec::new();
-                        for i in (first + t..last).step_by(threads) {
-                            out.extend(onboarded_site(ca, store, &site_name(i))?);
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().map_err(|_| Error::from("generator panicked"))?)
-                .collect::<Result<_, _>>()
-        })?;
-        store.put_many(&parts.concat())?;
+        let sites =
+            support::on_every_core(first..last, |i| onboarded_site(&ca, &store, &site_name(i)))?;
+        let entries: Vec<(String, Vec<u8>)> = sites.into_iter().flatten().collect();
+        store.put_many(&entries)?;
         if last.is_multiple_of(CHUNK * 32) || last == n {
             eprintln!("  {last} sites ({:.0} s)", started.elapsed().as_secs_f64());
         }

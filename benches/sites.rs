@@ -97,32 +97,21 @@ fn ensure_dataset(n: usize) -> Result<(), Error> {
     let store = Store::open(&dir.join("store"))?;
     let ca = BenchCa::new()?;
 
-    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
-    let parts: Vec<Vec<u8>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (ca, store) = (&ca, &store);
-                scope.spawn(move || -> Result<Vec<u8>, Error> {
-                    let mut out = Vec::new();
-                    for i in (t..n).step_by(threads) {
-                        let host = site_name(i);
-                        let leaf = ca.issue(&host)?;
-                        let names = [HostName::parse(&host)?];
-                        let sealed = store.seal_cert_key(&names, &leaf.key_der)?;
-                        let chain = leaf.chain_pem;
-                        for field in [host.as_bytes(), chain.as_bytes(), sealed.as_bytes()] {
-                            out.extend_from_slice(&(field.len() as u32).to_le_bytes());
-                            out.extend_from_slice(field);
-                        }
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().map_err(|_| Error::from("generator panicked"))?)
-            .collect::<Result<_, _>>()
+    let parts: Vec<Vec<u8>> = support::on_every_core(0..n, |i| {
+        let host = site_name(i);
+        let leaf = ca.issue(&host)?;
+        let names = [HostName::parse(&host)?];
+        let sealed = store.seal_cert_key(&names, &leaf.key_der)?;
+        let mut out = Vec::new();
+        for field in [
+            host.as_bytes(),
+            leaf.chain_pem.as_bytes(),
+            sealed.as_bytes(),
+        ] {
+            out.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            out.extend_from_slice(field);
+        }
+        Ok(out)
     })?;
     let mut file = BufWriter::new(std::fs::File::create(dir.join("sites.bin"))?);
     for part in parts {

@@ -2,6 +2,7 @@
 //! certificate per site, and where datasets are kept (`target/<name>/<N>/`, generated once).
 #![allow(dead_code, unreachable_pub)]
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use rcgen::{
@@ -58,6 +59,36 @@ fn name(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
     dn
+}
+
+/// `make(i)` for every `i` of `range`, spread over every core (thread `t` takes the `t`-th,
+/// then every `threads`-th index); each thread's results, one thread after another.
+pub fn on_every_core<T: Send>(
+    range: Range<usize>,
+    make: impl Fn(usize) -> Result<T, Error> + Sync,
+) -> Result<Vec<T>, Error> {
+    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
+    let parts: Vec<Vec<T>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (make, range) = (&make, range.clone());
+                scope.spawn(move || {
+                    (range.start + t..range.end)
+                        .step_by(threads)
+                        .map(make)
+                        .collect::<Result<Vec<T>, Error>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| Error::from("a generator thread panicked"))?
+            })
+            .collect::<Result<_, _>>()
+    })?;
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// `target/<bench>/<n>/`, where a benchmark keeps its dataset of `n` sites.

@@ -105,13 +105,7 @@ impl Edge {
                 continue;
             }
             let names_kept = names_in_service.contains(&sorted_names(site.hosts()));
-            if names_kept {
-                // Changed, not removed: the new definition keeps the certificate record.
-                site.retire();
-                self.certificates.unschedule(site);
-            } else {
-                self.certificates.forget(site);
-            }
+            self.take_out_of_service(site, names_kept);
         }
         for site in fresh {
             self.certificates.schedule(site);
@@ -208,12 +202,7 @@ impl Edge {
                 });
                 self.table.change(old.as_slice(), fresh.as_slice());
                 if let Some(site) = &old {
-                    if fresh.is_some() {
-                        site.retire();
-                        self.certificates.unschedule(site);
-                    } else {
-                        self.certificates.forget(site);
-                    }
+                    self.take_out_of_service(site, fresh.is_some());
                 }
                 if let Some(site) = fresh {
                     self.certificates.schedule(site);
@@ -222,6 +211,17 @@ impl Edge {
         }
         if self.onboarding.get(id).is_some() {
             self.onboarding.schedule(id.to_owned(), self.table.clone());
+        }
+    }
+
+    /// Stops a site that left the table: changed (`names_kept`: the new definition keeps its
+    /// certificate record) or removed (its record and key are deleted).
+    fn take_out_of_service(&self, site: &Arc<Site>, names_kept: bool) {
+        if names_kept {
+            site.retire();
+            self.certificates.unschedule(site);
+        } else {
+            self.certificates.forget(site);
         }
     }
 

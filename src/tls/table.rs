@@ -57,29 +57,11 @@ impl Routes {
     /// Host names are unique across sites (the config checks it); on a duplicate the later
     /// site wins.
     pub fn new(sites: Vec<Arc<Site>>, default_host: Option<&HostName>) -> Self {
-        let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::default()).collect();
-        for site in sites {
-            for host in site.hosts() {
-                match host.wildcard_suffix() {
-                    Some(suffix) => shards[shard_of(suffix)]
-                        .wildcard
-                        .insert(suffix.to_owned(), site.clone()),
-                    None => shards[shard_of(host.as_str())]
-                        .exact
-                        .insert(host.to_string(), site.clone()),
-                };
-            }
-            if let Some(first) = site.hosts().first() {
-                shards[shard_of(first.as_str())].sites.push(site);
-            }
-        }
-        let mut routes = Self {
-            shards: shards.into_iter().map(Arc::new).collect(),
+        let empty = Self {
             default_host: default_host.cloned(),
-            default: None,
+            ..Self::default()
         };
-        routes.default = routes.find_default();
-        routes
+        empty.changed(&[], &sites)
     }
 
     /// These routes with `removed` taken out and `added` put in; only the shards their names

@@ -532,6 +532,88 @@ fn an_order_survives_the_death_of_its_node_and_the_store_an_outage() {
     fleet.wait_served_everywhere("slow.example.com", &serial, Duration::from_secs(30));
 }
 
+#[test]
+fn a_node_reaches_etcd_over_mutual_tls_and_names_what_is_wrong_with_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let etcd = Etcd::start_tls(1);
+    let tls = etcd.tls();
+    let config = |dir: &tempfile::TempDir, ports: &EdgePorts, tls_keys: &str| {
+        format!(
+            "{server}\n[storage]\nkind = \"etcd\"\nendpoints = {endpoints}\nprefix = \"{PREFIX}-tls\"\nnode_id = \"edge-tls\"\ntimeout = \"1s\"\n{tls_keys}\n[[site]]\nhost = \"fleet.localhost\"\norigins = [\"http://127.0.0.1:9\"]\n",
+            server = ports.server_table(&dir.path().join("data")),
+            endpoints = etcd.endpoints_toml(),
+        )
+    };
+    let trusted = format!(
+        "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        tls.ca.display(),
+        tls.client.0.display(),
+        tls.client.1.display()
+    );
+
+    // Mutual TLS: the node stores its site's certificate in etcd and joins the fleet.
+    let dir = tempfile::tempdir().unwrap();
+    let ports = EdgePorts::new();
+    let text = config(&dir, &ports, &trusted);
+    let edge = EdgeProcess::start(dir, &ports, &text);
+    let keys = etcd.keys(&format!("{PREFIX}-tls/"));
+    assert!(
+        keys.iter().any(|k| k.contains("fleet.localhost")),
+        "{keys:?}"
+    );
+    let (status, nodes) = edge.api("GET", "/api/v1/nodes", None);
+    assert_eq!(status, 200, "{nodes}");
+    assert!(nodes.contains("\"id\":\"edge-tls\""), "{nodes}");
+    drop(edge);
+
+    // What an operator gets wrong, each refused at start with what to change.
+    let other_ca = common::TestCa::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other_root = other_ca.write_root(elsewhere.path());
+    let cases = [
+        (
+            format!(
+                "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                other_root.display(),
+                tls.client.0.display(),
+                tls.client.1.display()
+            ),
+            "not trusted",
+        ),
+        (
+            format!("ca_file = \"{}\"\n", tls.ca.display()),
+            "client certificate",
+        ),
+        (
+            format!(
+                "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                tls.ca.display(),
+                tls.client.0.display(),
+                tls.server.1.display()
+            ),
+            "storage.cert_file",
+        ),
+        (String::new(), "storage.ca_file"),
+    ];
+    for (keys, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = EdgePorts::new();
+        let path = dir.path().join("onehttps.toml");
+        std::fs::write(&path, config(&dir, &ports, &keys)).unwrap();
+        let out = Command::new(common::binary())
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{keys}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{keys}: expected {expected:?} in {stderr}"
+        );
+    }
+}
+
 /// Not a test: measures how long a renewed certificate takes from the store to every other
 /// node (`cargo test --release --test fleet -- --ignored --nocapture swap_propagation`). From
 /// the issuing node's "storing the certificate" line (written just before the record goes to

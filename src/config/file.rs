@@ -137,6 +137,9 @@ pub(crate) struct FileStorage {
     pub(crate) password: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<String>>,
     pub(crate) lease_ttl: Option<Spanned<String>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) cert_file: Option<Spanned<String>>,
+    pub(crate) key_file: Option<Spanned<String>>,
 }
 
 /// One `[[site]]` table.

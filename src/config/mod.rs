@@ -20,7 +20,7 @@ use error::Issues;
 pub use error::{ConfigError, ConfigIssue};
 use file::{FileConfig, FileSite, Hsts};
 pub use onboarding::OnboardingSettings;
-pub use storage::{EtcdSettings, StorageSettings};
+pub use storage::{ClientIdentity, EtcdSettings, EtcdTls, StorageSettings};
 
 /// The demo configuration compiled into the binary: `onehttps run` with no `--config`.
 pub const EMBEDDED_DEMO: &str = include_str!("../../config/demo.toml");
@@ -500,7 +500,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         ),
     };
     let internal_names = internal_names(file.internal_ca.names, issues);
-    let storage = storage::convert(file.storage, issues);
+    let storage = storage::convert(file.storage, base, issues);
     let sites: Vec<SiteConfig> = file
         .site
         .into_iter()

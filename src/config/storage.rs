@@ -1,9 +1,17 @@
 //! `[storage]`: where everything persistent lives. `embedded` (the default) keeps it in one
 //! transactional file, `server.data_dir/store.redb`; `fs` keeps one file per entry under
 //! `server.data_dir` (easy to inspect, fine for a few thousand sites); `etcd` keeps it in an etcd cluster shared by a fleet of edges, under
-//! `prefix`, with this node known as `node_id`.
+//! `prefix`, with this node known as `node_id`, over TLS when its endpoints are `https://`
+//! (`ca_file` trusted for the members' certificates, `cert_file` + `key_file` for mutual
+//! TLS). The TLS files are read and checked here, so a bad one is a config error.
 
+use std::fmt;
+use std::path::Path;
 use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::certs::{CertBundle, Chain};
 
 use super::duration;
 use super::error::Issues;
@@ -23,11 +31,11 @@ pub enum StorageSettings {
     /// One file per entry under `server.data_dir`.
     Fs,
     /// A shared etcd cluster.
-    Etcd(EtcdSettings),
+    Etcd(Box<EtcdSettings>),
 }
 
 /// `[storage] kind = "etcd"`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct EtcdSettings {
     /// `http://host:port` of each member; requests go to any that answers.
     pub endpoints: Vec<String>,
@@ -37,10 +45,49 @@ pub struct EtcdSettings {
     pub node_id: String,
     /// Optional etcd user and password.
     pub user: Option<(String, String)>,
+    /// TLS to the members: set when the endpoints are `https://`.
+    pub tls: Option<EtcdTls>,
     /// Longest wait for one store operation before it counts as unavailable.
     pub timeout: Duration,
     /// How long this node's locks outlive it when it dies (its lease's time to live).
     pub lease_ttl: Duration,
+}
+
+impl fmt::Debug for EtcdSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdSettings")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("node_id", &self.node_id)
+            .field("user", &self.user.as_ref().map(|(user, _)| user))
+            .field("tls", &self.tls)
+            .field("timeout", &self.timeout)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish()
+    }
+}
+
+/// TLS to etcd: the CA its members' certificates chain to and, for mutual TLS, this node's
+/// client certificate (PEM, as read from the configured files).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca_pem: Vec<u8>,
+    pub client: Option<ClientIdentity>,
+}
+
+/// A client certificate chain and its private key (PEM); the key is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("client_certificate", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// This machine's host name, the default node id.
@@ -54,7 +101,7 @@ fn host_name() -> String {
     }
 }
 
-pub(super) fn convert(s: FileStorage, issues: &mut Issues<'_>) -> StorageSettings {
+pub(super) fn convert(s: FileStorage, base: &Path, issues: &mut Issues<'_>) -> StorageSettings {
     let kind = s.kind.as_ref().map_or("embedded", |k| k.get_ref().as_str());
     match kind {
         "embedded" | "fs" => {
@@ -63,6 +110,8 @@ pub(super) fn convert(s: FileStorage, issues: &mut Issues<'_>) -> StorageSetting
                 (s.prefix.as_ref().map(Spanned::span), "storage.prefix"),
                 (s.node_id.as_ref().map(Spanned::span), "storage.node_id"),
                 (s.user.as_ref().map(Spanned::span), "storage.user"),
+                (s.ca_file.as_ref().map(Spanned::span), "storage.ca_file"),
+                (s.cert_file.as_ref().map(Spanned::span), "storage.cert_file"),
             ];
             for (span, key) in spans {
                 if let Some(span) = span {
@@ -75,7 +124,7 @@ pub(super) fn convert(s: FileStorage, issues: &mut Issues<'_>) -> StorageSetting
                 StorageSettings::Embedded
             }
         }
-        "etcd" => StorageSettings::Etcd(etcd(s, issues)),
+        "etcd" => StorageSettings::Etcd(Box::new(etcd(s, base, issues))),
         other => {
             if let Some(k) = &s.kind {
                 issues.at(
@@ -89,8 +138,9 @@ pub(super) fn convert(s: FileStorage, issues: &mut Issues<'_>) -> StorageSetting
     }
 }
 
-fn etcd(s: FileStorage, issues: &mut Issues<'_>) -> EtcdSettings {
+fn etcd(s: FileStorage, base: &Path, issues: &mut Issues<'_>) -> EtcdSettings {
     let mut endpoints = Vec::new();
+    let mut schemes = Vec::new();
     match &s.endpoints {
         None => issues.at(
             s.kind.as_ref().map_or(0..0, Spanned::span),
@@ -101,23 +151,29 @@ fn etcd(s: FileStorage, issues: &mut Issues<'_>) -> EtcdSettings {
             for raw in list.get_ref() {
                 match raw.parse::<http::Uri>() {
                     Ok(uri)
-                        if uri.scheme_str() == Some("http")
+                        if matches!(uri.scheme_str(), Some("http" | "https"))
                             && uri.host().is_some()
                             && uri.path_and_query().is_none_or(|p| p.as_str() == "/") =>
                     {
+                        schemes.push(uri.scheme_str() == Some("https"));
                         endpoints.push(raw.trim_end_matches('/').to_owned());
                     }
-                    Ok(uri) if uri.scheme_str() == Some("https") => issues.at(
-                        list.span(),
-                        "storage.endpoints",
-                        format!("`{raw}`: TLS to etcd is not supported yet; use http:// on a private network"),
-                    ),
                     _ => issues.at(
                         list.span(),
                         "storage.endpoints",
-                        format!("`{raw}` is not an endpoint like http://127.0.0.1:2379"),
+                        format!(
+                            "`{raw}` is not an endpoint like http://127.0.0.1:2379 or https://10.0.0.1:2379"
+                        ),
                     ),
                 }
+            }
+            schemes.dedup();
+            if schemes.len() > 1 {
+                issues.at(
+                    list.span(),
+                    "storage.endpoints",
+                    "mixes http:// and https://: every member is reached the same way",
+                );
             }
             if list.get_ref().is_empty() {
                 issues.at(
@@ -168,12 +224,110 @@ fn etcd(s: FileStorage, issues: &mut Issues<'_>) -> EtcdSettings {
     {
         issues.at(span, "storage.lease_ttl", "must be at least 2s");
     }
+    let tls = etcd_tls(
+        &s.ca_file,
+        &s.cert_file,
+        &s.key_file,
+        schemes == [true],
+        base,
+        issues,
+    );
     EtcdSettings {
         endpoints,
         prefix,
         node_id,
         user,
+        tls,
         timeout,
         lease_ttl,
     }
+}
+
+/// Reads and checks `ca_file` and the `cert_file` + `key_file` pair; `https` says whether
+/// the endpoints ask for TLS (the files are refused without it, and `ca_file` needed with it).
+fn etcd_tls(
+    ca_file: &Option<Spanned<String>>,
+    cert_file: &Option<Spanned<String>>,
+    key_file: &Option<Spanned<String>>,
+    https: bool,
+    base: &Path,
+    issues: &mut Issues<'_>,
+) -> Option<EtcdTls> {
+    if !https {
+        for (file, key) in [
+            (ca_file, "storage.ca_file"),
+            (cert_file, "storage.cert_file"),
+            (key_file, "storage.key_file"),
+        ] {
+            if let Some(file) = file {
+                issues.at(file.span(), key, "only applies to https:// endpoints");
+            }
+        }
+        return None;
+    }
+    let read = |file: &Spanned<String>, key: &str, issues: &mut Issues<'_>| {
+        let path = base.join(file.get_ref());
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(Zeroizing::new(bytes)),
+            Err(e) => {
+                issues.at(
+                    file.span(),
+                    key,
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    };
+    let Some(ca_file) = ca_file else {
+        issues.at(
+            0..0,
+            "storage.ca_file",
+            "https:// endpoints need ca_file = \"/path/to/etcd-ca.pem\" (the CA of the members' certificates)",
+        );
+        return None;
+    };
+    let ca_pem = read(ca_file, "storage.ca_file", issues)?;
+    let ca_ok = matches!(Chain::from_pem(&ca_pem), Ok(Some(_)))
+        && crate::certs::bundle::only_certificates(&ca_pem).is_ok();
+    if !ca_ok {
+        issues.at(
+            ca_file.span(),
+            "storage.ca_file",
+            "holds no PEM certificate (or something besides certificates)",
+        );
+        return None;
+    }
+    let client = match (cert_file, key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let cert_pem = read(cert, "storage.cert_file", issues)?;
+            let key_pem = read(key, "storage.key_file", issues)?;
+            if let Err(e) = CertBundle::from_pem(&cert_pem, &key_pem) {
+                issues.at(
+                    cert.span(),
+                    "storage.cert_file",
+                    format!("with storage.key_file: {}", super::error_chain(&e)),
+                );
+                return None;
+            }
+            Some(ClientIdentity {
+                cert_pem: cert_pem.to_vec(),
+                key_pem,
+            })
+        }
+        (cert, key) => {
+            let span = cert.as_ref().or(key.as_ref()).map_or(0..0, Spanned::span);
+            issues.at(
+                span,
+                "storage.cert_file",
+                "cert_file and key_file go together",
+            );
+            return None;
+        }
+    };
+    Some(EtcdTls {
+        ca_pem: ca_pem.to_vec(),
+        client,
+    })
 }

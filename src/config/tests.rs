@@ -193,8 +193,33 @@ fn storage_is_embedded_by_default_and_etcd_is_checked() {
         ),
         (
             "[storage]\nkind = \"etcd\"\nendpoints = [\"https://a:2379\"]\n",
+            "storage.ca_file",
+            "need ca_file",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"https://a:2379\", \"http://b:2379\"]\nca_file = \"/proc/version\"\n",
             "storage.endpoints",
-            "TLS to etcd is not supported",
+            "mixes http:// and https://",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"http://a:2379\"]\nca_file = \"ca.pem\"\n",
+            "storage.ca_file",
+            "only applies to https://",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"https://a:2379\"]\nca_file = \"/nonexistent/ca.pem\"\n",
+            "storage.ca_file",
+            "cannot read /nonexistent/ca.pem",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"https://a:2379\"]\nca_file = \"/proc/version\"\n",
+            "storage.ca_file",
+            "holds no PEM certificate",
+        ),
+        (
+            "[storage]\nkind = \"etcd\"\nendpoints = [\"https://a:2379\"]\ncert_file = \"c.pem\"\n",
+            "storage.ca_file",
+            "need ca_file",
         ),
         (
             "[storage]\nkind = \"etcd\"\nendpoints = [\"10.0.0.1:2379\"]\n",

@@ -75,7 +75,7 @@ impl Members {
             let (i, client) = self.pick();
             match tokio::time::timeout(timeout, op(client)).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) => last = e.to_string(),
+                Ok(Err(e)) => last = describe(&e),
                 Err(_) => last = format!("no answer within {timeout:?}"),
             }
             self.failed(i);
@@ -100,6 +100,95 @@ impl std::fmt::Debug for EtcdBackend {
             .field("prefix", &self.settings.prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// Why an etcd call failed, in words: a TLS failure says which side's certificate is wrong
+/// and which setting to change; anything else is etcd-client's own message.
+fn describe(e: &etcd_client::Error) -> String {
+    // etcd_client::Error names no source of its own: start from the error it wraps.
+    let inner: Option<&(dyn std::error::Error + 'static)> = match e {
+        etcd_client::Error::GRpcStatus(status) => Some(status),
+        etcd_client::Error::TransportError(transport) => Some(transport),
+        etcd_client::Error::IoError(io) => Some(io),
+        _ => None,
+    };
+    inner
+        .and_then(tls_cause)
+        .map_or_else(|| e.to_string(), |tls| explain_tls(&tls))
+}
+
+/// The rustls error somewhere in `e`'s sources (also inside an `io::Error`, whose `source`
+/// skips the error it wraps).
+fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
+    let mut current = Some(e);
+    while let Some(error) = current {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls.clone());
+        }
+        if let Some(tls) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.clone());
+        }
+        current = error.source();
+    }
+    None
+}
+
+fn explain_tls(e: &rustls::Error) -> String {
+    use rustls::AlertDescription as Alert;
+    match e {
+        rustls::Error::InvalidCertificate(why) => format!(
+            "the etcd member's TLS certificate is not trusted ({why:?}): storage.ca_file must hold the CA that signed the members' certificates, and each endpoint's host must be a name or address in its member's certificate"
+        ),
+        rustls::Error::AlertReceived(
+            alert @ (Alert::CertificateRequired
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateExpired
+            | Alert::AccessDenied),
+        ) => format!(
+            "the etcd member refused this node's client certificate ({alert:?}): set storage.cert_file and storage.key_file to a certificate signed by the CA of etcd's --trusted-ca-file"
+        ),
+        other => format!("TLS to etcd failed: {other}"),
+    }
+}
+
+/// A TLS 1.3 server that wants a client certificate and gets none just closes the
+/// connection after the handshake: when no `cert_file` is configured, say that this is the
+/// likely cause.
+fn with_client_cert_hint(e: StoreError, settings: &EtcdSettings) -> StoreError {
+    match e {
+        StoreError::Unavailable { what, reason }
+            if settings.tls.as_ref().is_some_and(|t| t.client.is_none())
+                && reason.contains("connection closed") =>
+        {
+            StoreError::Unavailable {
+                what,
+                reason: format!(
+                    "{reason} (an etcd started with --client-cert-auth closes connections without a client certificate: set storage.cert_file and storage.key_file)"
+                ),
+            }
+        }
+        other => other,
+    }
+}
+
+/// TLS to the members: only `ca_pem` is trusted; the client certificate when configured.
+fn tls_options(tls: &crate::config::EtcdTls) -> etcd_client::TlsOptions {
+    let mut options = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem));
+    if let Some(client) = &tls.client {
+        options = options.identity(etcd_client::Identity::from_pem(
+            &client.cert_pem,
+            client.key_pem.as_slice(),
+        ));
+    }
+    options
 }
 
 /// The runtime the etcd client runs on: one thread, for the life of the process.
@@ -130,6 +219,9 @@ impl EtcdBackend {
         if let Some((user, password)) = &settings.user {
             options = options.with_user(user.clone(), password.clone());
         }
+        if let Some(tls) = &settings.tls {
+            options = options.with_tls(tls_options(tls));
+        }
         let mut clients = Vec::new();
         for endpoint in &settings.endpoints {
             let (endpoint, options) = (endpoint.clone(), options.clone());
@@ -150,9 +242,11 @@ impl EtcdBackend {
             lease: Arc::new(AtomicI64::new(0)),
         };
         let ttl = lease_seconds(settings.lease_ttl);
-        let id = backend.call("taking this node's lease", move |mut client| async move {
-            client.lease_grant(ttl, None).await.map(|r| r.id())
-        })?;
+        let id = backend
+            .call("taking this node's lease", move |mut client| async move {
+                client.lease_grant(ttl, None).await.map(|r| r.id())
+            })
+            .map_err(|e| with_client_cert_hint(e, settings))?;
         backend.lease.store(id, Ordering::SeqCst);
         backend.runtime.spawn(keep_lease(
             backend.members.clone(),
@@ -610,7 +704,7 @@ fn wait<T: Send + 'static>(
     });
     match rx.recv_timeout(timeout + Duration::from_millis(500)) {
         Ok(Ok(Ok(value))) => Ok(value),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Ok(Err(e))) => Err(describe(&e)),
         Ok(Err(_)) | Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }

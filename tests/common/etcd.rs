@@ -1,12 +1,13 @@
 //! A real etcd cluster for fleet tests (Debian package `etcd-server`): `n` members on free
 //! loopback ports, each with its own data directory, killed by PID on drop. A member can be
-//! killed and started again on the same data, and the whole cluster too.
+//! killed and started again on the same data, and the whole cluster too. `start_tls` serves
+//! clients over mutual TLS only, with certificates from a throwaway CA.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{TestCa, free_port};
 
 struct Member {
     name: String,
@@ -18,11 +19,29 @@ struct Member {
 pub struct Etcd {
     dir: tempfile::TempDir,
     members: Vec<Member>,
+    tls: Option<TlsFiles>,
+}
+
+/// The CA the members' and clients' certificates chain to, a member certificate and a client
+/// certificate accepted by the members (PEM files).
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server: (PathBuf, PathBuf),
+    pub client: (PathBuf, PathBuf),
 }
 
 impl Etcd {
     /// Starts `n` members and waits until the cluster answers.
     pub fn start(n: usize) -> Self {
+        Self::start_with(n, false)
+    }
+
+    /// Starts `n` members that answer clients over TLS only and require a client certificate.
+    pub fn start_tls(n: usize) -> Self {
+        Self::start_with(n, true)
+    }
+
+    fn start_with(n: usize, tls: bool) -> Self {
         assert!(
             Command::new("sh")
                 .args(["-c", "command -v etcd && command -v etcdctl"])
@@ -39,10 +58,18 @@ impl Etcd {
                 child: None,
             })
             .collect();
-        let mut etcd = Self {
-            dir: tempfile::tempdir().unwrap(),
-            members,
-        };
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls.then(|| {
+            let ca = TestCa::new();
+            let (cert, key) = ca.write_leaf(dir.path(), "member", &["127.0.0.1"], 30);
+            let client = ca.write_leaf(dir.path(), "client", &["edge.client"], 30);
+            TlsFiles {
+                ca: ca.write_root(dir.path()),
+                server: (cert, key),
+                client,
+            }
+        });
+        let mut etcd = Self { dir, members, tls };
         for i in 0..n {
             etcd.start_member(i);
         }
@@ -73,9 +100,20 @@ impl Etcd {
             .open(self.log_path(i))
             .unwrap();
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server.0)
+                .arg("--key-file")
+                .arg(&tls.server.1)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -126,7 +164,7 @@ impl Etcd {
         let list: Vec<String> = self
             .members
             .iter()
-            .map(|m| format!("\"http://127.0.0.1:{}\"", m.client))
+            .map(|m| format!("\"{}://127.0.0.1:{}\"", self.scheme(), m.client))
             .collect();
         format!("[{}]", list.join(", "))
     }
@@ -135,17 +173,45 @@ impl Etcd {
         self.members
             .iter()
             .filter(|m| m.child.is_some())
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client))
             .collect::<Vec<_>>()
             .join(",")
     }
 
-    /// `etcdctl <args>` against the running members: stdout.
-    pub fn ctl(&self, args: &[&str]) -> String {
-        let out = Command::new("etcdctl")
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The certificates of a TLS cluster.
+    pub fn tls(&self) -> &TlsFiles {
+        self.tls
+            .as_ref()
+            .expect("the cluster was started with start_tls")
+    }
+
+    /// `etcdctl` with the endpoints of the running members (and the client certificate).
+    fn etcdctl(&self) -> Command {
+        let mut command = Command::new("etcdctl");
+        command
             .env("ETCDCTL_API", "3")
             .arg("--endpoints")
-            .arg(self.endpoints())
+            .arg(self.endpoints());
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.client.0)
+                .arg("--key")
+                .arg(&tls.client.1);
+        }
+        command
+    }
+
+    /// `etcdctl <args>` against the running members: stdout.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = self
+            .etcdctl()
             .args(["--command-timeout", "3s"])
             .args(args)
             .output()
@@ -165,10 +231,8 @@ impl Etcd {
     fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .arg("--endpoints")
-                .arg(self.endpoints())
+            let ok = self
+                .etcdctl()
                 .args(["--command-timeout", "2s", "put", "/health-probe", "ok"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -91,6 +91,8 @@ pub struct EtcdBackend {
     runtime: tokio::runtime::Handle,
     /// This node's lease; 0 while it has none (etcd unreachable).
     lease: Arc<AtomicI64>,
+    /// The revision each directory was last listed at (taken by its first watch).
+    listed: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 impl std::fmt::Debug for EtcdBackend {
@@ -240,6 +242,7 @@ impl EtcdBackend {
             },
             runtime,
             lease: Arc::new(AtomicI64::new(0)),
+            listed: Arc::default(),
         };
         let ttl = lease_seconds(settings.lease_ttl);
         let id = backend
@@ -361,19 +364,27 @@ impl EtcdBackend {
         })
     }
 
-    /// Every key directly under `dir/` with its value (keys relative to the prefix).
+    /// Every key under `dir/` with its value (keys relative to the prefix), read in pages
+    /// (each its own call, with its own timeout) at the revision of the first page, so a
+    /// listing of a million keys is one consistent view. The revision is kept: the first
+    /// [`watch`](Self::watch) of `dir` goes on from it instead of reading everything again.
     pub fn list(&self, dir: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let full = self.full(&format!("{dir}/"));
         let strip = self.settings.prefix.len();
-        self.call("listing", move |mut client| {
-            let full = full.clone();
-            async move {
-                let response = client
-                    .get(full, Some(GetOptions::new().with_prefix()))
-                    .await?;
-                Ok(entries(response.kvs(), strip))
-            }
-        })
+        let mut listing = Listing::new(&full);
+        while let Some(from) = listing.next_key() {
+            let (end, revision) = (listing.end.clone(), listing.revision);
+            let page = self.call("listing", move |mut client| {
+                let (from, end) = (from.clone(), end.clone());
+                async move { client.get(from, Some(page_options(end, revision))).await }
+            })?;
+            listing.take(page, strip);
+        }
+        self.listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(dir.to_owned(), listing.revision);
+        Ok(listing.entries)
     }
 
     /// Writes `key` attached to this node's lease: it disappears when the node dies.
@@ -472,6 +483,7 @@ impl EtcdBackend {
             members: self.members.clone(),
             runtime: self.runtime.clone(),
             lease: self.lease.clone(),
+            listed: self.listed.clone(),
         }
     }
 
@@ -527,11 +539,17 @@ impl EtcdBackend {
         let members = self.members.clone();
         let full = self.full(&format!("{dir}/"));
         let strip = self.settings.prefix.len();
+        // What this node listed at start it has loaded: the first session goes on from there.
+        let mut listed_at = self
+            .listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(dir);
         self.runtime.spawn(async move {
             let mut failures = 0u32;
             loop {
                 let (i, client) = members.pick();
-                match watch_once(client, &full, strip, &tx).await {
+                match watch_once(client, &full, strip, listed_at.take(), &tx).await {
                     Ok(()) => return,
                     Err(e) => {
                         members.failed(i);
@@ -551,24 +569,31 @@ impl EtcdBackend {
     }
 }
 
-/// One watch session: snapshot, then events until an error (or the receiver is gone: Ok).
+/// One watch session: a snapshot (unless `listed_at`, the revision of a listing the caller
+/// has already taken in), then events until an error (or the receiver is gone: Ok).
 async fn watch_once(
     mut client: Client,
     full: &str,
     strip: usize,
+    listed_at: Option<i64>,
     tx: &mpsc::Sender<Change>,
 ) -> Result<(), etcd_client::Error> {
-    let snapshot = client
-        .get(full, Some(GetOptions::new().with_prefix()))
-        .await?;
-    let revision = snapshot.header().map_or(0, |h| h.revision());
-    if tx
-        .send(Change::Snapshot(entries(snapshot.kvs(), strip)))
-        .await
-        .is_err()
-    {
-        return Ok(());
-    }
+    let revision = match listed_at {
+        Some(revision) => revision,
+        None => {
+            let mut listing = Listing::new(full);
+            while let Some(from) = listing.next_key() {
+                let options = page_options(listing.end.clone(), listing.revision);
+                let page = client.get(from, Some(options)).await?;
+                listing.take(page, strip);
+            }
+            let revision = listing.revision;
+            if tx.send(Change::Snapshot(listing.entries)).await.is_err() {
+                return Ok(());
+            }
+            revision
+        }
+    };
     let mut stream = client
         .watch(
             full,
@@ -601,6 +626,73 @@ async fn watch_once(
         }
     }
     Err(etcd_client::Error::WatchError("watch stream ended".into()))
+}
+
+/// Keys per page of a listing: records are a few KiB, and a response must stay under the
+/// client's 4 MiB message limit.
+const PAGE: i64 = 256;
+
+/// A listing of every key under a prefix, page by page, at the revision of its first page.
+struct Listing {
+    end: Vec<u8>,
+    /// Where the next page starts; `None` once the last page is in.
+    next: Option<Vec<u8>>,
+    /// 0 until the first page answers.
+    revision: i64,
+    entries: Vec<(String, Vec<u8>)>,
+}
+
+impl Listing {
+    fn new(prefix: &str) -> Self {
+        Self {
+            end: prefix_end(prefix.as_bytes()),
+            next: Some(prefix.as_bytes().to_vec()),
+            revision: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    fn next_key(&self) -> Option<Vec<u8>> {
+        self.next.clone()
+    }
+
+    fn take(&mut self, page: etcd_client::GetResponse, strip: usize) {
+        if self.revision == 0 {
+            self.revision = page.header().map_or(0, |h| h.revision());
+        }
+        self.entries.extend(entries(page.kvs(), strip));
+        self.next = match page.kvs().last() {
+            Some(last) if page.more() => {
+                let mut after = last.key().to_vec();
+                after.push(0);
+                Some(after)
+            }
+            _ => None,
+        };
+    }
+}
+
+/// One page from a key up to `end`, at `revision` (0: the current one).
+fn page_options(end: Vec<u8>, revision: i64) -> GetOptions {
+    let options = GetOptions::new().with_range(end).with_limit(PAGE);
+    if revision > 0 {
+        options.with_revision(revision)
+    } else {
+        options
+    }
+}
+
+/// The first key after every key that starts with `prefix` (etcd's range end for a prefix).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte 0xff: to the end of the keyspace.
+    vec![0]
 }
 
 fn relative(key: &[u8], strip: usize) -> Option<String> {
@@ -706,5 +798,17 @@ fn wait<T: Send + 'static>(
         Ok(Ok(Ok(value))) => Ok(value),
         Ok(Ok(Err(e))) => Err(describe(&e)),
         Ok(Err(_)) | Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_ends_at_the_next_key_that_does_not_start_with_it() {
+        assert_eq!(prefix_end(b"/onehttps/certs/"), b"/onehttps/certs0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
     }
 }

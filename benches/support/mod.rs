@@ -44,6 +44,35 @@ impl BenchCa {
         })
     }
 
+    /// Writes the CA to `path` (root DER, intermediate PEM and key PEM), to issue from it
+    /// again in a later run ([`load`](Self::load)).
+    pub fn save(&self, path: &std::path::Path) -> Result<(), Error> {
+        let parts = [
+            hex(&self.root_der),
+            self.inter_pem.clone(),
+            self.issuer.key().serialize_pem(),
+        ];
+        std::fs::write(path, parts.join("\n--\n"))?;
+        Ok(())
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)?;
+        let parts: Vec<&str> = text.split("\n--\n").collect();
+        let [root, inter_pem, key] = parts[..] else {
+            return Err(format!("{} is not a saved bench CA", path.display()).into());
+        };
+        let root_der = (0..root.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&root[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()?;
+        Ok(Self {
+            root_der,
+            inter_pem: inter_pem.to_owned(),
+            issuer: Issuer::from_ca_cert_pem(inter_pem, KeyPair::from_pem(key)?)?,
+        })
+    }
+
     /// A certificate for `host` with a key of its own.
     pub fn issue(&self, host: &str) -> Result<Leaf, Error> {
         let key = KeyPair::generate()?;
@@ -53,6 +82,10 @@ impl BenchCa {
             key_der: key.serialize_der(),
         })
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn name(cn: &str) -> DistinguishedName {

@@ -504,20 +504,25 @@ impl Onboarding {
             return Wake::Never;
         };
         let now = SystemTime::now();
-        // In a fleet one node drives each site; the others follow it through the store.
-        match self.store.claim(&format!("site/{id}")).await {
-            Ok(Some(held)) => *claim = Some(held),
-            Ok(None) => return Wake::At(now + FOLLOWER_WAIT),
-            Err(e) => {
-                tracing::warn!(site = %record.hosts[0], error = %e, "cannot claim the site's onboarding; will retry");
-                return Wake::At(now + FOLLOWER_WAIT);
-            }
-        }
         let wait = crate::certs::record::from_unix(record.next_check)
             .duration_since(now)
             .unwrap_or_default();
         if !wait.is_zero() {
+            // Nothing to do yet: no claim, no store round trip (a fleet of 100k sites would
+            // otherwise ask etcd for 100k locks every few seconds).
             return Wake::At(now + wait.min(Duration::from_secs(60)));
+        }
+        // In a fleet one node drives each site; the others follow it through the store. A
+        // claim taken once is kept while this node's lease lives.
+        if !claim.as_ref().is_some_and(|held| self.store.holds(held)) {
+            match self.store.claim(&format!("site/{id}")).await {
+                Ok(Some(held)) => *claim = Some(held),
+                Ok(None) => return Wake::At(now + FOLLOWER_WAIT),
+                Err(e) => {
+                    tracing::warn!(site = %record.hosts[0], error = %e, "cannot claim the site's onboarding; will retry");
+                    return Wake::At(now + FOLLOWER_WAIT);
+                }
+            }
         }
         match record.status {
             // Waiting for the renewal side: look again without touching the store or DNS

@@ -39,6 +39,8 @@ pub enum Change {
 pub struct Held {
     key: String,
     revision: i64,
+    /// The lease it is attached to: it is held while this node still has that lease.
+    lease: i64,
 }
 
 /// A client per member and the one in use.
@@ -114,9 +116,29 @@ fn describe(e: &etcd_client::Error) -> String {
         etcd_client::Error::IoError(io) => Some(io),
         _ => None,
     };
-    inner
-        .and_then(tls_cause)
-        .map_or_else(|| e.to_string(), |tls| explain_tls(&tls))
+    if let Some(tls) = inner.and_then(tls_cause) {
+        return explain_tls(&tls);
+    }
+    let text = e.to_string();
+    // An alert read after the handshake reaches us as text only ("received fatal alert: X").
+    const CERTIFICATE_ALERTS: [&str; 4] = [
+        "BadCertificate",
+        "CertificateRequired",
+        "UnknownCA",
+        "CertificateUnknown",
+    ];
+    match text.split("received fatal alert: ").nth(1) {
+        Some(alert) if CERTIFICATE_ALERTS.iter().any(|a| alert.starts_with(a)) => {
+            client_certificate_refused(alert.split(['"', ' ', ')']).next().unwrap_or(alert))
+        }
+        _ => text,
+    }
+}
+
+fn client_certificate_refused(alert: &str) -> String {
+    format!(
+        "the etcd member refused this node's client certificate ({alert}): set storage.cert_file and storage.key_file to a certificate signed by the CA of etcd's --trusted-ca-file"
+    )
 }
 
 /// The rustls error somewhere in `e`'s sources (also inside an `io::Error`, whose `source`
@@ -153,21 +175,22 @@ fn explain_tls(e: &rustls::Error) -> String {
             | Alert::UnsupportedCertificate
             | Alert::CertificateExpired
             | Alert::AccessDenied),
-        ) => format!(
-            "the etcd member refused this node's client certificate ({alert:?}): set storage.cert_file and storage.key_file to a certificate signed by the CA of etcd's --trusted-ca-file"
-        ),
+        ) => client_certificate_refused(&format!("{alert:?}")),
         other => format!("TLS to etcd failed: {other}"),
     }
 }
 
-/// A TLS 1.3 server that wants a client certificate and gets none just closes the
-/// connection after the handshake: when no `cert_file` is configured, say that this is the
+/// A TLS 1.3 server that wants a client certificate and gets none closes the connection
+/// after the handshake (seen as a closed connection, a broken pipe or a reset, or as an
+/// alert when it arrives first): when no `cert_file` is configured, say that this is the
 /// likely cause.
 fn with_client_cert_hint(e: StoreError, settings: &EtcdSettings) -> StoreError {
     match e {
         StoreError::Unavailable { what, reason }
             if settings.tls.as_ref().is_some_and(|t| t.client.is_none())
-                && reason.contains("connection closed") =>
+                && ["connection closed", "broken pipe", "ConnectionReset"]
+                    .iter()
+                    .any(|closed| reason.contains(closed)) =>
         {
             StoreError::Unavailable {
                 what,
@@ -345,6 +368,26 @@ impl EtcdBackend {
         })
     }
 
+    /// Writes many keys, up to [`TXN_OPS`] (and about 1 MiB) per transaction: bulk imports
+    /// and the benchmarks' datasets. Each transaction is all or nothing; the whole is not.
+    pub fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut batch: Vec<TxnOp> = Vec::new();
+        let mut bytes = 0;
+        for (index, (key, value)) in entries.iter().enumerate() {
+            bytes += key.len() + value.len();
+            batch.push(TxnOp::put(self.full(key), value.clone(), None));
+            if batch.len() == TXN_OPS || bytes > TXN_BYTES || index + 1 == entries.len() {
+                let ops = std::mem::take(&mut batch);
+                bytes = 0;
+                self.call("writing many", move |mut client| {
+                    let txn = Txn::new().and_then(ops.clone());
+                    async move { client.txn(txn).await.map(|_| ()) }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `key` only if it does not exist; whether it was written.
     pub fn create(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
         let (full, value) = (self.full(key), value.to_vec());
@@ -443,7 +486,11 @@ impl EtcdBackend {
                 let response = client.txn(txn).await?;
                 if response.succeeded() {
                     let revision = response.header().map_or(0, |h| h.revision());
-                    return Ok(Some(Held { key, revision }));
+                    return Ok(Some(Held {
+                        key,
+                        revision,
+                        lease,
+                    }));
                 }
                 // Ours already (same lease): held again.
                 let current = client.get(key.clone(), None).await?;
@@ -454,10 +501,17 @@ impl EtcdBackend {
                     .map(|kv| Held {
                         key,
                         revision: kv.create_revision(),
+                        lease,
                     }))
             }
         })
         .await
+    }
+
+    /// Whether `held` is still this node's, as far as this node knows without asking etcd:
+    /// its lease is the one this node keeps alive (a lost lease took its locks with it).
+    pub fn holds(&self, held: &Held) -> bool {
+        self.lease.load(Ordering::SeqCst) == held.lease
     }
 
     /// [`try_lock`](Self::try_lock) for synchronous callers.
@@ -539,8 +593,9 @@ impl EtcdBackend {
         let members = self.members.clone();
         let full = self.full(&format!("{dir}/"));
         let strip = self.settings.prefix.len();
-        // What this node listed at start it has loaded: the first session goes on from there.
-        let mut listed_at = self
+        // What this node listed at start it has loaded: the first session goes on from there;
+        // a later one from the last change it passed on.
+        let mut resume = self
             .listed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -549,7 +604,7 @@ impl EtcdBackend {
             let mut failures = 0u32;
             loop {
                 let (i, client) = members.pick();
-                match watch_once(client, &full, strip, listed_at.take(), &tx).await {
+                match watch_once(client, &full, strip, &mut resume, &tx).await {
                     Ok(()) => return,
                     Err(e) => {
                         members.failed(i);
@@ -569,16 +624,18 @@ impl EtcdBackend {
     }
 }
 
-/// One watch session: a snapshot (unless `listed_at`, the revision of a listing the caller
-/// has already taken in), then events until an error (or the receiver is gone: Ok).
+/// One watch session: from `resume` (the revision the receiver is up to date with) or else
+/// from a fresh snapshot, then events until an error (or the receiver is gone: Ok). `resume`
+/// follows each change passed on, so the next session replays only what this one missed;
+/// when etcd has compacted that history away, the next session starts with a snapshot.
 async fn watch_once(
     mut client: Client,
     full: &str,
     strip: usize,
-    listed_at: Option<i64>,
+    resume: &mut Option<i64>,
     tx: &mpsc::Sender<Change>,
 ) -> Result<(), etcd_client::Error> {
-    let revision = match listed_at {
+    let revision = match *resume {
         Some(revision) => revision,
         None => {
             let mut listing = Listing::new(full);
@@ -591,9 +648,11 @@ async fn watch_once(
             if tx.send(Change::Snapshot(listing.entries)).await.is_err() {
                 return Ok(());
             }
+            *resume = Some(revision);
             revision
         }
     };
+    tracing::debug!(prefix = full, from = revision + 1, "watching the store");
     let mut stream = client
         .watch(
             full,
@@ -606,6 +665,9 @@ async fn watch_once(
         .await?;
     while let Some(response) = stream.message().await? {
         if response.canceled() {
+            if response.compact_revision() > 0 {
+                *resume = None;
+            }
             return Err(etcd_client::Error::WatchError(format!(
                 "watch canceled: {}",
                 response.cancel_reason()
@@ -623,10 +685,17 @@ async fn watch_once(
             if tx.send(change).await.is_err() {
                 return Ok(());
             }
+            *resume = Some(kv.mod_revision());
         }
     }
     Err(etcd_client::Error::WatchError("watch stream ended".into()))
 }
+
+/// Operations per transaction of a bulk write (etcd refuses more than 128 by default).
+const TXN_OPS: usize = 128;
+
+/// Bytes per transaction of a bulk write (etcd refuses requests over 1.5 MiB by default).
+const TXN_BYTES: usize = 1024 * 1024;
 
 /// Keys per page of a listing: records are a few KiB, and a response must stay under the
 /// client's 4 MiB message limit.
@@ -672,9 +741,15 @@ impl Listing {
     }
 }
 
-/// One page from a key up to `end`, at `revision` (0: the current one).
+/// One page from a key up to `end`, at `revision` (0: the current one). Serializable: the
+/// member answers from its own copy without a round of consensus per page. That copy may
+/// be a moment behind the cluster, but the listing is one revision throughout and the
+/// watch that follows replays every change after it, so nothing is missed.
 fn page_options(end: Vec<u8>, revision: i64) -> GetOptions {
-    let options = GetOptions::new().with_range(end).with_limit(PAGE);
+    let options = GetOptions::new()
+        .with_range(end)
+        .with_limit(PAGE)
+        .with_serializable();
     if revision > 0 {
         options.with_revision(revision)
     } else {

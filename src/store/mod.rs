@@ -629,12 +629,14 @@ impl Store {
         Ok((rel.to_owned(), encode_json(value, || self.path_of(rel))?))
     }
 
-    /// Writes many entries at once (embedded: one transaction; elsewhere one write each):
+    /// Writes many entries at once (embedded: one transaction; etcd: one per 128 entries; fs:
+    /// one write each):
     /// bulk imports, and the benchmarks' datasets.
     pub fn put_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Embedded { db, .. } => db.put_many(entries),
-            _ => entries
+            Backend::Etcd(etcd) => etcd.put_many(entries),
+            Backend::Fs(_) => entries
                 .iter()
                 .try_for_each(|(key, bytes)| self.put(key, bytes, 0o600)),
         }
@@ -791,6 +793,14 @@ impl Store {
         match &self.backend {
             Backend::Fs(_) | Backend::Embedded { .. } => Ok(Some(Claim::Local)),
             Backend::Etcd(etcd) => Ok(etcd.try_lock(name).await?.map(Claim::Fleet)),
+        }
+    }
+
+    /// Whether `claim` still holds (without a round trip to the store).
+    pub fn holds(&self, claim: &Claim) -> bool {
+        match (&self.backend, claim) {
+            (Backend::Etcd(etcd), Claim::Fleet(held)) => etcd.holds(held),
+            _ => true,
         }
     }
 

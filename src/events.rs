@@ -3,22 +3,24 @@
 //! reads and, when `[events] webhook` is set, POSTed as JSON in order, with a timeout and
 //! three attempts each. Recording never blocks the caller: a slow or dead webhook only makes
 //! its own queue fill up (events beyond it are dropped from delivery, never from the log).
+//! In a fleet each event is also handed to the fleet's log (`fleet/events.rs`), and events
+//! recorded by other nodes join this log (marked with their node, never re-delivered).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many events are kept; older ones are dropped.
-const CAPACITY: usize = 1000;
+pub const CAPACITY: usize = 1000;
 /// Events waiting for webhook delivery.
 const WEBHOOK_QUEUE: usize = 1000;
 /// Attempts per event.
 const WEBHOOK_ATTEMPTS: u32 = 3;
 
 /// One event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Increasing number, so readers can ask for what is new.
     pub seq: u64,
@@ -29,6 +31,9 @@ pub struct Event {
     /// The site's first name (or the certificate's names).
     pub subject: String,
     pub message: String,
+    /// The fleet node that recorded it (`storage.node_id`); absent on a single node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The bounded event log.
@@ -38,6 +43,8 @@ pub struct Events {
     webhook: Option<tokio::sync::mpsc::Sender<Event>>,
     /// The receiving end until `deliver` takes it.
     pending: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
+    /// In a fleet: this node's id and where its events go to be shared.
+    fleet: Mutex<Option<(String, tokio::sync::mpsc::Sender<Event>)>>,
 }
 
 impl Events {
@@ -73,27 +80,58 @@ impl Events {
         }
     }
 
+    /// From now on every event recorded here is marked as node `node`'s and sent to
+    /// `share` (the fleet's log).
+    pub fn join_fleet(&self, node: String, share: tokio::sync::mpsc::Sender<Event>) {
+        if let Ok(mut fleet) = self.fleet.lock() {
+            *fleet = Some((node, share));
+        }
+    }
+
     pub fn record(&self, kind: &str, subject: &str, message: impl Into<String>) {
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        inner.0 += 1;
+        let fleet = self.fleet.lock().ok().and_then(|f| f.clone());
         let event = Event {
-            seq: inner.0,
+            seq: 0,
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             kind: kind.to_owned(),
             subject: subject.to_owned(),
             message: message.into(),
+            node: fleet.as_ref().map(|(node, _)| node.clone()),
         };
-        if inner.1.len() == CAPACITY {
-            inner.1.pop_front();
-        }
+        let Some(event) = self.append(event) else {
+            return;
+        };
         if let Some(webhook) = &self.webhook
             && webhook.try_send(event.clone()).is_err()
         {
             tracing::warn!(seq = event.seq, "webhook queue full: event not delivered");
         }
-        inner.1.push_back(event);
+        if let Some((_, share)) = fleet
+            && share.try_send(event.clone()).is_err()
+        {
+            tracing::warn!(
+                seq = event.seq,
+                "fleet event queue full: event kept on this node only"
+            );
+        }
+    }
+
+    /// Adds an event another node of the fleet recorded (its webhook delivery is that
+    /// node's); it gets this log's next number.
+    pub fn record_from_fleet(&self, event: Event) {
+        self.append(event);
+    }
+
+    /// Numbers `event` and appends it, dropping the oldest beyond the capacity.
+    fn append(&self, mut event: Event) -> Option<Event> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.0 += 1;
+        event.seq = inner.0;
+        if inner.1.len() == CAPACITY {
+            inner.1.pop_front();
+        }
+        inner.1.push_back(event.clone());
+        Some(event)
     }
 
     /// Events after `since` (all with 0), oldest first.

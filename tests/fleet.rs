@@ -364,6 +364,31 @@ fn a_fleet_serves_as_one_edge_and_survives_an_etcd_member_dying() {
         );
     }
 
+    // Every node's event log is the fleet's: each event once, marked with its node.
+    for i in 0..3 {
+        wait_until(
+            "the fleet's events reach every node",
+            Duration::from_secs(10),
+            || {
+                let (_, text) = fleet.api(i, "GET", "/api/v1/events", None);
+                let log: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let issued: Vec<&serde_json::Value> = log["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e["kind"] == "certificate.issued")
+                    .collect();
+                issued.len() == 1
+                    && issued[0]["subject"]
+                        .as_str()
+                        .is_some_and(|s| s.contains("shop.example.com"))
+                    && issued[0]["node"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("edge-"))
+            },
+        );
+    }
+
     // A TLS 1.3 session from node 1 resumes on node 2: the ticket keys are the fleet's.
     let session = fleet.node(0).dir.path().join("session.pem");
     let handshake = |i: usize, arg: &str| {
@@ -421,6 +446,9 @@ fn a_fleet_serves_as_one_edge_and_survives_an_etcd_member_dying() {
     // A node restarted on the fleet's store serves what the fleet has at once.
     fleet.nodes[1].as_mut().unwrap().restart();
     assert_eq!(fleet.serial(1, "shop.example.com"), renewed);
+    // ... and shows the fleet's events from before its restart.
+    let (_, log) = fleet.api(1, "GET", "/api/v1/events", None);
+    assert!(log.contains("certificate.issued"), "{log}");
     assert!(fleet.fetch(1, "shop.example.com", &root));
 
     // Removed through node 3: no node serves it, and its record and key leave the store.

@@ -1,9 +1,11 @@
 //! A fleet of edges on one etcd: what each node learns from the store's watches — sites
 //! registered through any node (`sites/`), certificates issued or renewed by any node
-//! (`certs/`), challenge answers of any node's orders in flight (`challenges/`) — and its
-//! own heartbeat in `nodes/` (`nodes.rs`). Nothing here runs on the `fs` store.
+//! (`certs/`), challenge answers of any node's orders in flight (`challenges/`), events
+//! recorded by any node (`events/`, `events.rs`) — and its own heartbeat in `nodes/`
+//! (`nodes.rs`). Nothing here runs on the `fs` store.
 
 pub mod challenges;
+pub mod events;
 pub mod nodes;
 
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub fn start(edge: &Arc<Edge>) {
     edge.spawn(follow_sites(edge.clone(), sites));
     edge.spawn(challenges::follow(edge.challenges.clone(), answers));
     edge.spawn(nodes::heartbeat(edge.clone()));
+    edge.spawn(events::share(edge.clone()));
     if let Some(tickets) = edge.shared_tickets.clone() {
         let changes = etcd.watch("tickets");
         edge.spawn(follow_tickets(edge.clone(), tickets, changes));

@@ -446,6 +446,16 @@ impl EtcdBackend {
         .await
     }
 
+    /// [`put`](Self::put) for async callers.
+    pub async fn put_async(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let (full, value) = (self.full(key), value.to_vec());
+        self.call_async("writing", move |mut client| {
+            let (full, value) = (full.clone(), value.clone());
+            async move { client.put(full, value, None).await.map(|_| ()) }
+        })
+        .await
+    }
+
     pub async fn delete_async(&self, key: &str) -> Result<(), StoreError> {
         let full = self.full(key);
         self.call_async("deleting", move |mut client| {

@@ -15,9 +15,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::ServerConnection;
 use rustls::{RootCertStore, ServerConfig};
 
+use onehttps::certs::ServedCert;
 use onehttps::certs::{CertBundle, HostName, Source};
 use onehttps::config::{CertFiles, IssuerKind, MinTlsVersion, OriginUrl, SiteConfig, TlsSettings};
-use onehttps::sites::{ServedCert, Site};
+use onehttps::sites::Site;
 use onehttps::tls::{KeyCache, Routes, SiteTable, TableResolver, server_config};
 
 /// One certificate for `*.bench.test` and `bench.test`, shared by every site.

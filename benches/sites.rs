@@ -22,10 +22,11 @@ use rustls::server::ServerConnection;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use onehttps::certs::ServedCert;
 use onehttps::certs::{CertBundle, HostName, Source};
 use onehttps::config::{IssuerKind, MinTlsVersion, OriginUrl, SiteConfig, TlsSettings};
 use onehttps::issue::Challenges;
-use onehttps::sites::{ServedCert, Site};
+use onehttps::sites::Site;
 use onehttps::store::Store;
 use onehttps::tls::{KeyCache, Routes, SiteTable, TableResolver, server_config};
 

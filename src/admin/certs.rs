@@ -150,7 +150,7 @@ pub(crate) async fn upload(
         .save_cert(site.hosts(), &record)
         .map_err(|e| ApiError::store(&e))?;
     api.edge.certificates.note_stored(&record);
-    site.replace_cert(crate::sites::ServedCert::new(
+    site.replace_cert(crate::certs::ServedCert::new(
         bundle,
         crate::certs::Source::Uploaded,
     ));

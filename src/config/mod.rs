@@ -2,6 +2,7 @@
 //! reported at once with file:line:column; code after `load` never re-checks.
 
 mod acme;
+pub mod cert_files;
 mod error;
 mod file;
 mod onboarding;
@@ -14,8 +15,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::certs::{CertBundle, HostName};
-use crate::sites::cert_files::{self, CertFileError};
 pub use acme::{AcmeSettings, ChallengeKind, IssuerKind};
+use cert_files::CertFileError;
 use error::Issues;
 pub use error::{ConfigError, ConfigIssue};
 use file::{FileConfig, FileSite, Hsts};

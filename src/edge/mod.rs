@@ -197,8 +197,9 @@ impl Edge {
     pub fn start(self: &Arc<Self>, listeners: Listeners) {
         descriptors::ensure(&self.server);
         let interval = self.lock_config().tls.watch_interval;
+        let table = self.table.clone();
         self.tracker.spawn(crate::sites::watch::run(
-            self.table.clone(),
+            move || table.sites_with_files(),
             interval,
             self.cancel.clone(),
         ));

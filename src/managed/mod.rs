@@ -14,13 +14,13 @@ use std::time::SystemTime;
 use rustls_pki_types::PrivateKeyDer;
 use tokio::sync::Semaphore;
 
+use crate::certs::ServedCert;
 use crate::certs::names::join;
 use crate::certs::{CertBundle, CertRecord, CertState, HostName, Source};
 use crate::config::{AcmeSettings, IssuerKind, SiteConfig};
 use crate::issue::acme::AcmeIssuer;
 use crate::issue::internal::{CaError, InternalCa};
 use crate::issue::{Challenges, IssueError, Issued, Issuer};
-use crate::sites::ServedCert;
 use crate::store::{Claim, Store, StoreError};
 
 /// Owns the store, the issuers and the limits on concurrent orders.

@@ -13,12 +13,13 @@ use aws_lc_rs::digest::{SHA256, digest};
 use tokio_util::sync::CancellationToken;
 
 use super::{CertManager, state_at};
+use crate::certs::ServedCert;
 use crate::certs::names::join;
 use crate::certs::record::{Failure, Replaced, from_unix, unix};
 use crate::certs::{CertRecord, CertState, Source, window};
 use crate::issue::Issuer;
 use crate::schedule::{Job, JobFuture, Wake};
-use crate::sites::{ServedCert, Site};
+use crate::sites::Site;
 
 /// Longest single sleep: the plan is recomputed at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);

@@ -1,7 +1,6 @@
 //! Sites: what the edge serves for a set of host names — origins, HSTS policy and the
 //! certificate currently in service — and how they are built from config and kept fresh.
 
-pub mod cert_files;
 pub mod watch;
 
 use std::sync::{Arc, Mutex};
@@ -10,31 +9,13 @@ use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use tokio_util::sync::CancellationToken;
 
-use crate::certs::{CertBundle, HostName, Source};
+use crate::certs::HostName;
+use crate::certs::ServedCert;
+use crate::certs::served::KeyCache;
+use crate::config::cert_files::{self, FileStamp};
 use crate::config::{CertFiles, SiteConfig};
 use crate::proxy::OriginPool;
-use crate::tls::key_cache::{KeyCache, KeySlot};
-use cert_files::FileStamp;
 use rustls::sign::CertifiedKey;
-
-/// A certificate in service, where it came from, and its decoded signing key while the key
-/// cache (`tls::key_cache`) holds it.
-#[derive(Debug)]
-pub struct ServedCert {
-    pub bundle: CertBundle,
-    pub source: Source,
-    pub(crate) live: KeySlot,
-}
-
-impl ServedCert {
-    pub fn new(bundle: CertBundle, source: Source) -> Self {
-        Self {
-            bundle,
-            source,
-            live: KeySlot::default(),
-        }
-    }
-}
 
 /// One site, shared by the table, connections and background tasks.
 pub struct Site {

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::cert_files;
-use super::{ServedCert, Site, Stamps};
+use super::{Site, Stamps};
+use crate::certs::ServedCert;
 use crate::certs::Source;
+use crate::config::cert_files;
 use crate::config::error_chain;
-use crate::tls::SiteTable;
 
 /// What the watcher last saw of a site's files.
 #[derive(Debug)]
@@ -31,25 +31,28 @@ impl WatchState {
     }
 }
 
-/// Polls every site's certificate files each `interval` until `cancel`.
-pub async fn run(table: Arc<SiteTable>, interval: Duration, cancel: CancellationToken) {
+/// Polls the certificate files of the sites `with_files` names (asked again at each pass)
+/// each `interval` until `cancel`.
+pub async fn run(
+    with_files: impl Fn() -> Arc<[Arc<Site>]>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        let table = table.clone();
+        let sites = with_files();
+        if sites.is_empty() {
+            continue;
+        }
         // File reads and PEM parsing are blocking work: keep them off the reactor.
-        if let Err(e) = tokio::task::spawn_blocking(move || check_all(&table)).await {
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || sites.iter().for_each(|s| check_site(s))).await
+        {
             tracing::error!(error = %e, "certificate watcher pass panicked");
         }
-    }
-}
-
-/// One pass over every site with certificate files.
-pub fn check_all(table: &SiteTable) {
-    for site in table.sites() {
-        check_site(&site);
     }
 }
 

@@ -4,13 +4,12 @@
 //! of the handshake.
 
 pub mod accept;
-pub mod key_cache;
 pub mod resolver;
 pub mod server_config;
 pub mod table;
 pub mod tickets;
 
+pub use crate::certs::KeyCache;
 pub use accept::{HandshakeError, accept};
-pub use key_cache::KeyCache;
 pub use resolver::TableResolver;
 pub use table::{Routes, SiteTable};

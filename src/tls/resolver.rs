@@ -6,8 +6,8 @@ use std::sync::Arc;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::key_cache::KeyCache;
 use super::table::SiteTable;
+use crate::certs::KeyCache;
 
 /// Picks the certificate of the site named by the SNI (or the default site).
 #[derive(Debug)]

@@ -40,6 +40,8 @@ pub struct Routes {
     shards: Box<[Arc<Shard>]>,
     default_host: Option<HostName>,
     default: Option<Arc<Site>>,
+    /// The sites served from certificate files (few: the file watcher's list).
+    with_files: Arc<[Arc<Site>]>,
 }
 
 impl Default for Routes {
@@ -48,6 +50,7 @@ impl Default for Routes {
             shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(),
             default_host: None,
             default: None,
+            with_files: Arc::new([]),
         }
     }
 }
@@ -106,10 +109,25 @@ impl Routes {
                     .push(site.clone());
             }
         }
+        let files_changed = removed
+            .iter()
+            .chain(added)
+            .any(|s| s.cert_files().is_some());
+        let with_files = if files_changed {
+            self.with_files
+                .iter()
+                .filter(|s| !removed.iter().any(|r| Arc::ptr_eq(r, s)))
+                .chain(added.iter().filter(|s| s.cert_files().is_some()))
+                .cloned()
+                .collect()
+        } else {
+            self.with_files.clone()
+        };
         let mut routes = Self {
             shards,
             default_host: self.default_host.clone(),
             default: None,
+            with_files,
         };
         routes.default = routes.find_default();
         routes
@@ -164,6 +182,11 @@ impl SiteTable {
         self.routes.store(Arc::new(changed));
     }
 
+    /// The published sites served from certificate files.
+    pub fn sites_with_files(&self) -> Arc<[Arc<Site>]> {
+        self.routes.load().with_files.clone()
+    }
+
     /// The sites currently published.
     pub fn sites(&self) -> Vec<Arc<Site>> {
         let routes = self.routes.load();
@@ -207,6 +230,44 @@ mod tests {
             registered: true,
         };
         Arc::new(Site::build(config, None, std::time::Duration::from_secs(1)))
+    }
+
+    /// A site served from certificate files (which are not read here).
+    fn site_with_files(host: &str) -> Arc<Site> {
+        let hosts = vec![HostName::parse(host).unwrap()];
+        let pair = crate::certs::selfsigned::generate(&hosts, 30).unwrap();
+        let bundle =
+            crate::certs::CertBundle::from_pem(pair.chain_pem.as_bytes(), pair.key_pem.as_bytes())
+                .unwrap();
+        let files = crate::config::CertFiles {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        };
+        let config = SiteConfig {
+            cert: Some((files, bundle)),
+            managed: false,
+            registered: false,
+            ..site(&[host]).config().clone()
+        };
+        Arc::new(Site::build(config, None, std::time::Duration::from_secs(1)))
+    }
+
+    #[test]
+    fn the_file_watcher_list_follows_sites_served_from_files() {
+        let with_files = site_with_files("files.example.com");
+        let table = SiteTable::new();
+        table.publish(Routes::new(
+            vec![site(&["a.example.com"]), with_files.clone()],
+            None,
+        ));
+        let listed = table.sites_with_files();
+        assert_eq!(listed.len(), 1);
+        assert!(Arc::ptr_eq(&listed[0], &with_files));
+        // A change that touches no file-served site keeps the list as it is.
+        table.change(&[], &[site(&["b.example.com"])]);
+        assert!(Arc::ptr_eq(&table.sites_with_files(), &listed));
+        table.change(std::slice::from_ref(&with_files), &[]);
+        assert!(table.sites_with_files().is_empty());
     }
 
     fn served_by(table: &SiteTable, name: &str) -> Option<String> {

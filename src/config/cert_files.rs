@@ -5,8 +5,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::CertFiles;
 use crate::certs::{CertBundle, CertError, HostName};
-use crate::config::CertFiles;
 
 /// Why a certificate pair on disk cannot be served.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,7 @@
-//! The bounded cache of decoded signing keys. Every served certificate keeps its private key
-//! sealed (`certs::sealed_key`); the first handshake for a site opens and decodes it into its
+//! Certificates in service: a `ServedCert` (the bundle, where it came from, and the slot
+//! its decoded signing key lives in while the cache holds it) and the bounded cache of
+//! decoded signing keys. Every served certificate keeps its private key sealed
+//! (`certs::sealed_key`); the first handshake for a site opens and decodes it into its
 //! `KeySlot`, and at most `capacity` slots hold a decoded key at once. Eviction is CLOCK: a
 //! hit sets the slot's `used` bit (one relaxed store, no lock), the hand clears bits as it
 //! passes and evicts the first slot it finds unused. A hit costs one atomic load; only a miss
@@ -12,7 +14,26 @@ use std::sync::{Arc, Mutex, Weak};
 use arc_swap::ArcSwapOption;
 use rustls::sign::CertifiedKey;
 
-use crate::sites::ServedCert;
+use super::{CertBundle, Source};
+
+/// A certificate in service, where it came from, and its decoded signing key while the key
+/// cache holds it.
+#[derive(Debug)]
+pub struct ServedCert {
+    pub bundle: CertBundle,
+    pub source: Source,
+    pub(crate) live: KeySlot,
+}
+
+impl ServedCert {
+    pub fn new(bundle: CertBundle, source: Source) -> Self {
+        Self {
+            bundle,
+            source,
+            live: KeySlot::default(),
+        }
+    }
+}
 
 /// A served certificate's decoded key, while the cache holds it.
 #[derive(Default)]

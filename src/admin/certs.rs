@@ -150,10 +150,10 @@ pub(crate) async fn upload(
         .save_cert(site.hosts(), &record)
         .map_err(|e| ApiError::store(&e))?;
     api.edge.certificates.note_stored(&record);
-    site.replace_cert(crate::certs::ServedCert::new(
-        bundle,
-        crate::certs::Source::Uploaded,
-    ));
+    api.edge.certificates.install(
+        &site,
+        crate::certs::ServedCert::new(bundle, crate::certs::Source::Uploaded),
+    );
     api.edge.events.record(
         "certificate.uploaded",
         site.name(),

@@ -262,8 +262,11 @@ impl Edge {
         }
         self.tracker
             .spawn(self.certificates.clone().run_scheduler(self.cancel.clone()));
-        self.tracker
-            .spawn(self.onboarding.clone().run_scheduler(self.cancel.clone()));
+        self.tracker.spawn(
+            self.onboarding
+                .clone()
+                .run_scheduler(self.certificates.installs(), self.cancel.clone()),
+        );
         crate::fleet::start(self);
     }
 

@@ -44,7 +44,12 @@ pub struct CertManager {
     /// Certificates read from the store at start, by record id, until the first apply takes
     /// them (one read of each record at restart, see [`CertManager::new`]).
     preloaded: Mutex<HashMap<String, ServedCert>>,
+    /// The names of each site whose certificate [`install`](Self::install) swapped in.
+    installed: tokio::sync::broadcast::Sender<Vec<HostName>>,
 }
+
+/// Installs not yet taken by a slow subscriber (a lagging one is told it missed some).
+const INSTALLED_BACKLOG: usize = 1024;
 
 /// Renewal steps running at once (orders are bounded by `acme.max_concurrent_orders`).
 const MAX_RENEWAL_STEPS: usize = 256;
@@ -90,6 +95,7 @@ impl CertManager {
             me: me.clone(),
             inventory: inventory::Inventory::default(),
             preloaded: Mutex::new(HashMap::new()),
+            installed: tokio::sync::broadcast::channel(INSTALLED_BACKLOG).0,
         });
         manager.preload();
         Ok(manager)
@@ -131,6 +137,20 @@ impl CertManager {
         self.preloaded
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts `served` in service for `site` and tells the subscribers
+    /// ([`installs`](Self::installs)): every certificate the edge issues, renews, adopts from
+    /// the store or takes by upload goes in through here. (Certificate files of configured
+    /// sites are swapped by their watcher, `sites/watch.rs`: no registered site has files.)
+    pub fn install(&self, site: &crate::sites::Site, served: ServedCert) {
+        site.replace_cert(served);
+        let _ = self.installed.send(site.hosts().to_vec());
+    }
+
+    /// The names of each site whose certificate is installed from now on.
+    pub fn installs(&self) -> tokio::sync::broadcast::Receiver<Vec<HostName>> {
+        self.installed.subscribe()
     }
 
     /// Drops the preloaded certificates no site took (records of names no longer served).
@@ -435,7 +455,7 @@ impl CertManager {
                     event = "adopted",
                     "certificate from the store swapped in"
                 );
-                site.replace_cert(served);
+                self.install(site, served);
                 true
             }
             Err(_) => false,
@@ -598,5 +618,42 @@ fn state_at(not_after: SystemTime, renew_at: SystemTime, now: SystemTime) -> Cer
         CertState::Expiring
     } else {
         CertState::Issued
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_install_serves_the_certificate_and_tells_the_subscribers_whose_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::parse(
+            "[[site]]\nhost = \"app.localhost\"\norigins = [\"http://127.0.0.1:9\"]\n",
+            std::path::Path::new("/nonexistent"),
+        )
+        .unwrap();
+        let store = Store::open_with(
+            &crate::config::StorageSettings::Fs,
+            &dir.path().join("data"),
+        )
+        .unwrap();
+        let manager = CertManager::new(
+            store,
+            &config.acme,
+            &config.internal_names,
+            Arc::new(Challenges::default()),
+            Arc::new(crate::events::Events::default()),
+        )
+        .unwrap();
+        let site_config = config.sites[0].clone();
+        let first = manager.initial_cert(&site_config);
+        let site = crate::sites::Site::build(site_config, first, std::time::Duration::from_secs(1));
+        let mut installs = manager.installs();
+        let bundle = site.served_cert().unwrap().bundle.clone();
+        manager.install(&site, ServedCert::new(bundle, Source::Uploaded));
+        assert_eq!(site.served_cert().unwrap().source, Source::Uploaded);
+        assert_eq!(installs.try_recv().unwrap(), site.hosts().to_vec());
+        assert!(installs.try_recv().is_err(), "one notice per install");
     }
 }

@@ -303,7 +303,7 @@ impl Outcome<'_> {
                     }
                 }
                 manager.log_issued(&config.hosts, issuer.source(), &issued, served.is_some());
-                site.replace_cert(ServedCert::new(issued.bundle, issuer.source()));
+                manager.install(site, ServedCert::new(issued.bundle, issuer.source()));
             }
             Err(error) => {
                 let attempts = record

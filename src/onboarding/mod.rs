@@ -41,8 +41,9 @@ pub enum AddError {
     Store(#[source] crate::store::StoreError),
 }
 
-/// How often an issuing site looks whether its certificate is served.
-const ISSUING_POLL: Duration = Duration::from_millis(500);
+/// How often an issuing site looks whether its order failed (an installed certificate
+/// wakes it at once: `run_scheduler`).
+const ISSUING_POLL: Duration = Duration::from_secs(2);
 /// How often a node that does not drive a site (another node of the fleet does) looks
 /// whether it should take over.
 const FOLLOWER_WAIT: Duration = Duration::from_secs(2);
@@ -483,9 +484,34 @@ impl Onboarding {
         });
     }
 
-    /// Runs the queue of DNS checks until `cancel`.
-    pub async fn run_scheduler(self: Arc<Self>, cancel: CancellationToken) {
-        self.checks.clone().run(cancel).await;
+    /// Runs the queue of DNS checks until `cancel`; a site waiting for its certificate is
+    /// looked at again as soon as one is installed for it (`installs`, from the certificate
+    /// manager), not at its next poll.
+    pub async fn run_scheduler(
+        self: Arc<Self>,
+        mut installs: tokio::sync::broadcast::Receiver<Vec<HostName>>,
+        cancel: CancellationToken,
+    ) {
+        let wake_installed = async {
+            loop {
+                match installs.recv().await {
+                    Ok(hosts) => {
+                        if let Some(record) = hosts.first().and_then(|h| self.find(h.as_str())) {
+                            self.checks.wake(&record.id);
+                        }
+                    }
+                    // Missed some: their sites' polls still find them.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = self.checks.clone().run(cancel) => {}
+            () = wake_installed => {}
+        }
     }
 
     /// One step of a site's lifecycle; returns when to take the next. `Never` once the

@@ -25,6 +25,7 @@
 pub mod atomic;
 pub mod embedded;
 pub mod etcd;
+mod etcd_tls;
 pub mod seal;
 
 use std::os::unix::fs::PermissionsExt;

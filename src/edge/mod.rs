@@ -188,8 +188,14 @@ impl Edge {
             shared_tickets,
         });
         edge.check_registered(&config)?;
-        edge.apply(config);
+        let applying = std::time::Instant::now();
+        let summary = edge.apply(config);
         edge.certificates.preload_done();
+        tracing::info!(
+            sites = summary.added,
+            took_ms = applying.elapsed().as_millis() as u64,
+            "sites built and published"
+        );
         Ok(edge)
     }
 

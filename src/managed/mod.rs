@@ -43,13 +43,57 @@ pub struct CertManager {
     me: std::sync::Weak<Self>,
     /// Certificates read from the store at start, by record id, until the first apply takes
     /// them (one read of each record at restart, see [`CertManager::new`]).
-    preloaded: Mutex<HashMap<String, ServedCert>>,
+    preloaded: Preloaded,
     /// The names of each site whose certificate [`install`](Self::install) swapped in.
     installed: tokio::sync::broadcast::Sender<Vec<HostName>>,
 }
 
 /// Installs not yet taken by a slow subscriber (a lagging one is told it missed some).
 const INSTALLED_BACKLOG: usize = 1024;
+
+/// The certificates read at start, waiting for their sites: shards by record id (a SHA-256
+/// in hex, so its first byte spreads them), so the threads that read the records and the
+/// threads that build the sites rarely wait for each other.
+#[derive(Default)]
+struct Preloaded {
+    shards: [Mutex<HashMap<String, ServedCert>>; 16],
+}
+
+impl Preloaded {
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, ServedCert>> {
+        let index = id
+            .chars()
+            .next()
+            .and_then(|c| c.to_digit(16))
+            .map_or(0, |d| d as usize % self.shards.len());
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn insert(&self, id: String, served: ServedCert) {
+        self.shard(&id).insert(id, served);
+    }
+
+    fn remove(&self, id: &str) -> Option<ServedCert> {
+        self.shard(id).remove(id)
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |m| m.len()))
+            .sum()
+    }
+
+    fn clear(&self) {
+        for shard in &self.shards {
+            *shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = HashMap::new();
+        }
+    }
+}
 
 /// Renewal steps running at once (orders are bounded by `acme.max_concurrent_orders`).
 const MAX_RENEWAL_STEPS: usize = 256;
@@ -94,7 +138,7 @@ impl CertManager {
             scheduler: Arc::new(crate::schedule::Scheduler::new(MAX_RENEWAL_STEPS)),
             me: me.clone(),
             inventory: inventory::Inventory::default(),
-            preloaded: Mutex::new(HashMap::new()),
+            preloaded: Preloaded::default(),
             installed: tokio::sync::broadcast::channel(INSTALLED_BACKLOG).0,
         });
         manager.preload();
@@ -120,23 +164,17 @@ impl CertManager {
             let id = Store::cert_id(&names);
             self.inventory.note(id.clone(), &record);
             if let Ok(served) = self.servable_trusted(&record, &names) {
-                self.lock_preloaded().insert(id, served);
+                self.preloaded.insert(id, served);
             }
         });
         if let Err(e) = scanned {
             tracing::error!(error = %e, "cannot read every certificate record; the rest are read per site");
         }
         tracing::info!(
-            certificates = self.lock_preloaded().len(),
+            certificates = self.preloaded.len(),
             took_ms = started.elapsed().as_millis() as u64,
             "certificates read from the store"
         );
-    }
-
-    fn lock_preloaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, ServedCert>> {
-        self.preloaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Puts `served` in service for `site` and tells the subscribers
@@ -155,8 +193,7 @@ impl CertManager {
 
     /// Drops the preloaded certificates no site took (records of names no longer served).
     pub fn preload_done(&self) {
-        let mut preloaded = self.lock_preloaded();
-        *preloaded = HashMap::new();
+        self.preloaded.clear();
     }
 
     /// Starts `site`'s renewal work (its first step runs as soon as the queue runs).
@@ -257,7 +294,7 @@ impl CertManager {
     /// What `site` serves from the start. Blocking (file reads, maybe an internal issuance).
     pub fn initial_cert(&self, site: &SiteConfig) -> Option<ServedCert> {
         if site.cert.is_none()
-            && let Some(served) = self.lock_preloaded().remove(&Store::cert_id(&site.hosts))
+            && let Some(served) = self.preloaded.remove(&Store::cert_id(&site.hosts))
         {
             return Some(served);
         }

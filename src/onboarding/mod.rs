@@ -128,6 +128,7 @@ impl Onboarding {
                 .ok()
         });
         let sites = Mutex::new(Registry::default());
+        let started = std::time::Instant::now();
         let scanned = store.scan("sites", ".json", |path, bytes| {
             match serde_json::from_slice::<SiteRecord>(bytes) {
                 Ok(record) => {
@@ -144,6 +145,11 @@ impl Onboarding {
         if let Err(e) = scanned {
             tracing::error!(error = %e, "cannot read every site record");
         }
+        tracing::info!(
+            sites = sites.lock().map_or(0, |r| r.len()),
+            took_ms = started.elapsed().as_millis() as u64,
+            "registered sites read from the store"
+        );
         Arc::new_cyclic(|me| Self {
             settings,
             store,
@@ -523,14 +529,13 @@ impl Onboarding {
         claim: &mut Option<Claim>,
         cancel: &CancellationToken,
     ) -> Wake {
-        let Some(record) = self.get(id) else {
-            if let Some(held) = claim.take() {
-                self.store.release(held).await;
-            }
-            return Wake::Never;
+        // Most steps find nothing due: they read one number, not a copy of the record.
+        let next_check = self.lock().get(id).map(|r| r.next_check);
+        let Some(next_check) = next_check else {
+            return self.site_gone(claim).await;
         };
         let now = SystemTime::now();
-        let wait = crate::certs::record::from_unix(record.next_check)
+        let wait = crate::certs::record::from_unix(next_check)
             .duration_since(now)
             .unwrap_or_default();
         if !wait.is_zero() {
@@ -538,6 +543,9 @@ impl Onboarding {
             // otherwise ask etcd for 100k locks every few seconds).
             return Wake::At(now + wait.min(Duration::from_secs(60)));
         }
+        let Some(record) = self.get(id) else {
+            return self.site_gone(claim).await;
+        };
         // In a fleet one node drives each site; the others follow it through the store. A
         // claim taken once is kept while this node's lease lives.
         if !claim.as_ref().is_some_and(|held| self.store.holds(held)) {
@@ -571,6 +579,14 @@ impl Onboarding {
                 }
             }
         }
+    }
+
+    /// A removed site's check ends; its claim is given up.
+    async fn site_gone(&self, claim: &mut Option<Claim>) -> Wake {
+        if let Some(held) = claim.take() {
+            self.store.release(held).await;
+        }
+        Wake::Never
     }
 
     /// Applies a DNS verdict to a site; returns when to look again.

@@ -107,10 +107,8 @@ impl Edge {
             let names_kept = names_in_service.contains(&sorted_names(site.hosts()));
             self.take_out_of_service(site, names_kept);
         }
-        for site in fresh {
-            self.certificates.schedule(site);
-        }
-        self.start_onboarding_tasks();
+        self.certificates.schedule_many(fresh);
+        self.onboarding.schedule_all(&self.table);
 
         let mut current = self.lock_config();
         if current.path.is_some() {
@@ -229,13 +227,6 @@ impl Edge {
     pub fn republish(&self) -> ReloadSummary {
         let config = self.lock_config().clone();
         self.apply(config)
-    }
-
-    /// Queues the DNS checks of every registered site not queued yet.
-    fn start_onboarding_tasks(&self) {
-        for id in self.onboarding.ids() {
-            self.onboarding.schedule(id, self.table.clone());
-        }
     }
 }
 

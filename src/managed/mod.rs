@@ -198,11 +198,21 @@ impl CertManager {
 
     /// Starts `site`'s renewal work (its first step runs as soon as the queue runs).
     pub fn schedule(&self, site: Arc<crate::sites::Site>) {
-        self.scheduler.add(renewal::RenewalJob {
+        self.scheduler.add(self.renewal_job(site));
+    }
+
+    /// [`schedule`](Self::schedule) for many sites at once (one lock, one wake-up).
+    pub fn schedule_many(&self, sites: Vec<Arc<crate::sites::Site>>) {
+        let jobs = sites.into_iter().map(|site| self.renewal_job(site));
+        self.scheduler.add_many(jobs);
+    }
+
+    fn renewal_job(&self, site: Arc<crate::sites::Site>) -> renewal::RenewalJob {
+        renewal::RenewalJob {
             manager: self.me.clone(),
             site,
             state: tokio::sync::Mutex::new(renewal::RenewalState::default()),
-        });
+        }
     }
 
     /// Stops `site`'s renewal work (retired).

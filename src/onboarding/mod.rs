@@ -482,12 +482,25 @@ impl Onboarding {
 
     /// Starts the DNS checks of the registered site `id` (a site already queued stays).
     pub fn schedule(&self, id: String, table: Arc<SiteTable>) {
-        self.checks.add(SiteCheck {
+        self.checks.add(self.check_of(id, table));
+    }
+
+    /// Starts the DNS checks of every registered site not queued yet.
+    pub fn schedule_all(&self, table: &Arc<SiteTable>) {
+        let checks = self
+            .ids()
+            .into_iter()
+            .map(|id| self.check_of(id, table.clone()));
+        self.checks.add_many(checks);
+    }
+
+    fn check_of(&self, id: String, table: Arc<SiteTable>) -> SiteCheck {
+        SiteCheck {
             onboarding: self.me.clone(),
             id,
             table,
             claim: tokio::sync::Mutex::new(None),
-        });
+        }
     }
 
     /// Runs the queue of DNS checks until `cancel`; a site waiting for its certificate is

@@ -19,16 +19,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use onehttps::certs::{CertBundle, CertRecord, HostName, Source};
+use onehttps::certs::HostName;
 use onehttps::config::Config;
-use onehttps::onboarding::{SiteRecord, SiteStatus};
 use onehttps::store::Store;
 
 mod support;
-use support::{BenchCa, Error, rss_bytes, site_name};
+use support::{BenchCa, Error, certificate, free_port, onboarded_site, rss_bytes, site_name};
 
 /// Renewed certificates stored after the start.
 const SWAPS: usize = 100;
@@ -103,42 +102,6 @@ fn ensure_dataset(n: usize, dir: &Path, store: &Store) -> Result<BenchCa, Error>
     ca.save(&ca_path)?;
     std::fs::write(dir.join("done"), b"")?;
     Ok(ca)
-}
-
-/// The registration and certificate record of one active onboarded site.
-fn onboarded_site(
-    ca: &BenchCa,
-    store: &Store,
-    host: &str,
-) -> Result<[(String, Vec<u8>); 2], Error> {
-    let mut site = SiteRecord::new(
-        vec![host.to_owned()],
-        vec!["http://127.0.0.1:9".to_owned()],
-        "edge.bench.example",
-    )?;
-    site.status = SiteStatus::Active;
-    site.reason = None;
-    site.next_check = onehttps::certs::record::unix(SystemTime::now()) + 86_400;
-    let (record, _) = certificate(ca, store, host)?;
-    let names = [HostName::parse(host)?];
-    Ok([
-        store.encode_json(&SiteRecord::path(&site.id), &site)?,
-        store.encode_cert(&names, &record)?,
-    ])
-}
-
-/// A fresh certificate record for `host` (as a renewal stores it) and its serial.
-fn certificate(ca: &BenchCa, store: &Store, host: &str) -> Result<(CertRecord, String), Error> {
-    let names = [HostName::parse(host)?];
-    let leaf = ca.issue(host)?;
-    let bundle = CertBundle::from_stored(
-        leaf.chain_pem.as_bytes(),
-        &PrivateKeyDer::try_from(leaf.key_der.as_slice())?,
-    )?;
-    let mut record = CertRecord::pending(&names, Source::Acme);
-    let sealed = store.seal_cert_key(&names, &leaf.key_der)?;
-    record.set_issued(leaf.chain_pem, sealed, &bundle.info);
-    Ok((record, bundle.info.serial.clone()))
 }
 
 /// Three members on loopback, on data kept between runs; killed on drop.
@@ -294,12 +257,6 @@ fn health(port: u16) -> bool {
     tcp.write_all(request.as_bytes()).is_ok()
         && tcp.read_to_string(&mut response).is_ok()
         && response.contains("\"health\":\"true\"")
-}
-
-fn free_port() -> Result<u16, Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// One edge of the fleet.

@@ -17,16 +17,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use onehttps::certs::{CertBundle, CertRecord, HostName, Source};
 use onehttps::config::StorageSettings;
-use onehttps::onboarding::{SiteRecord, SiteStatus};
+use onehttps::onboarding::SiteRecord;
 use onehttps::store::Store;
 
 mod support;
-use support::{BenchCa, Error, rss_bytes, site_name};
+use support::{BenchCa, Error, free_port, onboarded_site, rss_bytes, site_name};
 
 /// Registrations timed after the restart.
 const ADDS: usize = 500;
@@ -80,43 +79,6 @@ fn ensure_dataset(n: usize) -> Result<(), Error> {
     std::fs::write(dir.join("root.der"), &ca.root_der)?;
     std::fs::write(dir.join("done"), b"")?;
     Ok(())
-}
-
-/// The two entries one onboarded, active site has in the store: its registration and its
-/// certificate record.
-fn onboarded_site(
-    ca: &BenchCa,
-    store: &Store,
-    host: &str,
-) -> Result<[(String, Vec<u8>); 2], Error> {
-    let mut site = SiteRecord::new(
-        vec![host.to_owned()],
-        vec!["http://127.0.0.1:9".to_owned()],
-        "edge.bench.example",
-    )?;
-    site.status = SiteStatus::Active;
-    site.reason = None;
-    // Re-checked in a day: the queue holds every site, none is due during the run.
-    site.next_check = onehttps::certs::record::unix(std::time::SystemTime::now()) + 86_400;
-    let names = [HostName::parse(host)?];
-    let leaf = ca.issue(host)?;
-    let bundle = CertBundle::from_stored(
-        leaf.chain_pem.as_bytes(),
-        &PrivateKeyDer::try_from(leaf.key_der.as_slice())?,
-    )?;
-    let mut record = CertRecord::pending(&names, Source::Acme);
-    let sealed = store.seal_cert_key(&names, &leaf.key_der)?;
-    record.set_issued(leaf.chain_pem, sealed, &bundle.info);
-    Ok([
-        store.encode_json(&SiteRecord::path(&site.id), &site)?,
-        store.encode_cert(&names, &record)?,
-    ])
-}
-
-fn free_port() -> Result<u16, Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn measure(n: usize) -> Result<(), Error> {

@@ -474,7 +474,13 @@ fn a_fleet_serves_as_one_edge_and_survives_an_etcd_member_dying() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("data/master.key"), "11".repeat(32)).unwrap();
-    let config = fleet.config(3, &dir, free_port(), "");
+    let stderr = refused_start(&dir, &fleet.config(3, &dir, free_port(), ""));
+    assert!(stderr.contains("sealed with another key"), "{stderr}");
+}
+
+/// Runs `onehttps run` on `config` (written into `dir`), which must refuse to start: its
+/// stderr.
+fn refused_start(dir: &tempfile::TempDir, config: &str) -> String {
     let path = dir.path().join("onehttps.toml");
     std::fs::write(&path, config).unwrap();
     let out = Command::new(common::binary())
@@ -482,9 +488,9 @@ fn a_fleet_serves_as_one_edge_and_survives_an_etcd_member_dying() {
         .arg(&path)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("sealed with another key"), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "started with {config}: {stderr}");
+    stderr
 }
 
 #[test]
@@ -625,16 +631,7 @@ fn a_node_reaches_etcd_over_mutual_tls_and_names_what_is_wrong_with_it() {
     ];
     for (keys, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let ports = EdgePorts::new();
-        let path = dir.path().join("onehttps.toml");
-        std::fs::write(&path, config(&dir, &ports, &keys)).unwrap();
-        let out = Command::new(common::binary())
-            .args(["run", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{keys}: {stderr}");
+        let stderr = refused_start(&dir, &config(&dir, &EdgePorts::new(), &keys));
         assert!(
             stderr.contains(expected),
             "{keys}: expected {expected:?} in {stderr}"

@@ -11,6 +11,58 @@ use rcgen::{
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The two entries one onboarded, active site has in the store: its registration and its
+/// certificate record (with its own key, sealed under `store`'s master key).
+pub fn onboarded_site(
+    ca: &BenchCa,
+    store: &onehttps::store::Store,
+    host: &str,
+) -> Result<[(String, Vec<u8>); 2], Error> {
+    use onehttps::onboarding::{SiteRecord, SiteStatus};
+    let mut site = SiteRecord::new(
+        vec![host.to_owned()],
+        vec!["http://127.0.0.1:9".to_owned()],
+        "edge.bench.example",
+    )?;
+    site.status = SiteStatus::Active;
+    site.reason = None;
+    // Re-checked in a day: the queue holds every site, none is due during a run.
+    site.next_check = onehttps::certs::record::unix(std::time::SystemTime::now()) + 86_400;
+    let (record, _) = certificate(ca, store, host)?;
+    let names = [onehttps::certs::HostName::parse(host)?];
+    Ok([
+        store.encode_json(&SiteRecord::path(&site.id), &site)?,
+        store.encode_cert(&names, &record)?,
+    ])
+}
+
+/// A fresh certificate record for `host` (as an issuance or renewal stores it) and its
+/// serial.
+pub fn certificate(
+    ca: &BenchCa,
+    store: &onehttps::store::Store,
+    host: &str,
+) -> Result<(onehttps::certs::CertRecord, String), Error> {
+    use onehttps::certs::{CertBundle, CertRecord, HostName, Source};
+    let names = [HostName::parse(host)?];
+    let leaf = ca.issue(host)?;
+    let bundle = CertBundle::from_stored(
+        leaf.chain_pem.as_bytes(),
+        &rustls::pki_types::PrivateKeyDer::try_from(leaf.key_der.as_slice())?,
+    )?;
+    let mut record = CertRecord::pending(&names, Source::Acme);
+    let sealed = store.seal_cert_key(&names, &leaf.key_der)?;
+    record.set_issued(leaf.chain_pem, sealed, &bundle.info);
+    Ok((record, bundle.info.serial.clone()))
+}
+
+/// A port free on 127.0.0.1 now.
+pub fn free_port() -> Result<u16, Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// A root and an intermediate; leaves are signed by the intermediate.
 pub struct BenchCa {
     pub root_der: Vec<u8>,

@@ -63,7 +63,7 @@ struct Entry<J> {
 
 struct Queue<J: Job> {
     by_time: BTreeMap<Position, J::Key>,
-    jobs: HashMap<J::Key, Entry<J>>,
+    jobs: HashMap<J::Key, Entry<J>, foldhash::fast::RandomState>,
 }
 
 /// The queue.
@@ -80,7 +80,7 @@ impl<J: Job> Scheduler<J> {
         Self {
             queue: Mutex::new(Queue {
                 by_time: BTreeMap::new(),
-                jobs: HashMap::new(),
+                jobs: HashMap::default(),
             }),
             seq: AtomicU64::new(0),
             changed: Notify::new(),

@@ -35,11 +35,16 @@ impl From<&CertRecord> for RecordStatus {
 /// Record statuses by certificate id (`Store::cert_id`); `None` = known to have no record.
 #[derive(Debug, Default)]
 pub struct Inventory {
-    entries: Mutex<HashMap<String, Option<Arc<RecordStatus>>>>,
+    entries: Mutex<HashMap<String, Option<Arc<RecordStatus>>, foldhash::fast::RandomState>>,
 }
 
 impl Inventory {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Arc<RecordStatus>>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        HashMap<String, Option<Arc<RecordStatus>>, foldhash::fast::RandomState>,
+    > {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -56,11 +56,14 @@ const INSTALLED_BACKLOG: usize = 1024;
 /// threads that build the sites rarely wait for each other.
 #[derive(Default)]
 struct Preloaded {
-    shards: [Mutex<HashMap<String, ServedCert>>; 16],
+    shards: [Mutex<HashMap<String, ServedCert, foldhash::fast::RandomState>>; 16],
 }
 
 impl Preloaded {
-    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, ServedCert>> {
+    fn shard(
+        &self,
+        id: &str,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, ServedCert, foldhash::fast::RandomState>> {
         let index = id
             .chars()
             .next()
@@ -90,7 +93,7 @@ impl Preloaded {
         for shard in &self.shards {
             *shard
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = HashMap::new();
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = HashMap::default();
         }
     }
 }

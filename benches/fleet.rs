@@ -19,15 +19,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::ClientConfig;
 
 use onehttps::certs::HostName;
 use onehttps::config::Config;
 use onehttps::store::Store;
 
 mod support;
-use support::{BenchCa, Error, certificate, free_port, onboarded_site, rss_bytes, site_name};
+use support::{
+    BenchCa, Error, certificate, free_port, handshake, onboarded_site, rss_bytes, site_name,
+    tls_client,
+};
 
 /// Renewed certificates stored after the start.
 const SWAPS: usize = 100;
@@ -381,17 +383,6 @@ fn measure(
     Ok(())
 }
 
-fn tls_client(root: &[u8]) -> Result<Arc<ClientConfig>, Error> {
-    let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(root.to_vec()))?;
-    Ok(Arc::new(
-        ClientConfig::builder_with_provider(Arc::new(onehttps::tls::server_config::provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    ))
-}
-
 /// Time from the node's spawn to its first handshake for a site in the middle, and to its
 /// "ready" line; then a few sites across the range are checked.
 fn serving_times(
@@ -444,20 +435,6 @@ fn wait_swapped(node: &Node, serial: &str) -> Result<SystemTime, Error> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-/// One TLS handshake to `host` (its certificate verified against the bench root).
-fn handshake(client: &Arc<ClientConfig>, addr: SocketAddr, host: &str) -> Result<(), Error> {
-    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let conn = ClientConnection::new(client.clone(), ServerName::try_from(host.to_owned())?)?;
-    let mut tls = StreamOwned::new(conn, tcp);
-    tls.write_all(
-        format!("HEAD / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
-    )?;
-    let mut byte = [0u8; 1];
-    tls.read_exact(&mut byte)?;
-    Ok(())
 }
 
 /// CPU time (user + system) process `pid` has used, in seconds.

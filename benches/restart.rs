@@ -14,18 +14,16 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use onehttps::config::StorageSettings;
 use onehttps::onboarding::SiteRecord;
 use onehttps::store::Store;
 
 mod support;
-use support::{BenchCa, Error, free_port, onboarded_site, rss_bytes, site_name};
+use support::{
+    BenchCa, Error, free_port, handshake, onboarded_site, rss_bytes, site_name, tls_client,
+};
 
 /// Registrations timed after the restart.
 const ADDS: usize = 500;
@@ -169,14 +167,7 @@ fn serving_times(
     started: Instant,
     pid: u32,
 ) -> Result<(Duration, Duration, u64), Error> {
-    let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(std::fs::read(dir.join("root.der"))?))?;
-    let client = Arc::new(
-        ClientConfig::builder_with_provider(Arc::new(onehttps::tls::server_config::provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let client = tls_client(&std::fs::read(dir.join("root.der"))?)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], https));
     let deadline = started + Duration::from_secs(600);
     let first = loop {
@@ -207,18 +198,4 @@ fn serving_times(
             .map_err(|e| format!("{} is not served: {e}", site_name(i)))?;
     }
     Ok((first, ready, rss_bytes(&pid.to_string())))
-}
-
-/// One TLS handshake to `host` (its certificate verified against the bench root).
-fn handshake(client: &Arc<ClientConfig>, addr: SocketAddr, host: &str) -> Result<(), Error> {
-    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let conn = ClientConnection::new(client.clone(), ServerName::try_from(host.to_owned())?)?;
-    let mut tls = StreamOwned::new(conn, tcp);
-    tls.write_all(
-        format!("HEAD / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
-    )?;
-    let mut byte = [0u8; 1];
-    tls.read_exact(&mut byte)?;
-    Ok(())
 }

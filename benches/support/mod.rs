@@ -2,7 +2,14 @@
 //! certificate per site, and where datasets are kept (`target/<name>/<N>/`, generated once).
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use std::path::PathBuf;
 
 use rcgen::{
@@ -197,4 +204,30 @@ pub fn rss_bytes(pid: &str) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// A TLS client that trusts only `root` (DER).
+pub fn tls_client(root: &[u8]) -> Result<Arc<ClientConfig>, Error> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(root.to_vec()))?;
+    Ok(Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(onehttps::tls::server_config::provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// One TLS handshake to `host` (its certificate verified against the bench root).
+pub fn handshake(client: &Arc<ClientConfig>, addr: SocketAddr, host: &str) -> Result<(), Error> {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let conn = ClientConnection::new(client.clone(), ServerName::try_from(host.to_owned())?)?;
+    let mut tls = StreamOwned::new(conn, tcp);
+    tls.write_all(
+        format!("HEAD / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut byte = [0u8; 1];
+    tls.read_exact(&mut byte)?;
+    Ok(())
 }

@@ -69,6 +69,13 @@ impl Preloaded {
             .next()
             .and_then(|c| c.to_digit(16))
             .map_or(0, |d| d as usize % self.shards.len());
+        self.lock(index)
+    }
+
+    fn lock(
+        &self,
+        index: usize,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, ServedCert, foldhash::fast::RandomState>> {
         self.shards[index]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -83,17 +90,12 @@ impl Preloaded {
     }
 
     fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |m| m.len()))
-            .sum()
+        (0..self.shards.len()).map(|i| self.lock(i).len()).sum()
     }
 
     fn clear(&self) {
-        for shard in &self.shards {
-            *shard
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = HashMap::default();
+        for index in 0..self.shards.len() {
+            *self.lock(index) = HashMap::default();
         }
     }
 }

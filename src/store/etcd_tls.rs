@@ -20,23 +20,34 @@ pub(super) fn describe(e: &etcd_client::Error) -> String {
     }
     let text = e.to_string();
     // An alert read after the handshake reaches us as text only ("received fatal alert: X").
-    const CERTIFICATE_ALERTS: [&str; 4] = [
-        "BadCertificate",
-        "CertificateRequired",
-        "UnknownCA",
-        "CertificateUnknown",
-    ];
-    match text.split("received fatal alert: ").nth(1) {
-        Some(alert) if CERTIFICATE_ALERTS.iter().any(|a| alert.starts_with(a)) => {
-            client_certificate_refused(alert.split(['"', ' ', ')']).next().unwrap_or(alert))
-        }
-        _ => text,
+    let alert = text
+        .split("received fatal alert: ")
+        .nth(1)
+        .and_then(|rest| rest.split(['"', ' ', ')']).next());
+    match alert.and_then(|name| {
+        CLIENT_CERTIFICATE_ALERTS
+            .into_iter()
+            .find(|a| format!("{a:?}") == name)
+    }) {
+        Some(alert) => client_certificate_refused(alert),
+        None => text,
     }
 }
 
-fn client_certificate_refused(alert: &str) -> String {
+/// The alerts an etcd member sends when it does not accept this node's client certificate.
+const CLIENT_CERTIFICATE_ALERTS: [rustls::AlertDescription; 7] = [
+    rustls::AlertDescription::CertificateRequired,
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::UnsupportedCertificate,
+    rustls::AlertDescription::CertificateExpired,
+    rustls::AlertDescription::AccessDenied,
+];
+
+fn client_certificate_refused(alert: rustls::AlertDescription) -> String {
     format!(
-        "the etcd member refused this node's client certificate ({alert}): set storage.cert_file and storage.key_file to a certificate signed by the CA of etcd's --trusted-ca-file"
+        "the etcd member refused this node's client certificate ({alert:?}): set storage.cert_file and storage.key_file to a certificate signed by the CA of etcd's --trusted-ca-file"
     )
 }
 
@@ -61,20 +72,13 @@ fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
 }
 
 fn explain_tls(e: &rustls::Error) -> String {
-    use rustls::AlertDescription as Alert;
     match e {
         rustls::Error::InvalidCertificate(why) => format!(
             "the etcd member's TLS certificate is not trusted ({why:?}): storage.ca_file must hold the CA that signed the members' certificates, and each endpoint's host must be a name or address in its member's certificate"
         ),
-        rustls::Error::AlertReceived(
-            alert @ (Alert::CertificateRequired
-            | Alert::BadCertificate
-            | Alert::UnknownCA
-            | Alert::CertificateUnknown
-            | Alert::UnsupportedCertificate
-            | Alert::CertificateExpired
-            | Alert::AccessDenied),
-        ) => client_certificate_refused(&format!("{alert:?}")),
+        rustls::Error::AlertReceived(alert) if CLIENT_CERTIFICATE_ALERTS.contains(alert) => {
+            client_certificate_refused(*alert)
+        }
         other => format!("TLS to etcd failed: {other}"),
     }
 }

@@ -5,7 +5,7 @@
 //! `proxy` (request forwarding), `edge` (listeners, connections, reload, shutdown), `store`
 //! (sealed persistence: fs or etcd), `fleet` (what nodes sharing etcd learn from each other),
 //! `issue` (ACME and the internal CA), `managed` (issuance and renewal
-//! per site), `schedule` (the one time-ordered queue of recurring work), `net` (address policy: CIDRs, which addresses tenants may reach), `cli`.
+//! per site), `schedule` (the one time-ordered queue of recurring work), `parallel` (start-up passes on every core), `net` (address policy: CIDRs, which addresses tenants may reach), `cli`.
 
 pub mod admin;
 pub mod admin_client;
@@ -23,6 +23,7 @@ pub mod managed;
 pub mod net;
 pub mod net_io;
 pub mod onboarding;
+pub mod parallel;
 pub mod proxy;
 pub mod schedule;
 pub mod sites;

@@ -119,14 +119,19 @@ impl<J: Job> Scheduler<J> {
     /// key is queued already stay as they are.
     pub fn add_many(&self, jobs: impl IntoIterator<Item = J>) {
         let now = SystemTime::now();
+        self.add_many_at(jobs.into_iter().map(|job| (job, now)));
+    }
+
+    /// Like [`add_many`](Self::add_many), each job's first step at the time given with it.
+    pub fn add_many_at(&self, jobs: impl IntoIterator<Item = (J, SystemTime)>) {
         {
             let mut queue = self.lock();
-            for job in jobs {
+            for (job, at) in jobs {
                 let key = job.key();
                 if queue.jobs.contains_key(&key) {
                     continue;
                 }
-                let position = (now, self.seq.fetch_add(1, Ordering::Relaxed));
+                let position = (at, self.seq.fetch_add(1, Ordering::Relaxed));
                 queue.jobs.insert(
                     key.clone(),
                     Entry {
@@ -343,6 +348,29 @@ mod tests {
             "new jobs run at once; a keeps its moment"
         );
         assert_eq!(next, Some(later));
+    }
+
+    #[test]
+    fn jobs_added_with_their_moment_wait_for_it() {
+        let scheduler = Scheduler::new(4);
+        let now = SystemTime::now();
+        let (soon, later) = (now + Duration::from_secs(5), now + Duration::from_secs(60));
+        scheduler.add_many_at([
+            (Named("late"), later),
+            (Named("due"), now),
+            (Named("soon"), soon),
+        ]);
+        let (due, next) = scheduler.take_due(now);
+        assert_eq!(due.iter().map(|(k, _, _)| *k).collect::<Vec<_>>(), ["due"]);
+        assert_eq!(next, Some(soon));
+        scheduler.wake(&"late");
+        let (due, next) = scheduler.take_due(SystemTime::now());
+        assert_eq!(
+            due.iter().map(|(k, _, _)| *k).collect::<Vec<_>>(),
+            ["late"],
+            "woken early"
+        );
+        assert_eq!(next, Some(soon));
     }
 
     #[tokio::test]

@@ -189,13 +189,27 @@ impl Edge {
         });
         edge.check_registered(&config)?;
         let applying = std::time::Instant::now();
-        let summary = edge.apply(config);
+        let one_at_a_time = edge.lock_applying();
+        let (summary, fresh) = edge.publish_config(config);
+        drop(one_at_a_time);
         edge.certificates.preload_done();
         tracing::info!(
             sites = summary.added,
             took_ms = applying.elapsed().as_millis() as u64,
             "sites built and published"
         );
+        // Serving needs no queue: renewals (due in weeks) and DNS checks are queued beside
+        // it, which takes seconds with a million sites. A change waits for them.
+        let queueing = edge.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let _one_at_a_time = queueing.lock_applying();
+            queueing.queue_work(fresh);
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "renewals and DNS checks queued"
+            );
+        });
         Ok(edge)
     }
 
@@ -397,9 +411,9 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Edg
     let mut config = config;
     config.path = config_path;
     let (https, http) = (config.server.https, config.server.http);
-    let sites = config.sites.len();
     let edge = Edge::new(config)?;
     edge.start(listeners);
+    let sites = edge.table.len();
     tracing::info!(%https, %http, sites, "onehttps ready");
 
     let mut term = signal(SignalKind::terminate()).map_err(EdgeError::Signal)?;
@@ -420,6 +434,10 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Edg
     }
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     edge.shutdown().await;
+    edge.certificates.store().close();
     tracing::info!("stopped");
+    // The process ends here: freeing the tables of a million sites would take seconds of
+    // a restart for nothing (the store is closed; the OS takes the memory back at once).
+    std::mem::forget(edge);
     Ok(())
 }

@@ -40,10 +40,30 @@ impl Edge {
     /// Makes `config`'s sites the ones served. Listener, TLS and proxy settings are read at
     /// start only; a change to them is reported and waits for a restart.
     pub fn apply(&self, config: Config) -> ReloadSummary {
-        let _one_at_a_time = self
-            .applying
+        let _one_at_a_time = self.lock_applying();
+        let (summary, fresh) = self.publish_config(config);
+        self.queue_work(fresh);
+        summary
+    }
+
+    /// Serialises changes to the table (a SIGHUP reload and an API change may come at once).
+    pub(super) fn lock_applying(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.applying
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues the renewals of the sites `apply` built and the DNS checks of every
+    /// registered site (those queued already stay as they are).
+    pub(super) fn queue_work(&self, fresh: Vec<Arc<Site>>) {
+        self.certificates.schedule_many(fresh);
+        self.onboarding.schedule_all(&self.table);
+    }
+
+    /// [`apply`](Self::apply) up to the table: publishes the sites and retires the ones it
+    /// replaced; returns the sites it built, for [`queue_work`](Self::queue_work). The
+    /// caller holds [`lock_applying`](Self::lock_applying).
+    pub(super) fn publish_config(&self, config: Config) -> (ReloadSummary, Vec<Arc<Site>>) {
         let old = self.table.sites();
         // Indexes of the sites in service, so the diff stays linear in the number of sites.
         let old_by_first: HashMap<&HostName, &Arc<Site>> = old
@@ -53,14 +73,15 @@ impl Edge {
         let old_hosts: HashSet<&HostName> = old.iter().flat_map(|s| s.hosts()).collect();
         let mut summary = ReloadSummary::default();
         let registered = self.onboarding.site_configs(config.tls.hsts.as_ref());
+        let defined = config.sites.len() + registered.len();
         let definitions = config
             .sites
             .iter()
             .map(|c| (c.clone(), None))
             .chain(registered.into_iter().map(|(c, gate)| (c, Some(gate))));
         // Sites kept as they are, in order; `None` where a site is to be built.
-        let mut sites: Vec<Option<Arc<Site>>> = Vec::with_capacity(config.sites.len());
-        let mut to_build = Vec::new();
+        let mut sites: Vec<Option<Arc<Site>>> = Vec::with_capacity(defined);
+        let mut to_build = Vec::with_capacity(if old.is_empty() { defined } else { 0 });
         for (site_config, gate) in definitions {
             let same = site_config
                 .hosts
@@ -107,9 +128,6 @@ impl Edge {
             let names_kept = names_in_service.contains(&sorted_names(site.hosts()));
             self.take_out_of_service(site, names_kept);
         }
-        self.certificates.schedule_many(fresh);
-        self.onboarding.schedule_all(&self.table);
-
         let mut current = self.lock_config();
         if current.path.is_some() {
             warn_restart_needed(&current, &config);
@@ -119,7 +137,7 @@ impl Edge {
         if current.path.is_none() {
             current.path = path;
         }
-        summary
+        (summary, fresh)
     }
 }
 
@@ -139,33 +157,7 @@ impl Edge {
             }
             (index, Arc::new(site))
         };
-        let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
-        if definitions.len() < 1024 || threads == 1 {
-            return definitions.into_iter().map(build).collect();
-        }
-        let chunk = definitions.len().div_ceil(threads);
-        let mut parts: Vec<Vec<_>> = Vec::with_capacity(threads);
-        let mut rest = definitions.into_iter();
-        loop {
-            let part: Vec<_> = rest.by_ref().take(chunk).collect();
-            if part.is_empty() {
-                break;
-            }
-            parts.push(part);
-        }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|part| scope.spawn(move || part.into_iter().map(build).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
+        crate::parallel::map_on_every_core(definitions, build)
     }
 
     /// Serves registered site `id` (named `hosts`) as the registry now says: built and put
@@ -173,10 +165,7 @@ impl Edge {
     /// removed. Only its names are touched, so this costs the same with a million sites as
     /// with ten; a full [`apply`](Self::apply) is for configuration changes.
     pub fn publish_registered(&self, id: &str, hosts: &[String]) {
-        let _one_at_a_time = self
-            .applying
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_at_a_time = self.lock_applying();
         let (hsts, origin_down_for) = {
             let config = self.lock_config();
             (config.tls.hsts.clone(), config.proxy.origin_down_for)

@@ -155,20 +155,17 @@ impl CertManager {
     /// record is left for [`initial_cert`](Self::initial_cert) to report and set aside.
     fn preload(&self) {
         let started = std::time::Instant::now();
-        let scanned = self.store.scan("certs", ".json", |path, bytes| {
-            let record = match self.store.parse_cert(path, bytes) {
-                Ok(record) => record,
-                Err(e) => {
-                    tracing::error!(error = %e, "an unreadable certificate record; its site will report it");
-                    return;
-                }
-            };
-            let Some(names) = record_names(&record) else {
-                return;
-            };
-            let id = Store::cert_id(&names);
+        let scanned = self.store.scan("certs", ".json", |key, bytes| {
+            let crate::store::LoadedCert { id, names, record } =
+                match self.store.parse_cert_at(key, bytes) {
+                    Ok(loaded) => loaded,
+                    Err(e) => {
+                        tracing::error!(error = %e, "an unreadable certificate record; its site will report it");
+                        return;
+                    }
+                };
             self.inventory.note(id.clone(), &record);
-            if let Ok(served) = self.servable_trusted(&record, &names) {
+            if let Ok(served) = self.servable_trusted(&record, &names, &id) {
                 self.preloaded.insert(id, served);
             }
         });
@@ -417,13 +414,17 @@ impl CertManager {
     /// The certificate a record holds, if it still serves `names` now; a record that cannot
     /// be served is set aside and reported.
     fn servable(&self, record: &CertRecord, names: &[HostName]) -> Result<ServedCert, Unservable> {
-        self.servable_trusted(record, names).map_err(|e| match e {
-            Undecodable::Stale => Unservable::Stale,
-            Undecodable::Bad(what) => {
-                let path = self.store.cert_path_of(names);
-                Unservable::Bad(self.reject(Some(&path), &format!("{}: {what}", path.display())))
-            }
-        })
+        let id = Store::cert_id(names);
+        self.servable_trusted(record, names, &id)
+            .map_err(|e| match e {
+                Undecodable::Stale => Unservable::Stale,
+                Undecodable::Bad(what) => {
+                    let path = self.store.cert_path_of(names);
+                    Unservable::Bad(
+                        self.reject(Some(&path), &format!("{}: {what}", path.display())),
+                    )
+                }
+            })
     }
 
     /// The certificate an authenticated record holds (its tag proves this edge wrote the
@@ -433,18 +434,22 @@ impl CertManager {
         &self,
         record: &CertRecord,
         names: &[HostName],
+        id: &str,
     ) -> Result<ServedCert, Undecodable> {
         let (Some(chain_pem), Some(sealed)) = (&record.chain_pem, &record.sealed_key) else {
             return Err(Undecodable::Stale);
         };
         let key_der = self
             .store
-            .open_cert_key(names, sealed)
+            .open_cert_key_of(id, sealed)
             .map_err(|e| Undecodable::Bad(format!("the sealed key does not open ({e})")))?;
         let key = PrivateKeyDer::try_from(key_der.as_slice())
             .map_err(|e| Undecodable::Bad(format!("the key does not decode ({e})")))?;
-        let bundle = CertBundle::from_stored(chain_pem.as_bytes(), &key)
-            .map_err(|e| Undecodable::Bad(format!("the chain is not usable ({e})")))?;
+        let bundle = match recorded_info(record) {
+            Some(info) => CertBundle::from_stored_with_info(chain_pem.as_bytes(), &key, info),
+            None => CertBundle::from_stored(chain_pem.as_bytes(), &key),
+        }
+        .map_err(|e| Undecodable::Bad(format!("the chain is not usable ({e})")))?;
         if record.source == Source::Internal && !self.internal.issued(&bundle.chain.leaf()) {
             tracing::warn!(names = %join(names), "stored certificate is from an earlier internal CA root; issuing from the current one");
             return Err(Undecodable::Stale);
@@ -592,6 +597,22 @@ fn record_names(record: &CertRecord) -> Option<Vec<HostName>> {
         .ok()
 }
 
+/// The leaf's names, dates and serial as an authenticated record of an issued certificate
+/// holds them. Only for certificates the edge obtained itself (ACME or its internal CA):
+/// they were issued for exactly the record's names. An uploaded leaf may name more, so it
+/// is parsed.
+fn recorded_info(record: &CertRecord) -> Option<crate::certs::CertInfo> {
+    if record.source == Source::Uploaded {
+        return None;
+    }
+    Some(crate::certs::CertInfo {
+        names: record.names.clone(),
+        not_before: crate::certs::record::from_unix(record.not_before?),
+        not_after: crate::certs::record::from_unix(record.not_after?),
+        serial: record.serial.clone()?,
+    })
+}
+
 /// Why an authenticated record's certificate cannot be served.
 enum Undecodable {
     /// Nothing issued yet, expired, or from an earlier internal root.
@@ -707,5 +728,30 @@ mod tests {
         assert_eq!(site.served_cert().unwrap().source, Source::Uploaded);
         assert_eq!(installs.try_recv().unwrap(), site.hosts().to_vec());
         assert!(installs.try_recv().is_err(), "one notice per install");
+    }
+
+    #[test]
+    fn a_record_of_an_issued_certificate_holds_what_parsing_its_leaf_finds() {
+        let hosts = ["b.example", "a.example"].map(|h| HostName::parse(h).unwrap());
+        let pair = crate::certs::selfsigned::generate(&hosts, 30).unwrap();
+        let bundle = CertBundle::from_pem(pair.chain_pem.as_bytes(), pair.key_pem.as_bytes());
+        let parsed = bundle.unwrap().info;
+        let mut record = CertRecord::pending(&hosts, Source::Acme);
+        record.set_issued(pair.chain_pem.clone(), "sealed".into(), &parsed);
+        let recorded = recorded_info(&record).unwrap();
+        assert_eq!(recorded.serial, parsed.serial);
+        assert_eq!(recorded.not_before, parsed.not_before);
+        assert_eq!(recorded.not_after, parsed.not_after);
+        let sorted = |names: &[String]| {
+            let mut names = names.to_vec();
+            names.sort();
+            names
+        };
+        assert_eq!(sorted(&recorded.names), sorted(&parsed.names));
+        // An upload may name more than its site: its leaf is parsed.
+        record.source = Source::Uploaded;
+        assert!(recorded_info(&record).is_none());
+        // Nothing issued yet: nothing to take.
+        assert!(recorded_info(&CertRecord::pending(&hosts, Source::Acme)).is_none());
     }
 }

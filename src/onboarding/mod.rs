@@ -110,6 +110,10 @@ pub struct ServedChanges {
     pub sites: HashMap<String, Vec<String>>,
 }
 
+/// The longest a site's DNS check sleeps past a change of its record nobody woke it for
+/// (changes through this node and the fleet's store wake it at once).
+const UNTOLD_CHANGE_WAIT: Duration = Duration::from_secs(3600);
+
 /// DNS check steps running at once.
 const MAX_CHECK_STEPS: usize = 64;
 
@@ -127,24 +131,16 @@ impl Onboarding {
                 .map_err(|e| tracing::error!(error = %e, "onboarding DNS checks are off"))
                 .ok()
         });
-        let sites = Mutex::new(Registry::default());
         let started = std::time::Instant::now();
-        let scanned = store.scan("sites", ".json", |path, bytes| {
-            match serde_json::from_slice::<SiteRecord>(bytes) {
-                Ok(record) => {
-                    sites
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(record);
-                }
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "skipping an unreadable site record");
-                }
-            }
+        let (records, failure) = store.scan_map("sites", ".json", |key, bytes| {
+            serde_json::from_slice::<SiteRecord>(bytes)
+                .map_err(|e| tracing::error!(path = %store.path_of(key).display(), error = %e, "skipping an unreadable site record"))
+                .ok()
         });
-        if let Err(e) = scanned {
+        if let Some(e) = failure {
             tracing::error!(error = %e, "cannot read every site record");
         }
+        let sites = Mutex::new(Registry::from_records(records.into_iter().flatten()));
         tracing::info!(
             sites = sites.lock().map_or(0, |r| r.len()),
             took_ms = started.elapsed().as_millis() as u64,
@@ -173,10 +169,6 @@ impl Onboarding {
     }
 
     /// The ids of every registered site.
-    pub fn ids(&self) -> std::collections::HashSet<String> {
-        self.lock().keys().cloned().collect()
-    }
-
     pub fn list(&self) -> Vec<SiteRecord> {
         self.lock().values().cloned().collect()
     }
@@ -272,6 +264,14 @@ impl Onboarding {
         let id = record.id.clone();
         let previous = self.lock().insert(record.clone());
         self.set_gate(&id, open);
+        if previous
+            .as_ref()
+            .is_some_and(|old| old.next_check != record.next_check || old.status != record.status)
+        {
+            // Its next check moved: the queue looks again (a step that is not due yet only
+            // reads the new time).
+            self.checks.wake(&id);
+        }
         previous.is_none_or(|old| {
             old.hosts != record.hosts
                 || old.origins != record.origins
@@ -311,6 +311,11 @@ impl Onboarding {
     /// Names of registered sites that `hosts` would take: the same name, or a wildcard of
     /// `hosts` covering a registered name. Config sites must not overlap registered ones.
     pub fn overlaps<'a>(&self, hosts: impl Iterator<Item = &'a HostName>) -> Vec<String> {
+        let mut hosts = hosts.peekable();
+        if hosts.peek().is_none() {
+            // No configured site: nothing to compare the registry with.
+            return Vec::new();
+        }
         let sites = self.lock();
         // One pass over the registry: name → owner, and parent → owners (what a wildcard
         // of the config would cover), so a reload stays linear in the number of sites.
@@ -362,16 +367,40 @@ impl Onboarding {
     /// issuance gate. A site still waiting for its DNS is not served at all: it receives no
     /// traffic and changes how no name is answered.
     pub fn site_configs(&self, hsts: Option<&String>) -> Vec<(SiteConfig, watch::Receiver<bool>)> {
-        // Under the registry's lock, without copying the records.
+        // Under the registry's lock, without copying the records, on every core: a restart
+        // builds a million definitions here. Gates a site already has are reused; new ones
+        // are made alongside and kept afterwards.
         let sites = self.lock();
         let mut gates = self
             .gates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        sites
-            .values()
-            .filter_map(|record| self.served_config(record, hsts, &mut gates))
-            .collect()
+        let now = SystemTime::now();
+        let known = &*gates;
+        let records: Vec<&SiteRecord> = sites.values().collect();
+        let built = crate::parallel::map_on_every_core(records, |record| {
+            let config = self.served_definition(record, hsts)?;
+            let open = gate_open(record, &self.settings, now);
+            Some(match known.get(&record.id) {
+                Some(gate) => {
+                    gate.send_replace(open);
+                    (config, gate.subscribe(), None)
+                }
+                None => {
+                    let (gate, receiver) = watch::channel(open);
+                    (config, receiver, Some((record.id.clone(), gate)))
+                }
+            })
+        });
+        let mut configs = Vec::with_capacity(built.len());
+        gates.reserve(built.iter().flatten().filter(|b| b.2.is_some()).count());
+        for (config, receiver, new_gate) in built.into_iter().flatten() {
+            if let Some((id, gate)) = new_gate {
+                gates.insert(id, gate);
+            }
+            configs.push((config, receiver));
+        }
+        configs
     }
 
     /// The site definition of registered site `id` with its issuance gate; `None` when it is
@@ -382,20 +411,22 @@ impl Onboarding {
         hsts: Option<&String>,
     ) -> Option<(SiteConfig, watch::Receiver<bool>)> {
         let sites = self.lock();
+        let record = sites.get(id)?;
+        let config = self.served_definition(record, hsts)?;
+        let open = gate_open(record, &self.settings, SystemTime::now());
         let mut gates = self
             .gates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.served_config(sites.get(id)?, hsts, &mut gates)
+        let gate = gates
+            .entry(record.id.clone())
+            .or_insert_with(|| watch::channel(open).0);
+        gate.send_replace(open);
+        Some((config, gate.subscribe()))
     }
 
     /// What `record` is served as, if it is served at all.
-    fn served_config(
-        &self,
-        record: &SiteRecord,
-        hsts: Option<&String>,
-        gates: &mut HashMap<String, watch::Sender<bool>>,
-    ) -> Option<(SiteConfig, watch::Receiver<bool>)> {
+    fn served_definition(&self, record: &SiteRecord, hsts: Option<&String>) -> Option<SiteConfig> {
         if record.status == SiteStatus::PendingDns {
             return None;
         }
@@ -417,28 +448,20 @@ impl Onboarding {
         if hosts.is_empty() || origins.is_empty() {
             return None;
         }
-        let open = gate_open(record, &self.settings, SystemTime::now());
-        let gate = gates
-            .entry(record.id.clone())
-            .or_insert_with(|| watch::channel(open).0);
-        gate.send_replace(open);
         let issuer = if hosts.iter().all(|h| self.local_names.contains(h)) {
             IssuerKind::Internal
         } else {
             IssuerKind::Acme
         };
-        Some((
-            SiteConfig {
-                hosts,
-                origins,
-                cert: None,
-                hsts: hsts.cloned(),
-                issuer,
-                managed: true,
-                registered: true,
-            },
-            gate.subscribe(),
-        ))
+        Some(SiteConfig {
+            hosts,
+            origins,
+            cert: None,
+            hsts: hsts.cloned(),
+            issuer,
+            managed: true,
+            registered: true,
+        })
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut SiteRecord)) -> Option<SiteRecord> {
@@ -485,13 +508,18 @@ impl Onboarding {
         self.checks.add(self.check_of(id, table));
     }
 
-    /// Starts the DNS checks of every registered site not queued yet.
+    /// Starts the DNS checks of every registered site not queued yet, each first due at
+    /// its record's next check (a restart with a million sites steps none of them early).
     pub fn schedule_all(&self, table: &Arc<SiteTable>) {
-        let checks = self
-            .ids()
+        let due: Vec<(String, SystemTime)> = self
+            .lock()
+            .values()
+            .map(|r| (r.id.clone(), crate::certs::record::from_unix(r.next_check)))
+            .collect();
+        let checks = due
             .into_iter()
-            .map(|id| self.check_of(id, table.clone()));
-        self.checks.add_many(checks);
+            .map(|(id, at)| (self.check_of(id, table.clone()), at));
+        self.checks.add_many_at(checks);
     }
 
     fn check_of(&self, id: String, table: Arc<SiteTable>) -> SiteCheck {
@@ -554,7 +582,7 @@ impl Onboarding {
         if !wait.is_zero() {
             // Nothing to do yet: no claim, no store round trip (a fleet of 100k sites would
             // otherwise ask etcd for 100k locks every few seconds).
-            return Wake::At(now + wait.min(Duration::from_secs(60)));
+            return Wake::At(now + wait.min(UNTOLD_CHANGE_WAIT));
         }
         let Some(record) = self.get(id) else {
             return self.site_gone(claim).await;

@@ -116,6 +116,20 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The registry of `records` (as the store lists them at start, ordered by id, so the
+    /// map is built in one pass). Of two records with one id the later is kept.
+    pub fn from_records(records: impl Iterator<Item = SiteRecord>) -> Self {
+        let sites: std::collections::BTreeMap<String, SiteRecord> =
+            records.map(|record| (record.id.clone(), record)).collect();
+        let mut by_name = std::collections::HashMap::with_capacity(sites.len());
+        for record in sites.values() {
+            for host in &record.hosts {
+                by_name.insert(host.clone(), record.id.clone());
+            }
+        }
+        Self { sites, by_name }
+    }
+
     /// Adds or replaces the site `record.id`; returns the record it replaced.
     pub fn insert(&mut self, record: SiteRecord) -> Option<SiteRecord> {
         let previous = self.remove(&record.id);
@@ -195,5 +209,25 @@ mod tests {
         assert!(registry.remove(&a.id).is_some());
         assert!(registry.by_name("a.example").is_none());
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn a_registry_built_from_records_indexes_every_name() {
+        let a = SiteRecord::new(
+            vec!["a.example".into(), "www.a.example".into()],
+            vec![],
+            "z",
+        );
+        let b = SiteRecord::new(vec!["b.example".into()], vec![], "z");
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let registry = Registry::from_records([b.clone(), a.clone()].into_iter());
+        assert_eq!(registry.len(), 2);
+        for (host, id) in [
+            ("a.example", &a.id),
+            ("www.a.example", &a.id),
+            ("b.example", &b.id),
+        ] {
+            assert_eq!(registry.by_name(host).map(|r| &r.id), Some(id), "{host}");
+        }
     }
 }

@@ -35,7 +35,8 @@ const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug)]
 pub struct EmbeddedBackend {
-    db: Database,
+    /// `None` once [`close`](Self::close)d.
+    db: std::sync::RwLock<Option<Database>>,
     path: PathBuf,
 }
 
@@ -54,7 +55,10 @@ impl EmbeddedBackend {
                 source,
             },
         )?;
-        let backend = Self { db, path };
+        let backend = Self {
+            db: std::sync::RwLock::new(Some(db)),
+            path,
+        };
         backend.write(|_| Ok(()))?;
         backend.migrate_fs(data_dir)?;
         Ok(backend)
@@ -65,30 +69,58 @@ impl EmbeddedBackend {
         &self.path
     }
 
+    /// Closes the database cleanly (what a stopping edge does before it exits without
+    /// freeing its tables); later operations fail as unavailable.
+    pub fn close(&self) {
+        let db = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(db);
+    }
+
+    /// Runs `operation` (`what`: "read" or "write") on the database, unless closed.
+    fn with_db<T>(
+        &self,
+        what: &str,
+        operation: impl FnOnce(&Database) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let db = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(db) = db.as_ref() else {
+            return Err(StoreError::Unavailable {
+                what: format!("{} ({what})", self.path.display()),
+                reason: "the store is closed (the edge is stopping)".into(),
+            });
+        };
+        operation(db).map_err(|e| unavailable(&self.path, what, e))
+    }
+
     /// Runs `change` in one write transaction and commits it (durable when this returns).
     fn write<T>(
         &self,
         change: impl FnOnce(&mut redb::Table<'_, &str, &[u8]>) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let run = || -> Result<T, redb::Error> {
-            let txn = self.db.begin_write()?;
+        self.with_db("write", |db| {
+            let txn = db.begin_write()?;
             let out = {
                 let mut table = txn.open_table(ENTRIES)?;
                 change(&mut table)?
             };
             txn.commit()?;
             Ok(out)
-        };
-        run().map_err(|e| unavailable(&self.path, "write", e))
+        })
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let read = || -> Result<Option<Vec<u8>>, redb::Error> {
-            let txn = self.db.begin_read()?;
+        self.with_db("read", |db| {
+            let txn = db.begin_read()?;
             let table = txn.open_table(ENTRIES)?;
             Ok(table.get(key)?.map(|v| v.value().to_vec()))
-        };
-        read().map_err(|e| unavailable(&self.path, "read", e))
+        })
     }
 
     pub fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -135,8 +167,8 @@ impl EmbeddedBackend {
         mut visit: impl FnMut(&mut Vec<(String, Vec<u8>)>),
     ) -> Result<(), StoreError> {
         let (start, end) = (format!("{dir}/"), format!("{dir}0"));
-        let mut read = || -> Result<(), redb::Error> {
-            let txn = self.db.begin_read()?;
+        self.with_db("read", |db| {
+            let txn = db.begin_read()?;
             let table = txn.open_table(ENTRIES)?;
             let mut entries = Vec::with_capacity(batch);
             for entry in table.range(start.as_str()..end.as_str())? {
@@ -149,8 +181,7 @@ impl EmbeddedBackend {
             }
             visit(&mut entries);
             Ok(())
-        };
-        read().map_err(|e| unavailable(&self.path, "read", e))
+        })
     }
 
     /// Every entry under `dir/` (at any depth), in key order.
@@ -158,8 +189,8 @@ impl EmbeddedBackend {
         let start = format!("{dir}/");
         // '0' is the byte after '/': the range holds exactly the keys starting with `dir/`.
         let end = format!("{dir}0");
-        let read = || -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
-            let txn = self.db.begin_read()?;
+        self.with_db("read", |db| {
+            let txn = db.begin_read()?;
             let table = txn.open_table(ENTRIES)?;
             let mut out = Vec::new();
             for entry in table.range(start.as_str()..end.as_str())? {
@@ -167,8 +198,7 @@ impl EmbeddedBackend {
                 out.push((key.value().to_owned(), value.value().to_vec()));
             }
             Ok(out)
-        };
-        read().map_err(|e| unavailable(&self.path, "read", e))
+        })
     }
 
     /// Copies an fs layout in `data_dir` into the file (one transaction), then moves it
@@ -310,6 +340,27 @@ mod tests {
             again.get("certs/b.json").unwrap().as_deref(),
             Some(&b"b"[..])
         );
+    }
+
+    #[test]
+    fn a_closed_store_refuses_operations_and_opens_again_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedBackend::open(dir.path()).unwrap();
+        db.put("sites/a.json", b"a").unwrap();
+        db.close();
+        let refused = db.get("sites/a.json").unwrap_err();
+        assert!(refused.is_unavailable(), "{refused}");
+        assert!(refused.to_string().contains("closed"), "{refused}");
+        assert!(db.put("sites/b.json", b"b").is_err());
+        // The handle is still alive (the stopping edge never frees it): the file is not
+        // held, another open finds what was committed.
+        let again = EmbeddedBackend::open(dir.path()).unwrap();
+        assert_eq!(
+            again.get("sites/a.json").unwrap().as_deref(),
+            Some(&b"a"[..])
+        );
+        assert_eq!(again.get("sites/b.json").unwrap(), None);
+        drop(db);
     }
 
     #[test]

@@ -102,20 +102,30 @@ const ETCD_MARK: &str = "etcd:";
 /// Sealed marker: every certificate record carries an authentication tag.
 const RECORDS_V2: &str = "records-v2.sealed";
 
-/// What a record's tag is sealed for: its slot, so a tag copied to another record fails.
-fn record_purpose(names: &[HostName]) -> String {
-    format!("cert-record:{}", Store::cert_id(names))
+/// What the tag of the record with `id` is sealed for: its slot, so a tag copied to another
+/// record fails.
+fn record_purpose(id: &str) -> String {
+    format!("cert-record:{id}")
 }
 
-/// SHA-256 of the record's JSON without its tag (serde writes fields in declaration order).
-fn record_digest(record: &CertRecord) -> Result<Vec<u8>, StoreError> {
-    let mut untagged = record.clone();
-    untagged.auth = None;
-    let json = serde_json::to_vec(&untagged).map_err(|e| StoreError::Corrupt {
+/// SHA-256 of the JSON of `untagged`, a record whose tag is taken out (serde writes fields
+/// in declaration order).
+fn record_digest(untagged: &CertRecord) -> Result<Vec<u8>, StoreError> {
+    debug_assert!(untagged.auth.is_none());
+    let json = serde_json::to_vec(untagged).map_err(|e| StoreError::Corrupt {
         path: PathBuf::from("certificate record"),
         reason: e.to_string(),
     })?;
     Ok(digest(&SHA256, &json).as_ref().to_vec())
+}
+
+/// An authenticated certificate record as read from the store, with its parsed names and
+/// its id (what [`Store::cert_id`] makes of them).
+#[derive(Debug)]
+pub struct LoadedCert {
+    pub id: String,
+    pub names: Vec<HostName>,
+    pub record: CertRecord,
 }
 
 /// Only the `CERTIFICATE` blocks of a PEM text.
@@ -257,6 +267,15 @@ impl Store {
             Backend::Etcd(etcd) => {
                 PathBuf::from(format!("{ETCD_MARK}{}{key}", etcd.settings().prefix))
             }
+        }
+    }
+
+    /// Closes the embedded database cleanly, so the process may exit without freeing what
+    /// it holds (a million sites take seconds to free); later operations fail as
+    /// unavailable. Nothing to do for the fs store; an etcd node's lease lapses on its own.
+    pub fn close(&self) {
+        if let Backend::Embedded { db, .. } = &self.backend {
+            db.close();
         }
     }
 
@@ -461,13 +480,21 @@ impl Store {
 
     /// Parses and authenticates the record bytes read from `path`.
     pub fn parse_cert(&self, path: PathBuf, bytes: &[u8]) -> Result<CertRecord, StoreError> {
-        let record: CertRecord =
+        let key = self.key_of(&path).unwrap_or_default();
+        self.parse_cert_at(&key, bytes).map(|loaded| loaded.record)
+    }
+
+    /// Parses and authenticates the record bytes stored at `key` (a record whose names
+    /// belong to another key is refused). The location is only formatted for an error: a
+    /// restart reads a million records this way.
+    pub fn parse_cert_at(&self, key: &str, bytes: &[u8]) -> Result<LoadedCert, StoreError> {
+        let mut record: CertRecord =
             serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-                path: path.clone(),
+                path: self.path_of(key),
                 reason: e.to_string(),
             })?;
         let tampered = |reason: &str| StoreError::Tampered {
-            path: path.clone(),
+            path: self.path_of(key),
             reason: reason.to_owned(),
         };
         let names: Vec<HostName> = record
@@ -476,18 +503,20 @@ impl Store {
             .map(|n| HostName::parse(n))
             .collect::<Result<_, _>>()
             .map_err(|_| tampered("a name is not a host name"))?;
-        if path != self.cert_path(&Self::cert_id(&names)) {
+        let id = Self::cert_id(&names);
+        if key != Self::cert_rel(&id) {
             return Err(tampered("its names belong to another record"));
         }
-        let tag = record.auth.as_deref().ok_or_else(|| tampered("no tag"))?;
+        let tag = record.auth.take().ok_or_else(|| tampered("no tag"))?;
         let expected = self
             .master
-            .open(&record_purpose(&names), tag)
+            .open(&record_purpose(&id), &tag)
             .map_err(|_| tampered("the tag does not open"))?;
         if expected.as_slice() != record_digest(&record)?.as_slice() {
             return Err(tampered("the contents do not match the tag"));
         }
-        Ok(record)
+        record.auth = Some(tag);
+        Ok(LoadedCert { id, names, record })
     }
 
     /// Every stored certificate record; corrupt or tampered ones as errors naming their path.
@@ -603,8 +632,12 @@ impl Store {
     /// Sets `record`'s names to `names` and its tag to one authenticating all of it.
     fn tag_record(&self, names: &[HostName], record: &mut CertRecord) -> Result<(), StoreError> {
         record.names = names.iter().map(|n| n.as_str().to_owned()).collect();
+        record.auth = None;
         let digest = record_digest(record)?;
-        record.auth = Some(self.master.seal(&record_purpose(names), &digest)?);
+        record.auth = Some(
+            self.master
+                .seal(&record_purpose(&Self::cert_id(names)), &digest)?,
+        );
         Ok(())
     }
 
@@ -644,33 +677,40 @@ impl Store {
     }
 
     /// Runs `visit` on every entry directly in `dir` whose name ends with `suffix`, reading
-    /// in batches and visiting each batch on every core (`visit` gets the entry's location
-    /// and bytes). The whole directory is never in memory at once: a million records are
-    /// read at restart this way. A read failure is returned once, after what was visited.
+    /// in batches and visiting each batch on every core (`visit` gets the entry's key and
+    /// bytes; [`path_of`](Self::path_of) names its location). The whole directory is never
+    /// in memory at once: a million records are read at restart this way. A read failure is
+    /// returned once, after what was visited.
     pub fn scan(
         &self,
         dir: &str,
         suffix: &str,
-        visit: impl Fn(PathBuf, &[u8]) + Sync,
+        visit: impl Fn(&str, &[u8]) + Sync,
     ) -> Result<(), StoreError> {
+        match self.scan_map(dir, suffix, |key, bytes| visit(key, bytes)).1 {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`scan`](Self::scan), keeping what `map` makes of each entry, in key order;
+    /// with the read failure, if one cut the scan short (what was read before it is kept).
+    pub fn scan_map<T: Send>(
+        &self,
+        dir: &str,
+        suffix: &str,
+        map: impl Fn(&str, &[u8]) -> T + Sync,
+    ) -> (Vec<T>, Option<StoreError>) {
         const BATCH: usize = 8 * 1024;
-        let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
-        let visit_batch = |batch: &[(String, Vec<u8>)]| {
-            let chunk = batch.len().div_ceil(threads).max(1);
-            std::thread::scope(|scope| {
-                for part in batch.chunks(chunk) {
-                    let visit = &visit;
-                    scope.spawn(move || {
-                        for (key, bytes) in part {
-                            visit(self.path_of(key), bytes);
-                        }
-                    });
-                }
-            });
+        let mut out = Vec::new();
+        let mut map_batch = |batch: Vec<(String, Vec<u8>)>| {
+            out.extend(crate::parallel::map_on_every_core(batch, |(key, bytes)| {
+                map(&key, &bytes)
+            }));
         };
         let direct = |key: &str| key.ends_with(suffix) && !key[dir.len() + 1..].contains('/');
-        match &self.backend {
-            // The next batch is read while this one is visited.
+        let failure = match &self.backend {
+            // The next batch is read while this one is mapped.
             Backend::Embedded { db, .. } => std::thread::scope(|scope| {
                 let (batches, ready) = std::sync::mpsc::sync_channel::<Vec<(String, Vec<u8>)>>(1);
                 let reader = scope.spawn(move || {
@@ -680,11 +720,12 @@ impl Store {
                 });
                 for mut batch in ready {
                     batch.retain(|(key, _)| direct(key));
-                    visit_batch(&batch);
+                    map_batch(batch);
                 }
                 reader
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    .err()
             }),
             _ => {
                 let mut first_error = None;
@@ -700,14 +741,14 @@ impl Store {
                         }
                     }
                     if batch.len() == BATCH {
-                        visit_batch(&batch);
-                        batch.clear();
+                        map_batch(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                     }
                 }
-                visit_batch(&batch);
-                first_error.map_or(Ok(()), Err)
+                map_batch(batch);
+                first_error
             }
-        }
+        };
+        (out, failure)
     }
 
     /// Moves a corrupt entry out of the way (kept for inspection, never loaded again) and
@@ -746,11 +787,19 @@ impl Store {
         names: &[HostName],
         sealed: &str,
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        let id = Self::cert_id(names);
+        self.open_cert_key_of(&Self::cert_id(names), sealed)
+    }
+
+    /// Opens a sealed private key of the record with `id` (see [`Store::cert_id`]).
+    pub fn open_cert_key_of(
+        &self,
+        id: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         self.master
             .open(&format!("cert-key:{id}"), sealed)
             .map_err(|e| StoreError::Corrupt {
-                path: self.cert_path(&id),
+                path: self.cert_path(id),
                 reason: e.to_string(),
             })
     }

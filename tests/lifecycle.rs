@@ -86,17 +86,34 @@ async fn sighup_adds_and_removes_sites_without_dropping_requests() {
         .expect_err("removed site");
     assert!(err.to_string().contains("UnrecognisedName"), "{err}");
 
-    // A section read only at start is named, not silently ignored.
-    edge.rewrite_config(&format!("{after}\n[acme]\nretry_min = \"2s\"\n"));
+    // A change to a section read only at start refuses the whole reload, naming it: the
+    // site removed beside it stays served until the change is undone (or the edge restarts).
+    let without_keep = format!("{server}{}", site(2, "new"));
+    edge.rewrite_config(&format!("{without_keep}\n[acme]\nretry_min = \"2s\"\n"));
     edge.signal("HUP");
-    edge.wait_log("take effect at the next restart", Duration::from_secs(5));
+    edge.wait_log("restart onehttps to apply them", Duration::from_secs(5));
     let line = edge
         .log()
         .lines()
-        .find(|l| l.contains("take effect at the next restart"))
+        .find(|l| l.contains("restart onehttps to apply them"))
         .unwrap_or_default()
         .to_owned();
-    assert!(line.contains("[acme]"), "{line}");
+    assert!(
+        line.contains("[acme]") && line.contains("reload refused"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("[server]"),
+        "only what changed is named: {line}"
+    );
+    assert_eq!(
+        get_once(addr, "keep.example.com", "/", config.clone())
+            .await
+            .unwrap()
+            .status,
+        200,
+        "nothing of a refused reload is applied"
+    );
 
     // A broken config is refused and changes nothing.
     edge.rewrite_config(&format!("{after}\n[server]\nbogus = 1\n"));

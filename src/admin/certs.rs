@@ -11,7 +11,6 @@ use serde_json::json;
 use super::sites::api_host;
 use super::{Api, ApiError};
 use crate::certs::record::unix;
-use crate::certs::{CertState, window};
 use crate::sites::Site;
 
 /// One inventory entry.
@@ -20,38 +19,15 @@ pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
     let record = api.edge.certificates.status(site.hosts());
     let served = site.served_cert();
     let now = SystemTime::now();
-    let mut entry = json!({ "names": names });
-    match &served {
-        None => {
-            entry["state"] = json!(record.as_ref().map_or(CertState::Pending, |r| r.state));
-            entry["source"] = json!(record.as_ref().map(|r| r.source));
-        }
-        Some(cert) => {
-            let info = &cert.bundle.info;
-            let state = match &record {
-                Some(r) if r.source == cert.source && r.state != CertState::Pending => r.state,
-                _ if now >= info.not_after => CertState::Expired,
-                _ if now
-                    >= window::window_start(
-                        info.not_before,
-                        info.not_after,
-                        api.edge.renew_before(),
-                    ) =>
-                {
-                    CertState::Expiring
-                }
-                _ => CertState::Issued,
-            };
-            entry["state"] = json!(state);
-            entry["source"] = json!(cert.source);
-            entry["serial"] = json!(info.serial);
-            entry["not_before"] =
-                json!(humantime::format_rfc3339_seconds(info.not_before).to_string());
-            entry["not_after"] =
-                json!(humantime::format_rfc3339_seconds(info.not_after).to_string());
-            let left = unix(info.not_after).saturating_sub(unix(now));
-            entry["days_left"] = json!(left as f64 / 86_400.0);
-        }
+    let (state, source) = api.edge.certificates.state(site, record.as_deref(), now);
+    let mut entry = json!({ "names": names, "state": state, "source": source });
+    if let Some(cert) = &served {
+        let info = &cert.bundle.info;
+        entry["serial"] = json!(info.serial);
+        entry["not_before"] = json!(humantime::format_rfc3339_seconds(info.not_before).to_string());
+        entry["not_after"] = json!(humantime::format_rfc3339_seconds(info.not_after).to_string());
+        let left = unix(info.not_after).saturating_sub(unix(now));
+        entry["days_left"] = json!(left as f64 / 86_400.0);
     }
     if let Some(record) = &record {
         entry["failure"] = json!(record.failure);

@@ -28,11 +28,13 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
 
     let mut states: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut earliest: Option<u64> = None;
+    let now = SystemTime::now();
+    let certificates = &api.edge.certificates;
     for site in api.edge.table.sites() {
-        let entry = super::certs::describe(&api, &site);
-        let state = entry["state"].as_str().unwrap_or("pending").to_owned();
-        let source = entry["source"].as_str().unwrap_or("none").to_owned();
-        *states.entry((state, source)).or_default() += 1;
+        let record = certificates.status(site.hosts());
+        let (state, source) = certificates.state(&site, record.as_deref(), now);
+        let source = source.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        *states.entry((state.to_string(), source)).or_default() += 1;
         if let Some(cert) = site.served_cert() {
             let at = unix(cert.bundle.info.not_after);
             earliest = Some(earliest.map_or(at, |e| e.min(at)));

@@ -66,6 +66,11 @@ pub enum EdgeError {
         "[[site]] names overlap sites registered through the admin API: {0}; remove them from the config or remove the registered site first (onehttps site remove)"
     )]
     Registered(String),
+    #[error(
+        "settings read only at start changed in {}: restart onehttps to apply them, or undo them to reload the sites; nothing was changed",
+        .0.join(" ")
+    )]
+    RestartNeeded(Vec<&'static str>),
 }
 
 /// Bound sockets, so tests (and socket activation) can hand them in.
@@ -320,6 +325,10 @@ impl Edge {
         tokio::task::spawn_blocking(move || {
             let config = Config::load(&path)?;
             edge.check_registered(&config)?;
+            let sections = reload::restart_only_changes(&edge.lock_config(), &config);
+            if !sections.is_empty() {
+                return Err(EdgeError::RestartNeeded(sections));
+            }
             Ok(edge.apply(config))
         })
         .await
@@ -367,11 +376,6 @@ impl Edge {
     /// Whether the HTTPS listener is short of slots or waiting room.
     fn https_pressed(&self) -> bool {
         self.https_gauge.get().is_some_and(|g| g.pressed())
-    }
-
-    /// The configured renewal window bound.
-    pub fn renew_before(&self) -> Duration {
-        self.lock_config().acme.renew_before
     }
 
     fn lock_config(&self) -> std::sync::MutexGuard<'_, Config> {

@@ -129,9 +129,6 @@ impl Edge {
             self.take_out_of_service(site, names_kept);
         }
         let mut current = self.lock_config();
-        if current.path.is_some() {
-            warn_restart_needed(&current, &config);
-        }
         let path = current.path.clone();
         *current = config;
         if current.path.is_none() {
@@ -228,27 +225,57 @@ fn sorted_names(names: &[HostName]) -> Vec<&HostName> {
     sorted
 }
 
-fn warn_restart_needed(old: &Config, new: &Config) {
-    let changed = [
+/// The sections whose settings differ between `old` and `new` in what is read only at
+/// start: everything but the sites and the site-level settings an apply takes (`[tls]`
+/// `hsts` and `default_host`, `[proxy]` `origin_down_for`).
+pub(super) fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut tls = new.tls.clone();
+    tls.hsts.clone_from(&old.tls.hsts);
+    tls.default_host.clone_from(&old.tls.default_host);
+    let mut proxy = new.proxy.clone();
+    proxy.origin_down_for = old.proxy.origin_down_for;
+    [
         ("[server]", old.server != new.server),
-        ("[tls]", old.tls != new.tls),
-        ("[proxy]", old.proxy != new.proxy),
+        ("[tls]", old.tls != tls),
+        ("[proxy]", old.proxy != proxy),
         ("[log]", old.log != new.log),
         ("[acme]", old.acme != new.acme),
         ("[onboarding]", old.onboarding != new.onboarding),
         ("[events]", old.events != new.events),
         ("[internal_ca]", old.internal_names != new.internal_names),
         ("[storage]", old.storage != new.storage),
-    ];
-    let parts: Vec<&str> = changed
-        .iter()
-        .filter(|(_, differs)| *differs)
-        .map(|(section, _)| *section)
-        .collect();
-    if !parts.is_empty() {
-        tracing::warn!(
-            sections = parts.join(" "),
-            "these settings changed and take effect at the next restart; sites were reloaded"
+    ]
+    .into_iter()
+    .filter_map(|(section, differs)| differs.then_some(section))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[[site]]\nhost = \"a.localhost\"\norigins = [\"http://127.0.0.1:9\"]\n{extra}"
+        );
+        Config::parse(&text, std::path::Path::new("/nonexistent")).unwrap()
+    }
+
+    #[test]
+    fn only_settings_read_at_start_need_a_restart() {
+        let old = config("");
+        assert!(restart_only_changes(&old, &config("")).is_empty());
+        // What an apply takes: sites, HSTS, the default host, origin health.
+        let applied = config(
+            "[[site]]\nhost = \"b.localhost\"\norigins = [\"http://127.0.0.1:9\"]\n[tls]\nhsts = \"max-age=60\"\ndefault_host = \"a.localhost\"\n[proxy]\norigin_down_for = \"3s\"\n",
+        );
+        assert!(restart_only_changes(&old, &applied).is_empty());
+        let restart = config(
+            "[acme]\nretry_min = \"2s\"\n[events]\nwebhook_timeout = \"3s\"\n[tls]\nsession_tickets = false\n",
+        );
+        assert_eq!(
+            restart_only_changes(&old, &restart),
+            ["[tls]", "[acme]", "[events]"]
         );
     }
 }

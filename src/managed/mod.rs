@@ -284,6 +284,38 @@ impl CertManager {
         self.inventory.get(&id).flatten()
     }
 
+    /// The lifecycle state of `site`'s certificate at `now`, and where the certificate in
+    /// service came from (`None` while nothing is served): the one answer the API, the
+    /// console and `/metrics` give. A record of the served certificate's own source says
+    /// it (failed, replaced…); otherwise its dates and the renewal window do.
+    pub fn state(
+        &self,
+        site: &crate::sites::Site,
+        record: Option<&inventory::RecordStatus>,
+        now: SystemTime,
+    ) -> (CertState, Option<Source>) {
+        let Some(cert) = site.served_cert() else {
+            return (
+                record.map_or(CertState::Pending, |r| r.state),
+                record.map(|r| r.source),
+            );
+        };
+        let info = &cert.bundle.info;
+        let state = match record {
+            Some(r) if r.source == cert.source && r.state != CertState::Pending => r.state,
+            _ => state_at(
+                info.not_after,
+                crate::certs::window::window_start(
+                    info.not_before,
+                    info.not_after,
+                    self.settings.renew_before,
+                ),
+                now,
+            ),
+        };
+        (state, Some(cert.source))
+    }
+
     /// Takes in a record stored by someone else (another node, the upload handler).
     pub fn note_stored(&self, record: &CertRecord) {
         if let Some(id) = record_id(record) {
@@ -698,8 +730,9 @@ fn state_at(not_after: SystemTime, renew_at: SystemTime, now: SystemTime) -> Cer
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_install_serves_the_certificate_and_tells_the_subscribers_whose_it_is() {
+    /// A manager on a fresh fs store and its one site, `app.localhost`, served by the
+    /// internal CA (renewal window: `acme.renew_before`, 30 days by default).
+    fn manager_and_site() -> (tempfile::TempDir, Arc<CertManager>, crate::sites::Site) {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::config::Config::parse(
             "[[site]]\nhost = \"app.localhost\"\norigins = [\"http://127.0.0.1:9\"]\n",
@@ -722,6 +755,72 @@ mod tests {
         let site_config = config.sites[0].clone();
         let first = manager.initial_cert(&site_config);
         let site = crate::sites::Site::build(site_config, first, std::time::Duration::from_secs(1));
+        (dir, manager, site)
+    }
+
+    #[test]
+    fn a_certificate_state_comes_from_its_own_record_or_else_from_its_dates() {
+        let (_dir, manager, site) = manager_and_site();
+        let info = site.served_cert().unwrap().bundle.info.clone();
+        let record = |source, state| inventory::RecordStatus {
+            source,
+            state,
+            failure: None,
+            recovered: None,
+            replaced: None,
+        };
+        let fresh = info.not_before + std::time::Duration::from_secs(60);
+        let internal = Some(Source::Internal);
+        assert_eq!(
+            manager.state(&site, None, fresh),
+            (CertState::Issued, internal)
+        );
+        // Inside the renewal window, and past the end.
+        let late = info.not_after - std::time::Duration::from_secs(3600);
+        assert_eq!(
+            manager.state(&site, None, late),
+            (CertState::Expiring, internal)
+        );
+        assert_eq!(
+            manager.state(&site, None, info.not_after),
+            (CertState::Expired, internal)
+        );
+        // The record of the served certificate says more (a failed renewal)…
+        let failed = record(Source::Internal, CertState::Failed);
+        assert_eq!(
+            manager.state(&site, Some(&failed), fresh),
+            (CertState::Failed, internal)
+        );
+        // …but a record of another source (an order pending for an upload) does not.
+        let other = record(Source::Acme, CertState::Failed);
+        assert_eq!(
+            manager.state(&site, Some(&other), fresh),
+            (CertState::Issued, internal)
+        );
+        let pending = record(Source::Internal, CertState::Pending);
+        assert_eq!(
+            manager.state(&site, Some(&pending), fresh),
+            (CertState::Issued, internal)
+        );
+        // Nothing served: the record's state, or pending.
+        let unserved = crate::sites::Site::build(
+            site.config().clone(),
+            None,
+            std::time::Duration::from_secs(1),
+        );
+        assert_eq!(
+            manager.state(&unserved, None, fresh),
+            (CertState::Pending, None)
+        );
+        assert_eq!(
+            manager.state(&unserved, Some(&other), fresh),
+            (CertState::Failed, Some(Source::Acme))
+        );
+    }
+
+    #[test]
+    fn an_install_serves_the_certificate_and_tells_the_subscribers_whose_it_is() {
+        let (_dir, manager, site) = manager_and_site();
         let mut installs = manager.installs();
         let bundle = site.served_cert().unwrap().bundle.clone();
         manager.install(&site, ServedCert::new(bundle, Source::Uploaded));

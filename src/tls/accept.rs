@@ -67,10 +67,9 @@ pub async fn accept(
             });
         }
     };
-    let stream = start
-        .into_stream(config)
-        .await
-        .map_err(HandshakeError::Tls)?;
+    // The certificate is the routed site's, not a second lookup's.
+    let handshake = super::resolver::with_chosen_site(&site, || start.into_stream(config));
+    let stream = handshake.await.map_err(HandshakeError::Tls)?;
     Ok((stream, site))
 }
 

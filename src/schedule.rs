@@ -75,6 +75,9 @@ pub struct Scheduler<J: Job> {
     max_steps: usize,
 }
 
+/// Jobs [`Scheduler::add_many_at`] inserts per hold of the queue's lock.
+const ADD_BATCH: usize = 4096;
+
 impl<J: Job> Scheduler<J> {
     pub fn new(max_steps: usize) -> Self {
         Self {
@@ -123,10 +126,13 @@ impl<J: Job> Scheduler<J> {
     }
 
     /// Like [`add_many`](Self::add_many), each job's first step at the time given with it.
+    /// The queue's lock is let go every [`ADD_BATCH`] jobs, so a step or a registration
+    /// never waits for a million insertions.
     pub fn add_many_at(&self, jobs: impl IntoIterator<Item = (J, SystemTime)>) {
-        {
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
             let mut queue = self.lock();
-            for (job, at) in jobs {
+            for (job, at) in jobs.by_ref().take(ADD_BATCH) {
                 let key = job.key();
                 if queue.jobs.contains_key(&key) {
                     continue;

@@ -115,21 +115,17 @@ pub(crate) async fn upload(
     bundle
         .check_serves(site.hosts(), SystemTime::now())
         .map_err(|e| invalid(&e))?;
-    let store = api.edge.certificates.store().clone();
-    let mut record =
-        crate::certs::CertRecord::pending(site.hosts(), crate::certs::Source::Uploaded);
-    let sealed = store
-        .seal_cert_key(site.hosts(), key.as_der().secret_der())
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
-    record.set_issued(upload.cert.clone(), sealed, &bundle.info);
-    store
-        .save_cert(site.hosts(), &record)
+    let installed = api
+        .edge
+        .certificates
+        .install_upload(&site, upload.cert.clone(), &key, bundle)
         .map_err(|e| ApiError::store(&e))?;
-    api.edge.certificates.note_stored(&record);
-    api.edge.certificates.install(
-        &site,
-        crate::certs::ServedCert::new(bundle, crate::certs::Source::Uploaded),
-    );
+    if !installed {
+        return Err(ApiError::not_found(format!(
+            "the site `{}` was removed while its upload was checked",
+            site.name()
+        )));
+    }
     api.edge.events.record(
         "certificate.uploaded",
         site.name(),

@@ -1,4 +1,7 @@
-//! Managed certificates: what a site serves at start (the stored certificate, loaded before
+//! Managed certificates, and the one writer of certificate records and of what sites serve
+//! (renewal outcomes, uploads, certificates adopted from the fleet's store all go through
+//! `CertManager`; only configured sites' certificate files are swapped by their watcher):
+//! what a site serves at start (the stored certificate, loaded before
 //! any CA is contacted; an internal one issued on the spot; or nothing yet while its first
 //! ACME order runs), and the per-site renewal task (`renewal.rs`) that obtains, renews and
 //! takes over expiring uploads. At most one order per set of names is in flight, and orders
@@ -262,6 +265,34 @@ impl CertManager {
                 tracing::error!(site = site.name(), error = %e, "cannot delete the removed site's certificate record")
             }
         }
+    }
+
+    /// Stores an uploaded certificate (its key sealed) as `site`'s record and puts it in
+    /// service; `Ok(false)`, with nothing written, when the site was removed meanwhile. The
+    /// caller checked the chain and key (they parse, match, are valid now and cover the
+    /// site's names).
+    pub fn install_upload(
+        &self,
+        site: &crate::sites::Site,
+        chain_pem: String,
+        key: &crate::certs::PlainKey,
+        bundle: CertBundle,
+    ) -> Result<bool, StoreError> {
+        let names = site.hosts();
+        let sealed = self.store.seal_cert_key(names, key.as_der().secret_der())?;
+        let mut record = CertRecord::pending(names, Source::Uploaded);
+        record.set_issued(chain_pem, sealed, &bundle.info);
+        let written = self.while_current(site, || -> Result<(), StoreError> {
+            self.store.save_cert(names, &record)?;
+            self.inventory.note(Store::cert_id(names), &record);
+            Ok(())
+        });
+        let Some(written) = written else {
+            return Ok(false);
+        };
+        written?;
+        self.install(site, ServedCert::new(bundle, Source::Uploaded));
+        Ok(true)
     }
 
     /// Runs `write` unless `site` was retired (atomically with [`forget`](Self::forget)).

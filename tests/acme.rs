@@ -251,6 +251,16 @@ fn ca_outage_during_renewal_keeps_the_old_certificate_and_recovers() {
         retries.len() >= 2 && retries[1] >= retries[0],
         "backoff {retries:?}"
     );
+    // Said in words an operator can act on, not "client error (Connect)".
+    let reason = log
+        .lines()
+        .find(|l| l.contains("certificate renewal failed"))
+        .unwrap_or_default();
+    assert!(
+        reason.contains("cannot reach the ACME directory https://127.0.0.1:")
+            && reason.contains("connection refused"),
+        "{reason}"
+    );
 
     pebble.resume();
     edge.wait_log("certificate renewed", Duration::from_secs(40));
@@ -259,6 +269,44 @@ fn ca_outage_during_renewal_keeps_the_old_certificate_and_recovers() {
     let new_root = pebble.write_issuing_root(edge.dir.path());
     let (ok, out) = curl(HOST, edge.https, "/", &new_root, &[]);
     assert!(ok, "{out}");
+}
+
+#[test]
+fn a_ca_whose_certificate_is_not_trusted_is_named_with_the_setting_to_fix() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(&ports, PebbleOptions::default());
+    // The directory without `ca_roots`: Pebble's HTTPS certificate is from its own test root.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(&format!(
+        "\n[acme]\ndirectory = \"https://127.0.0.1:{}/dir\"\nretry_min = \"1s\"\nretry_max = \"4s\"\n",
+        pebble.port
+    ));
+    config.push_str(&site_table(&[HOST], &[origin.url()], None));
+    let mut edge = EdgeProcess::start(dir, &ports, &config);
+    edge.wait_log("certificate issuance failed", Duration::from_secs(30));
+    let log = edge.log();
+    let reason = log
+        .lines()
+        .find(|l| l.contains("certificate issuance failed"))
+        .unwrap_or_default();
+    assert!(
+        reason.contains("the ACME directory's TLS certificate is not trusted")
+            && reason.contains("acme.ca_roots"),
+        "{reason}"
+    );
+    // The certificate's status says the same.
+    let token = edge.token();
+    let (code, status) = common::admin_call(
+        ports.admin,
+        "GET",
+        "/api/v1/certificates",
+        None,
+        Some(&token),
+    );
+    assert_eq!(code, 200, "{status}");
+    assert!(status.contains("acme.ca_roots"), "{status}");
 }
 
 #[test]

@@ -94,7 +94,7 @@ impl AcmeIssuer {
                 self.builder()?
                     .from_credentials(credentials)
                     .await
-                    .map_err(|e| acme_error("cannot load the ACME account", e))?
+                    .map_err(|e| self.acme_error("cannot load the ACME account", e))?
             }
             None => {
                 let contact: Vec<&str> = self.settings.contact.iter().map(String::as_str).collect();
@@ -115,7 +115,7 @@ impl AcmeIssuer {
                         eab.as_ref(),
                     )
                     .await
-                    .map_err(|e| acme_error("cannot create the ACME account", e))?;
+                    .map_err(|e| self.acme_error("cannot create the ACME account", e))?;
                 let json = zeroize::Zeroizing::new(
                     serde_json::to_vec(&credentials)
                         .map_err(|e| IssueError::new(format!("cannot encode the account: {e}")))?,
@@ -155,7 +155,7 @@ impl AcmeIssuer {
                     self.forget_account().await;
                     registered_again = true;
                 }
-                Err(e) => return Err(acme_error("the CA refused the order", e)),
+                Err(e) => return Err(self.acme_error("the CA refused the order", e)),
             }
         };
         tracing::info!(names = %join(names), order = order.url(), "ACME order placed");
@@ -165,7 +165,8 @@ impl AcmeIssuer {
         let mut shared_guards = Vec::new();
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
-            let mut authz = authz.map_err(|e| acme_error("cannot fetch an authorization", e))?;
+            let mut authz =
+                authz.map_err(|e| self.acme_error("cannot fetch an authorization", e))?;
             match authz.status {
                 AuthorizationStatus::Valid => continue,
                 AuthorizationStatus::Pending => {}
@@ -221,7 +222,7 @@ impl AcmeIssuer {
             challenge
                 .set_ready()
                 .await
-                .map_err(|e| acme_error("the CA refused the challenge", e))?;
+                .map_err(|e| self.acme_error("the CA refused the challenge", e))?;
             tracing::debug!(%name, challenge = ?kind, "challenge ready");
         }
 
@@ -232,7 +233,7 @@ impl AcmeIssuer {
         let status = order
             .poll_ready(&retries)
             .await
-            .map_err(|e| acme_error("validation did not complete", e))?;
+            .map_err(|e| self.acme_error("validation did not complete", e))?;
         drop(guards);
         if status != OrderStatus::Ready {
             return Err(IssueError::new(format!(
@@ -244,11 +245,11 @@ impl AcmeIssuer {
         order
             .finalize_csr(&keys::csr(names, &key)?)
             .await
-            .map_err(|e| acme_error("the CA refused the CSR", e))?;
+            .map_err(|e| self.acme_error("the CA refused the CSR", e))?;
         let chain_pem = order
             .poll_certificate(&retries)
             .await
-            .map_err(|e| acme_error("cannot download the certificate", e))?;
+            .map_err(|e| self.acme_error("cannot download the certificate", e))?;
         keys::verify(chain_pem, &key, names)
     }
 }
@@ -322,10 +323,69 @@ pub(crate) fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<Certified
     )))
 }
 
+impl AcmeIssuer {
+    /// An instant-acme error with context, rate limits and Retry-After recognised, and a
+    /// CA that could not be talked to at all said in words an operator can act on.
+    fn acme_error(&self, what: &str, e: instant_acme::Error) -> IssueError {
+        let mut error = acme_error(what, &e);
+        if let Some(cause) = transport_cause(&e, &self.directory) {
+            error.message = format!("{what}: {cause}");
+        }
+        error
+    }
+}
+
+/// What a failure to reach the ACME directory at all (no HTTP answer) means, from the
+/// error's sources: the sentence an operator can act on, or `None` for anything else.
+fn transport_cause(e: &(dyn std::error::Error + 'static), directory: &str) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(rustls::Error::InvalidCertificate(why)) = err.downcast_ref::<rustls::Error>() {
+            return Some(format!(
+                "the ACME directory's TLS certificate is not trusted ({why:?}): add the root that signed it to acme.ca_roots (directory {directory})"
+            ));
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind;
+            let cause = match io.kind() {
+                ErrorKind::ConnectionRefused => {
+                    "nothing accepts connections there (connection refused): is the CA up, is acme.directory right?"
+                }
+                ErrorKind::TimedOut => {
+                    "it did not answer in time: is the CA up and reachable from this machine?"
+                }
+                ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::UnexpectedEof => "it closed the connection before answering",
+                _ => "",
+            };
+            if !cause.is_empty() {
+                return Some(format!(
+                    "cannot reach the ACME directory {directory}: {cause}"
+                ));
+            }
+        }
+        if err.to_string().starts_with("dns error") {
+            return Some(format!(
+                "cannot reach the ACME directory {directory}: its host name does not resolve (check acme.directory and this machine's DNS)"
+            ));
+        }
+        // An `io::Error` wrapping another error reports that error's source, not the error
+        // itself (hyper-rustls nests the TLS error in two of them): look inside.
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
 /// An instant-acme error with context, rate limits and Retry-After recognised.
-fn acme_error(what: &str, e: instant_acme::Error) -> IssueError {
+fn acme_error(what: &str, e: &instant_acme::Error) -> IssueError {
     let mut error = IssueError::new(format!("{what}: {e}"));
-    match &e {
+    match e {
         instant_acme::Error::Api(problem) => {
             if problem.r#type.as_deref() == Some(RATE_LIMITED) {
                 error.rate_limited = true;
@@ -347,4 +407,44 @@ fn acme_error(what: &str, e: instant_acme::Error) -> IssueError {
 
 fn is_problem(e: &instant_acme::Error, kind: &str) -> bool {
     matches!(e, instant_acme::Error::Api(p) if p.r#type.as_deref() == Some(kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error as IoError, ErrorKind};
+
+    const DIRECTORY: &str = "https://ca.test/dir";
+
+    #[test]
+    fn a_ca_out_of_reach_is_said_in_words() {
+        let untrusted = IoError::new(
+            ErrorKind::Other,
+            IoError::new(
+                ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            ),
+        );
+        let said = transport_cause(&untrusted, DIRECTORY).unwrap();
+        assert!(said.contains("not trusted (UnknownIssuer)"), "{said}");
+        assert!(
+            said.contains("acme.ca_roots") && said.contains(DIRECTORY),
+            "{said}"
+        );
+        let refused = IoError::new(ErrorKind::ConnectionRefused, "tcp connect error");
+        let said = transport_cause(&refused, DIRECTORY).unwrap();
+        assert!(
+            said.contains("connection refused") && said.contains(DIRECTORY),
+            "{said}"
+        );
+        let timed_out = IoError::from(ErrorKind::TimedOut);
+        assert!(
+            transport_cause(&timed_out, DIRECTORY)
+                .unwrap()
+                .contains("in time")
+        );
+        // Anything else keeps its own words.
+        let other = IoError::new(ErrorKind::PermissionDenied, "no");
+        assert!(transport_cause(&other, DIRECTORY).is_none());
+    }
 }

@@ -418,13 +418,10 @@ mod tests {
 
     #[test]
     fn a_ca_out_of_reach_is_said_in_words() {
-        let untrusted = IoError::new(
-            ErrorKind::Other,
-            IoError::new(
-                ErrorKind::InvalidData,
-                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-            ),
-        );
+        let untrusted = IoError::other(IoError::new(
+            ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
         let said = transport_cause(&untrusted, DIRECTORY).unwrap();
         assert!(said.contains("not trusted (UnknownIssuer)"), "{said}");
         assert!(

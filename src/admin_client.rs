@@ -39,6 +39,33 @@ pub enum ClientError {
 }
 
 /// One request to the admin API of the edge configured by `config`.
+/// Every page of the list at `path` (`GET`, following each page's `next`): one JSON object
+/// with all the items under `field` and the `total`.
+pub fn call_all_pages(
+    config: &Config,
+    path: &str,
+    field: &str,
+) -> Result<serde_json::Value, ClientError> {
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page_path = match &after {
+            Some(cursor) => format!("{path}?after={cursor}"),
+            None => path.to_owned(),
+        };
+        let mut page = call(config, Method::GET, &page_path, None)?;
+        if let Some(serde_json::Value::Array(part)) =
+            page.get_mut(field).map(serde_json::Value::take)
+        {
+            items.extend(part);
+        }
+        match page["next"].as_str() {
+            Some(next) if after.as_deref() != Some(next) => after = Some(next.to_owned()),
+            _ => return Ok(serde_json::json!({ field: items, "total": page["total"] })),
+        }
+    }
+}
+
 pub fn call(
     config: &Config,
     method: Method,

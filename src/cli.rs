@@ -246,7 +246,7 @@ fn site_command(
             "/api/v1/sites",
             Some(serde_json::json!({ "hosts": hosts, "origins": origins })),
         )?,
-        SiteCommand::List => call(config, Method::GET, "/api/v1/sites", None)?,
+        SiteCommand::List => crate::admin_client::call_all_pages(config, "/api/v1/sites", "sites")?,
         SiteCommand::Show { host } => call(config, Method::GET, &path(host), None)?,
         SiteCommand::Remove { host } => call(config, Method::DELETE, &path(host), None)?,
     };
@@ -298,7 +298,9 @@ fn cert_command(
     use crate::admin_client::{call, table};
     use http::Method;
     let value = match &command {
-        CertCommand::List => call(config, Method::GET, "/api/v1/certificates", None)?,
+        CertCommand::List => {
+            crate::admin_client::call_all_pages(config, "/api/v1/certificates", "certificates")?
+        }
         CertCommand::Show { host } => call(
             config,
             Method::GET,

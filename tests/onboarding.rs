@@ -711,3 +711,97 @@ fn a_site_whose_validation_fails_is_failed_with_the_reason_and_retries() {
     );
     w.wait_status("broken.example.com", "active", Duration::from_secs(60));
 }
+
+#[test]
+fn lists_come_in_pages_and_the_cli_lists_every_page() {
+    let configured: String = (1..=3)
+        .map(|i| {
+            format!("\n[[site]]\nhost = \"p{i}.localhost\"\norigins = [\"http://127.0.0.1:9\"]\n")
+        })
+        .collect();
+    let w = world_with(&configured);
+    let token = w.token();
+    let hosts = [
+        "c.example.com",
+        "a.example.com",
+        "e.example.com",
+        "b.example.com",
+        "d.example.com",
+    ];
+    for host in hosts {
+        w.add(&[host]);
+    }
+    let page = |path: &str| -> serde_json::Value {
+        let (code, body) = w.api("GET", path, None, Some(&token));
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+
+    // Registered sites: pages of two, every site once, the last page without `next`.
+    let (mut seen, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let path = match &after {
+            Some(cursor) => format!("/api/v1/sites?limit=2&after={cursor}"),
+            None => "/api/v1/sites?limit=2".to_owned(),
+        };
+        let got = page(&path);
+        assert_eq!(got["total"], 5, "{got}");
+        let items = got["sites"].as_array().unwrap();
+        assert!(!items.is_empty() && items.len() <= 2, "{got}");
+        seen.extend(
+            items
+                .iter()
+                .map(|s| s["hosts"][0].as_str().unwrap().to_owned()),
+        );
+        pages += 1;
+        match got["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    seen.sort();
+    let mut expected = hosts.map(str::to_owned).to_vec();
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    // Certificates in service, by name; the cursor is the last name of the page.
+    let first = page("/api/v1/certificates?limit=2");
+    let names = |p: &serde_json::Value| -> Vec<String> {
+        p["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["names"][0].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&first), ["p1.localhost", "p2.localhost"], "{first}");
+    assert_eq!(first["next"], "p2.localhost");
+    assert_eq!(first["total"], 3);
+    let second = page("/api/v1/certificates?limit=2&after=p2.localhost");
+    assert_eq!(names(&second), ["p3.localhost"], "{second}");
+    assert!(second["next"].is_null(), "{second}");
+
+    // A page that is not one is refused, saying how to ask.
+    for bad in ["limit=0", "limit=10001", "limit=two", "page=2"] {
+        for list in ["sites", "certificates"] {
+            let (code, body) = w.api("GET", &format!("/api/v1/{list}?{bad}"), None, Some(&token));
+            assert_eq!(code, 400, "{list}?{bad}: {body}");
+            assert!(
+                body.contains("bad_page") && body.contains("limit"),
+                "{body}"
+            );
+        }
+    }
+
+    // The CLI lists every page.
+    let (code, out, err) = w.cli(&["site", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(hosts.iter().all(|h| out.contains(h)), "{out}");
+    let (code, out, err) = w.cli(&["cert", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        (1..=3).all(|i| out.contains(&format!("p{i}.localhost"))),
+        "{out}"
+    );
+}

@@ -135,11 +135,31 @@ pub(crate) async fn upload(
     Ok((StatusCode::CREATED, Json(describe(&api, &site))))
 }
 
-pub(crate) async fn list(State(api): State<Api>) -> Json<serde_json::Value> {
-    let mut sites = api.edge.table.sites();
-    sites.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+/// A page of the certificates in service, one per site, in order of the site's first name
+/// (see `page.rs`; the cursor is that name).
+pub(crate) async fn list(
+    State(api): State<Api>,
+    query: Result<
+        axum::extract::Query<super::page::PageQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let page = super::page::Page::of(query)?;
+    let sites = api
+        .edge
+        .table
+        .first_after(page.after.as_deref(), page.limit + 1);
+    let more = sites.len() > page.limit;
+    let sites = &sites[..sites.len().min(page.limit)];
+    let next = more
+        .then(|| sites.last().map(|s| s.name().to_owned()))
+        .flatten();
     let certs: Vec<_> = sites.iter().map(|s| describe(&api, s)).collect();
-    Json(json!({ "certificates": certs }))
+    Ok(Json(json!({
+        "certificates": certs,
+        "next": next,
+        "total": api.edge.table.len(),
+    })))
 }
 
 fn site_for(api: &Api, host: &str) -> Result<std::sync::Arc<Site>, ApiError> {

@@ -10,6 +10,7 @@ mod certs;
 mod errors;
 mod listener;
 mod metrics;
+mod page;
 mod sites;
 
 use std::sync::Arc;

@@ -156,9 +156,26 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(describe(&record))))
 }
 
-pub(crate) async fn list(State(api): State<Api>) -> Json<serde_json::Value> {
-    let sites: Vec<_> = api.edge.onboarding.list().iter().map(describe).collect();
-    Json(json!({ "sites": sites }))
+/// A page of the registered sites, in id order (see `page.rs`).
+pub(crate) async fn list(
+    State(api): State<Api>,
+    query: Result<
+        axum::extract::Query<super::page::PageQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let page = super::page::Page::of(query)?;
+    let (records, total) = api
+        .edge
+        .onboarding
+        .page(page.after.as_deref(), page.limit + 1);
+    let more = records.len() > page.limit;
+    let records = &records[..records.len().min(page.limit)];
+    let next = more.then(|| records.last().map(|r| r.id.clone())).flatten();
+    let sites: Vec<_> = records.iter().map(describe).collect();
+    Ok(Json(
+        json!({ "sites": sites, "next": next, "total": total }),
+    ))
 }
 
 fn find(api: &Api, host: &str) -> Result<SiteRecord, ApiError> {

@@ -173,6 +173,20 @@ impl Onboarding {
         self.lock().values().cloned().collect()
     }
 
+    /// Up to `limit` registered sites in id order, after the site `after` (from the first
+    /// when `None`), and how many sites there are.
+    pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<SiteRecord>, usize) {
+        use std::ops::Bound;
+        let sites = self.lock();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let page = sites
+            .range::<str, _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, record)| record.clone())
+            .collect();
+        (page, sites.len())
+    }
+
     /// The site one of whose names is `host`.
     pub fn find(&self, host: &str) -> Option<SiteRecord> {
         self.lock().by_name(host).cloned()

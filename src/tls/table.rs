@@ -188,6 +188,30 @@ impl SiteTable {
     }
 
     /// The sites currently published.
+    /// Up to `limit` sites in order of their first name, after the name `after` (from the
+    /// first when `None`): one pass over the table keeping the `limit` smallest, so a page
+    /// costs no sort of a million sites.
+    pub fn first_after(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Site>> {
+        let routes = self.routes.load();
+        let mut smallest: std::collections::BTreeMap<&str, &Arc<Site>> = Default::default();
+        for site in routes.shards.iter().flat_map(|shard| shard.sites.iter()) {
+            let name = site.name();
+            if after.is_some_and(|after| name <= after) || limit == 0 {
+                continue;
+            }
+            if smallest.len() == limit {
+                match smallest.last_key_value() {
+                    Some((largest, _)) if name < *largest => {
+                        smallest.pop_last();
+                    }
+                    _ => continue,
+                }
+            }
+            smallest.insert(name, site);
+        }
+        smallest.into_values().cloned().collect()
+    }
+
     pub fn sites(&self) -> Vec<Arc<Site>> {
         let routes = self.routes.load();
         let mut sites = Vec::with_capacity(routes.shards.iter().map(|s| s.sites.len()).sum());
@@ -230,6 +254,48 @@ mod tests {
             registered: true,
         };
         Arc::new(Site::build(config, None, std::time::Duration::from_secs(1)))
+    }
+
+    #[test]
+    fn pages_hold_the_smallest_names_after_the_cursor() {
+        let names: Vec<String> = (0..300).rev().map(|i| format!("s{i:03}.example")).collect();
+        let sites: Vec<Arc<Site>> = names.iter().map(|n| site(&[n.as_str()])).collect();
+        let table = SiteTable::new();
+        table.publish(Routes::new(sites, None));
+        let page = |after: Option<&str>, limit| -> Vec<String> {
+            table
+                .first_after(after, limit)
+                .iter()
+                .map(|s| s.name().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            page(None, 3),
+            ["s000.example", "s001.example", "s002.example"]
+        );
+        assert_eq!(
+            page(Some("s002.example"), 2),
+            ["s003.example", "s004.example"]
+        );
+        // A cursor between names, the end, and an empty page.
+        assert_eq!(page(Some("s100"), 1), ["s100.example"]);
+        assert_eq!(page(Some("s298.example"), 5), ["s299.example"]);
+        assert!(page(Some("s299.example"), 5).is_empty());
+        assert!(page(None, 0).is_empty());
+        // Walking every page sees every site once, in order.
+        let mut walked = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let next = page(after.as_deref(), 7);
+            let Some(last) = next.last().cloned() else {
+                break;
+            };
+            walked.extend(next);
+            after = Some(last);
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(walked, sorted);
     }
 
     /// A site served from certificate files (which are not read here).

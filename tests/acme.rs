@@ -43,6 +43,11 @@ fn serial(port: u16) -> String {
         .unwrap_or_default()
 }
 
+/// The first line of `log` that contains `text` (empty if none).
+fn first_line_with<'a>(log: &'a str, text: &str) -> &'a str {
+    log.lines().find(|l| l.contains(text)).unwrap_or_default()
+}
+
 /// curl over HTTPS to the site, trusting Pebble's issuing root only.
 fn assert_served(edge: &EdgeProcess, pebble: &Pebble) {
     let root = pebble.write_issuing_root(edge.dir.path());
@@ -252,10 +257,7 @@ fn ca_outage_during_renewal_keeps_the_old_certificate_and_recovers() {
         "backoff {retries:?}"
     );
     // Said in words an operator can act on, not "client error (Connect)".
-    let reason = log
-        .lines()
-        .find(|l| l.contains("certificate renewal failed"))
-        .unwrap_or_default();
+    let reason = first_line_with(&log, "certificate renewal failed");
     assert!(
         reason.contains("cannot reach the ACME directory https://127.0.0.1:")
             && reason.contains("connection refused"),
@@ -287,10 +289,7 @@ fn a_ca_whose_certificate_is_not_trusted_is_named_with_the_setting_to_fix() {
     let mut edge = EdgeProcess::start(dir, &ports, &config);
     edge.wait_log("certificate issuance failed", Duration::from_secs(30));
     let log = edge.log();
-    let reason = log
-        .lines()
-        .find(|l| l.contains("certificate issuance failed"))
-        .unwrap_or_default();
+    let reason = first_line_with(&log, "certificate issuance failed");
     assert!(
         reason.contains("the ACME directory's TLS certificate is not trusted")
             && reason.contains("acme.ca_roots"),

@@ -148,12 +148,8 @@ pub(crate) async fn list(
     let sites = api
         .edge
         .table
-        .first_after(page.after.as_deref(), page.limit + 1);
-    let more = sites.len() > page.limit;
-    let sites = &sites[..sites.len().min(page.limit)];
-    let next = more
-        .then(|| sites.last().map(|s| s.name().to_owned()))
-        .flatten();
+        .first_after(page.after.as_deref(), page.ask());
+    let (sites, next) = page.cut(sites, |s| s.name().to_owned());
     let certs: Vec<_> = sites.iter().map(|s| describe(&api, s)).collect();
     Ok(Json(json!({
         "certificates": certs,

@@ -50,4 +50,23 @@ impl Page {
             after: query.after.filter(|a| !a.is_empty()),
         })
     }
+
+    /// How many items to ask the list for: one more than the page, to know whether
+    /// another page follows.
+    pub(crate) fn ask(&self) -> usize {
+        self.limit + 1
+    }
+
+    /// `items` (as many as [`ask`](Self::ask) said) cut to the page, and the `next`
+    /// cursor (`cursor` of the page's last item) when more follow.
+    pub(crate) fn cut<T>(
+        &self,
+        mut items: Vec<T>,
+        cursor: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
+        let more = items.len() > self.limit;
+        items.truncate(self.limit);
+        let next = if more { items.last().map(cursor) } else { None };
+        (items, next)
+    }
 }

@@ -165,13 +165,8 @@ pub(crate) async fn list(
     >,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = super::page::Page::of(query)?;
-    let (records, total) = api
-        .edge
-        .onboarding
-        .page(page.after.as_deref(), page.limit + 1);
-    let more = records.len() > page.limit;
-    let records = &records[..records.len().min(page.limit)];
-    let next = more.then(|| records.last().map(|r| r.id.clone())).flatten();
+    let (records, total) = api.edge.onboarding.page(page.after.as_deref(), page.ask());
+    let (records, next) = page.cut(records, |r| r.id.clone());
     let sites: Vec<_> = records.iter().map(describe).collect();
     Ok(Json(
         json!({ "sites": sites, "next": next, "total": total }),

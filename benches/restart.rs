@@ -1,11 +1,11 @@
 //! A restart with N onboarded sites: N sites registered through onboarding and active, each
 //! with its own certificate and key in the default (embedded) store, exactly as the edge
 //! writes them. Starts the real `onehttps` binary on that data directory and reports the time
-//! from spawn to the first handshake served for a site in the middle, to "ready" (every site
-//! in the table), the RSS once serving, and the store's size on disk; then registers
-//! [`ADDS`] more sites one after another through `POST /api/v1/sites` (once the start has
-//! also filled its renewal and DNS-check queues, which it does beside serving) and reports
-//! the latency of one registration at that size (p50 and p99).
+//! from spawn to the first handshake served for a site in the middle and to "ready" (every
+//! site in the table); once the start has also filled its renewal and DNS-check queues
+//! (which it does beside serving), the RSS and the store's size on disk; then registers
+//! [`ADDS`] more sites one after another through `POST /api/v1/sites` and reports the
+//! latency of one registration at that size (p50 and p99).
 //!
 //! Run: `cargo bench --bench restart` (N = 1000, 100000, 1000000) or `cargo bench --bench
 //! restart -- 20000`. The dataset is generated on first use under `target/bench-restart/<N>/`
@@ -101,12 +101,14 @@ fn measure(n: usize) -> Result<(), Error> {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()?;
-    let result = serving_times(n, &dir, https, started, child.id()).and_then(|times| {
+    let pid = child.id();
+    let result = serving_times(n, &dir, https, started).and_then(|(first, ready)| {
         let token = std::fs::read_to_string(data.join("admin.token"))?;
-        // A registration at this size, once the start's last work (filling the queues
-        // beside serving) is done.
+        // The RSS and a registration at this size once the start's last work (filling the
+        // queues beside serving) is done.
         wait_log(&dir, "renewals and DNS checks queued", started)?;
-        Ok((times, registrations(admin, token.trim())?))
+        let rss = rss_bytes(&pid.to_string());
+        Ok(((first, ready, rss), registrations(admin, token.trim())?))
     });
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
@@ -163,14 +165,13 @@ fn registrations(admin: u16, token: &str) -> Result<Vec<Duration>, Error> {
 }
 
 /// Waits for the first served handshake (a site in the middle), then for the log's "ready"
-/// line, then checks sites across the whole range; returns both times and the RSS.
+/// line, then checks sites across the whole range; returns both times.
 fn serving_times(
     n: usize,
     dir: &Path,
     https: u16,
     started: Instant,
-    pid: u32,
-) -> Result<(Duration, Duration, u64), Error> {
+) -> Result<(Duration, Duration), Error> {
     let client = tls_client(&std::fs::read(dir.join("root.der"))?)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], https));
     let deadline = started + Duration::from_secs(600);
@@ -192,7 +193,7 @@ fn serving_times(
         handshake(&client, addr, &site_name(i))
             .map_err(|e| format!("{} is not served: {e}", site_name(i)))?;
     }
-    Ok((first, ready, rss_bytes(&pid.to_string())))
+    Ok((first, ready))
 }
 
 /// Waits for `line` in the edge's log; the time since `started`.

@@ -45,13 +45,13 @@ fn site(hosts: Vec<HostName>, cert: &BenchCert) -> Arc<Site> {
         origins: vec![OriginUrl {
             authority: http::uri::Authority::from_static("127.0.0.1:9"),
         }],
-        cert: Some((
+        cert: Some(Box::new((
             CertFiles {
                 cert: PathBuf::from("/nonexistent/bench.pem"),
                 key: PathBuf::from("/nonexistent/bench.key"),
             },
             cert.bundle.clone(),
-        )),
+        ))),
         hsts: None,
         issuer: IssuerKind::Internal,
         managed: false,

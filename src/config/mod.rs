@@ -194,8 +194,9 @@ pub struct CertFiles {
 pub struct SiteConfig {
     pub hosts: Vec<HostName>,
     pub origins: Vec<OriginUrl>,
-    /// Uploaded certificate: its files and what they held when the config was loaded.
-    pub cert: Option<(CertFiles, CertBundle)>,
+    /// Uploaded certificate: its files and what they held when the config was loaded (boxed:
+    /// a million registered sites have none, and each site keeps its definition).
+    pub cert: Option<Box<(CertFiles, CertBundle)>>,
     /// `Strict-Transport-Security` value; `None` = off.
     pub hsts: Option<String>,
     /// Where a managed certificate comes from (default: internal for local names, else ACME).
@@ -627,7 +628,7 @@ fn convert_site(
     (issues.list.len() == before).then_some(SiteConfig {
         hosts,
         origins,
-        cert,
+        cert: cert.map(Box::new),
         hsts,
         issuer,
         managed: site.managed.unwrap_or(true),

@@ -379,7 +379,7 @@ impl CertManager {
             // Not known now: serve what can be served without it, look again later.
             Err(Unreadable::Unavailable(_)) => (None, None),
         };
-        if let Some((_, bundle)) = &site.cert {
+        if let Some((_, bundle)) = site.cert.as_deref() {
             // An upload is served as it is, unless a managed certificate already took over
             // from this very upload (the takeover survives restarts).
             let took_over = stored.as_ref().and_then(|record| {

@@ -24,8 +24,9 @@ pub struct Site {
     origins: OriginPool,
     /// `None` while a managed site waits for its first certificate (handshakes refused).
     cert: ArcSwapOption<ServedCert>,
-    /// Only the certificate file watcher touches this.
-    pub(crate) watch: Mutex<watch::WatchState>,
+    /// Only the certificate file watcher touches this; only sites served from files have
+    /// one (a million registered sites would carry 150 bytes each for nothing).
+    pub(crate) watch: Option<Box<Mutex<watch::WatchState>>>,
     /// Cancelled when a reload removes or replaces the site: its background tasks stop.
     retired: CancellationToken,
     /// For onboarded sites: open while DNS points here, so a certificate may be requested.
@@ -44,7 +45,7 @@ impl Site {
     ) -> Self {
         let stamps = config
             .cert
-            .as_ref()
+            .as_deref()
             .and_then(|(files, _)| cert_files::stamps(files));
         Self {
             hsts: config
@@ -53,7 +54,10 @@ impl Site {
                 .and_then(|v| HeaderValue::from_str(v).ok()),
             origins: OriginPool::new(&config.origins, origin_down_for),
             cert: ArcSwapOption::from(initial.map(Arc::new)),
-            watch: Mutex::new(watch::WatchState::new(stamps)),
+            watch: config
+                .cert
+                .is_some()
+                .then(|| Box::new(Mutex::new(watch::WatchState::new(stamps)))),
             retired: CancellationToken::new(),
             gate: None,
             renew_forced: std::sync::atomic::AtomicBool::new(false),
@@ -148,7 +152,7 @@ impl Site {
     }
 
     pub fn cert_files(&self) -> Option<&CertFiles> {
-        self.config.cert.as_ref().map(|(files, _)| files)
+        self.config.cert.as_deref().map(|(files, _)| files)
     }
 }
 

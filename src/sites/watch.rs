@@ -60,7 +60,7 @@ fn check_site(site: &Site) {
     let Some(files) = site.cert_files() else {
         return;
     };
-    let Ok(mut state) = site.watch.lock() else {
+    let Some(Ok(mut state)) = site.watch.as_ref().map(|w| w.lock()) else {
         return;
     };
     let current = cert_files::stamps(files);

@@ -310,7 +310,7 @@ mod tests {
             key: "/nonexistent/key.pem".into(),
         };
         let config = SiteConfig {
-            cert: Some((files, bundle)),
+            cert: Some(Box::new((files, bundle))),
             managed: false,
             registered: false,
             ..site(&[host]).config().clone()

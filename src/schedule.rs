@@ -56,9 +56,22 @@ type Position = (SystemTime, u64);
 
 struct Entry<J> {
     job: Arc<J>,
-    /// Held while a step runs: a job never has two steps at once.
-    running: Arc<tokio::sync::Mutex<()>>,
     queued: Option<Position>,
+    /// A step is running: a job never has two steps at once.
+    running: bool,
+    /// It came due again while its step ran: it runs again as soon as that step ends.
+    rerun: bool,
+}
+
+impl<J> Entry<J> {
+    fn new(job: J, queued: Option<Position>) -> Self {
+        Self {
+            job: Arc::new(job),
+            queued,
+            running: false,
+            rerun: false,
+        }
+    }
 }
 
 struct Queue<J: Job> {
@@ -105,14 +118,7 @@ impl<J: Job> Scheduler<J> {
             if queue.jobs.contains_key(&key) {
                 return;
             }
-            queue.jobs.insert(
-                key.clone(),
-                Entry {
-                    job: Arc::new(job),
-                    running: Arc::new(tokio::sync::Mutex::new(())),
-                    queued: None,
-                },
-            );
+            queue.jobs.insert(key.clone(), Entry::new(job, None));
         }
         self.schedule(&key, SystemTime::now());
     }
@@ -138,14 +144,9 @@ impl<J: Job> Scheduler<J> {
                     continue;
                 }
                 let position = (at, self.seq.fetch_add(1, Ordering::Relaxed));
-                queue.jobs.insert(
-                    key.clone(),
-                    Entry {
-                        job: Arc::new(job),
-                        running: Arc::new(tokio::sync::Mutex::new(())),
-                        queued: Some(position),
-                    },
-                );
+                queue
+                    .jobs
+                    .insert(key.clone(), Entry::new(job, Some(position)));
                 queue.by_time.insert(position, key);
             }
         }
@@ -198,15 +199,9 @@ impl<J: Job> Scheduler<J> {
         self.changed.notify_one();
     }
 
-    /// Takes every job due at `now`; returns them and the next due moment.
-    #[allow(clippy::type_complexity)]
-    fn take_due(
-        &self,
-        now: SystemTime,
-    ) -> (
-        Vec<(J::Key, Arc<J>, Arc<tokio::sync::Mutex<()>>)>,
-        Option<SystemTime>,
-    ) {
+    /// Takes every job due at `now` and marks it running (one whose step is still running is
+    /// marked to run again when it ends); returns them and the next due moment.
+    fn take_due(&self, now: SystemTime) -> (Vec<(J::Key, Arc<J>)>, Option<SystemTime>) {
         let mut queue = self.lock();
         let mut due = Vec::new();
         while let Some((&position, _)) = queue.by_time.first_key_value() {
@@ -218,7 +213,12 @@ impl<J: Job> Scheduler<J> {
             };
             if let Some(entry) = queue.jobs.get_mut(&key) {
                 entry.queued = None;
-                due.push((key, entry.job.clone(), entry.running.clone()));
+                if entry.running {
+                    entry.rerun = true;
+                } else {
+                    entry.running = true;
+                    due.push((key, entry.job.clone()));
+                }
             }
         }
         let next = queue.by_time.first_key_value().map(|(p, _)| p.0);
@@ -231,16 +231,13 @@ impl<J: Job> Scheduler<J> {
         loop {
             let changed = self.changed.notified();
             let (due, next) = self.take_due(SystemTime::now());
-            for (key, job, running) in due {
+            for (key, job) in due {
                 let Ok(permit) = steps.clone().acquire_owned().await else {
                     return;
                 };
                 let (scheduler, cancel) = (self.clone(), cancel.clone());
                 tokio::spawn(async move {
-                    let wake = {
-                        let _one = running.lock().await;
-                        job.clone().step(cancel.clone()).await
-                    };
+                    let wake = job.clone().step(cancel.clone()).await;
                     drop(permit);
                     scheduler.after_step(key, job, wake, cancel);
                 });
@@ -256,6 +253,16 @@ impl<J: Job> Scheduler<J> {
         }
     }
 
+    /// Marks the step of `key` ended; whether the job came due again meanwhile.
+    fn step_ended(&self, key: &J::Key) -> bool {
+        let mut queue = self.lock();
+        let Some(entry) = queue.jobs.get_mut(key) else {
+            return false;
+        };
+        entry.running = false;
+        std::mem::take(&mut entry.rerun)
+    }
+
     /// Puts a job back after a step.
     fn after_step(
         self: &Arc<Self>,
@@ -264,9 +271,10 @@ impl<J: Job> Scheduler<J> {
         wake: Wake,
         cancel: CancellationToken,
     ) {
+        let rerun = self.step_ended(&key);
         let at = match wake {
             Wake::Never => return self.remove(&key),
-            _ if job.urgent() => SystemTime::now(),
+            _ if rerun || job.urgent() => SystemTime::now(),
             Wake::At(at) => at,
             Wake::OnGate => {
                 let scheduler = self.clone();
@@ -310,6 +318,8 @@ mod tests {
         let now = SystemTime::now();
         let (due, _) = scheduler.take_due(now + Duration::from_secs(1));
         assert_eq!(due.len(), 2, "new jobs run at once");
+        // Their steps end.
+        assert!(!scheduler.step_ended(&"a") && !scheduler.step_ended(&"b"));
 
         scheduler.schedule(&"a", now + Duration::from_secs(60));
         scheduler.schedule(&"b", now + Duration::from_secs(30));
@@ -317,10 +327,7 @@ mod tests {
         scheduler.schedule(&"b", now + Duration::from_secs(90));
         scheduler.schedule(&"a", now + Duration::from_secs(10));
         let (due, next) = scheduler.take_due(now + Duration::from_secs(20));
-        assert_eq!(
-            due.iter().map(|(k, _, _)| *k).collect::<Vec<_>>(),
-            vec!["a"]
-        );
+        assert_eq!(due.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec!["a"]);
         assert_eq!(next, Some(now + Duration::from_secs(30)));
 
         // A removed job is gone from the queue and the count.
@@ -328,11 +335,14 @@ mod tests {
         assert_eq!(scheduler.len(), 1);
         let (due, next) = scheduler.take_due(now + Duration::from_secs(3600));
         assert!(due.is_empty() && next.is_none());
-        // Waking a job that is not queued (its step runs) queues it once.
+        // Waking a job whose step runs (`a`, taken above) twice: it runs once more, when
+        // that step ends.
         scheduler.wake(&"a");
         scheduler.wake(&"a");
         let (due, _) = scheduler.take_due(SystemTime::now());
-        assert_eq!(due.len(), 1);
+        assert!(due.is_empty());
+        assert!(scheduler.step_ended(&"a"));
+        assert!(!scheduler.step_ended(&"a"));
     }
 
     #[test]
@@ -346,7 +356,7 @@ mod tests {
         scheduler.add_many([Named("a"), Named("b"), Named("c"), Named("b")]);
         assert_eq!(scheduler.len(), 3);
         let (due, next) = scheduler.take_due(SystemTime::now() + Duration::from_secs(1));
-        let mut keys: Vec<&str> = due.iter().map(|(k, _, _)| *k).collect();
+        let mut keys: Vec<&str> = due.iter().map(|(k, _)| *k).collect();
         keys.sort_unstable();
         assert_eq!(
             keys,
@@ -354,6 +364,24 @@ mod tests {
             "new jobs run at once; a keeps its moment"
         );
         assert_eq!(next, Some(later));
+    }
+
+    #[test]
+    fn a_job_due_while_its_step_runs_runs_again_once_it_ends_never_twice_at_once() {
+        let scheduler = Scheduler::new(4);
+        scheduler.add(Named("a"));
+        let (due, _) = scheduler.take_due(SystemTime::now());
+        assert_eq!(due.len(), 1);
+        // Woken while its step runs: not handed out a second time…
+        scheduler.wake(&"a");
+        let (due, next) = scheduler.take_due(SystemTime::now());
+        assert!(due.is_empty());
+        assert_eq!(next, None);
+        // …but its step's end says to run it again.
+        assert!(scheduler.step_ended(&"a"));
+        assert!(!scheduler.step_ended(&"a"), "once");
+        scheduler.wake(&"a");
+        assert_eq!(scheduler.take_due(SystemTime::now()).0.len(), 1);
     }
 
     #[test]
@@ -367,12 +395,12 @@ mod tests {
             (Named("soon"), soon),
         ]);
         let (due, next) = scheduler.take_due(now);
-        assert_eq!(due.iter().map(|(k, _, _)| *k).collect::<Vec<_>>(), ["due"]);
+        assert_eq!(due.iter().map(|(k, _)| *k).collect::<Vec<_>>(), ["due"]);
         assert_eq!(next, Some(soon));
         scheduler.wake(&"late");
         let (due, next) = scheduler.take_due(SystemTime::now());
         assert_eq!(
-            due.iter().map(|(k, _, _)| *k).collect::<Vec<_>>(),
+            due.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             ["late"],
             "woken early"
         );

@@ -51,6 +51,9 @@ pub trait Job: Send + Sync + 'static {
     }
 }
 
+/// A job taken to run a step, with its key.
+type Due<J> = (<J as Job>::Key, Arc<J>);
+
 /// A queue position: due time, then insertion order.
 type Position = (SystemTime, u64);
 
@@ -201,7 +204,7 @@ impl<J: Job> Scheduler<J> {
 
     /// Takes every job due at `now` and marks it running (one whose step is still running is
     /// marked to run again when it ends); returns them and the next due moment.
-    fn take_due(&self, now: SystemTime) -> (Vec<(J::Key, Arc<J>)>, Option<SystemTime>) {
+    fn take_due(&self, now: SystemTime) -> (Vec<Due<J>>, Option<SystemTime>) {
         let mut queue = self.lock();
         let mut due = Vec::new();
         while let Some((&position, _)) = queue.by_time.first_key_value() {

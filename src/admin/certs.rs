@@ -139,10 +139,7 @@ pub(crate) async fn upload(
 /// (see `page.rs`; the cursor is that name).
 pub(crate) async fn list(
     State(api): State<Api>,
-    query: Result<
-        axum::extract::Query<super::page::PageQuery>,
-        axum::extract::rejection::QueryRejection,
-    >,
+    query: super::page::PageRequest,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = super::page::Page::of(query)?;
     let sites = api

@@ -21,6 +21,9 @@ pub(crate) struct PageQuery {
     after: Option<String>,
 }
 
+/// What a list handler takes: the query, or why it is not one.
+pub(crate) type PageRequest = Result<Query<PageQuery>, QueryRejection>;
+
 /// A page request, checked.
 #[derive(Debug)]
 pub(crate) struct Page {
@@ -31,7 +34,7 @@ pub(crate) struct Page {
 
 impl Page {
     /// The page a query asks for; a clear 400 for anything else.
-    pub(crate) fn of(query: Result<Query<PageQuery>, QueryRejection>) -> Result<Self, ApiError> {
+    pub(crate) fn of(query: PageRequest) -> Result<Self, ApiError> {
         let bad = |message: String| ApiError::bad_request("bad_page", message);
         let Query(query) = query.map_err(|e| {
             bad(format!(

@@ -159,10 +159,7 @@ pub(crate) async fn create(
 /// A page of the registered sites, in id order (see `page.rs`).
 pub(crate) async fn list(
     State(api): State<Api>,
-    query: Result<
-        axum::extract::Query<super::page::PageQuery>,
-        axum::extract::rejection::QueryRejection,
-    >,
+    query: super::page::PageRequest,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = super::page::Page::of(query)?;
     let (records, total) = api.edge.onboarding.page(page.after.as_deref(), page.ask());

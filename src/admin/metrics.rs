@@ -14,10 +14,7 @@ use crate::certs::record::unix;
 
 pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
     let mut out = String::new();
-    let mut sites: BTreeMap<String, u64> = BTreeMap::new();
-    for record in api.edge.onboarding.list() {
-        *sites.entry(record.status.to_string()).or_default() += 1;
-    }
+    let sites = api.edge.onboarding.count_by_status();
     let _ = writeln!(
         out,
         "# HELP onehttps_sites Registered sites by onboarding status.\n# TYPE onehttps_sites gauge"

@@ -168,9 +168,14 @@ impl Onboarding {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The ids of every registered site.
-    pub fn list(&self) -> Vec<SiteRecord> {
-        self.lock().values().cloned().collect()
+    /// How many registered sites are in each status (under the lock, no record copied: a
+    /// `/metrics` scrape at a million sites).
+    pub fn count_by_status(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for record in self.lock().values() {
+            *counts.entry(record.status.to_string()).or_default() += 1;
+        }
+        counts
     }
 
     /// Up to `limit` registered sites in id order, after the site `after` (from the first

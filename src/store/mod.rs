@@ -471,15 +471,15 @@ impl Store {
     /// whose tag does not authenticate it, is an error naming its path; the caller reports
     /// it, sets it aside and carries on as if there were none.
     pub fn load_cert(&self, names: &[HostName]) -> Result<Option<CertRecord>, StoreError> {
-        let id = Self::cert_id(names);
-        match self.get(&Self::cert_rel(&id))? {
-            Some(bytes) => self.parse_cert(self.cert_path(&id), &bytes).map(Some),
+        let key = Self::cert_rel(&Self::cert_id(names));
+        match self.get(&key)? {
+            Some(bytes) => self.parse_cert_at(&key, &bytes).map(|l| Some(l.record)),
             None => Ok(None),
         }
     }
 
     /// Parses and authenticates the record bytes read from `path`.
-    pub fn parse_cert(&self, path: PathBuf, bytes: &[u8]) -> Result<CertRecord, StoreError> {
+    fn parse_cert(&self, path: PathBuf, bytes: &[u8]) -> Result<CertRecord, StoreError> {
         let key = self.key_of(&path).unwrap_or_default();
         self.parse_cert_at(&key, bytes).map(|loaded| loaded.record)
     }

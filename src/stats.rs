@@ -14,6 +14,8 @@ pub struct Stats {
     pub origin_errors: AtomicU64,
     pub issuance_attempts: AtomicU64,
     pub issuance_failures: AtomicU64,
+    /// Orders held back by the CA's limits (no request sent).
+    pub issuance_held: AtomicU64,
     /// Connections closed at accept: over a per-address limit.
     pub refused_connections: AtomicU64,
     /// Connections closed for moving too little (transfer timeout) or idle tunnels.
@@ -28,6 +30,7 @@ pub static STATS: Stats = Stats {
     origin_errors: AtomicU64::new(0),
     issuance_attempts: AtomicU64::new(0),
     issuance_failures: AtomicU64::new(0),
+    issuance_held: AtomicU64::new(0),
     refused_connections: AtomicU64::new(0),
     stalled_connections: AtomicU64::new(0),
 };

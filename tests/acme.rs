@@ -447,3 +447,117 @@ fn a_ca_that_lost_our_account_gets_a_new_one_at_once_and_a_forced_renewal_says_s
     assert!(!events.contains("certificate.expiring"), "{events}");
     assert_ne!(serial(edge.https), first);
 }
+
+/// Orders Pebble created (it logs its order count at each one).
+fn pebble_orders(pebble: &Pebble) -> usize {
+    pebble.log().matches("orders in the db").count()
+}
+
+#[test]
+fn ca_limits_hold_orders_beyond_them_with_an_eta_counted_from_the_store_across_a_restart() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(&ports, PebbleOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(
+        &pebble.acme_table("challenges = [\"http-01\"]\n\n[acme.limits]\nnew_orders_per_3h = 3\n"),
+    );
+    let hosts: Vec<String> = (0..5).map(|i| format!("limit{i}.example.com")).collect();
+    for host in &hosts {
+        config.push_str(&site_table(&[host], &[origin.url()], None));
+    }
+    let mut edge = EdgeProcess::start(dir, &ports, &config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while edge.count_log("certificate issued") < 3
+        || edge.count_log("order queued behind a CA limit") < 2
+    {
+        assert!(Instant::now() < deadline, "{}", edge.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pebble_orders(&pebble), 3, "{}", pebble.log());
+    assert_eq!(edge.count_log("certificate issued"), 3, "{}", edge.log());
+
+    let describe = |edge: &EdgeProcess, host: &str| {
+        let (status, body) = edge.api("GET", &format!("/api/v1/certificates/{host}"), None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut queued = Vec::new();
+    for host in &hosts {
+        let cert = describe(&edge, host);
+        match cert["state"].as_str() {
+            Some("issued") => {}
+            Some("queued") => {
+                let eta = cert["next_attempt_at"].as_u64().unwrap();
+                // The oldest of the three orders leaves the 3-hour window.
+                assert!(
+                    eta > now + 3 * 3600 - 120 && eta <= now + 3 * 3600,
+                    "{cert}"
+                );
+                assert_eq!(cert["queued"]["limit"], "new_orders_per_3h", "{cert}");
+                let reason = cert["queued"]["reason"].as_str().unwrap();
+                assert!(reason.contains("3 orders for this account"), "{reason}");
+                queued.push((host.clone(), eta));
+            }
+            other => panic!("{host}: {other:?} {cert}"),
+        }
+    }
+    assert_eq!(queued.len(), 2, "{queued:?}");
+
+    let (status, body) = edge.api("GET", "/api/v1/ca", None);
+    assert_eq!(status, 200, "{body}");
+    let ca: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let orders = ca["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["key"] == "new_orders_per_3h")
+        .unwrap_or_else(|| panic!("{ca}"));
+    assert_eq!(
+        (orders["used"].as_u64(), orders["max"].as_u64()),
+        (Some(3), Some(3)),
+        "{ca}"
+    );
+    let (_, metrics) = edge.api("GET", "/metrics", None);
+    assert!(
+        metrics.contains("onehttps_ca_limit_used{limit=\"new_orders_per_3h\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("onehttps_issuance_held_total 2"),
+        "{metrics}"
+    );
+
+    // A restart counts the same orders from the store: the queued sites stay queued with
+    // the same moment, and a forced renewal of an issued one is held too.
+    edge.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    for (host, eta) in &queued {
+        let cert = describe(&edge, host);
+        assert_eq!(cert["state"], "queued", "{cert}");
+        assert_eq!(cert["next_attempt_at"].as_u64(), Some(*eta), "{cert}");
+    }
+    let issued = hosts
+        .iter()
+        .find(|h| !queued.iter().any(|(q, _)| q == *h))
+        .unwrap();
+    let (status, _) = edge.api(
+        "POST",
+        &format!("/api/v1/certificates/{issued}/renew"),
+        None,
+    );
+    assert_eq!(status, 202);
+    edge.wait_log("order queued behind a CA limit", Duration::from_secs(10));
+    assert_eq!(pebble_orders(&pebble), 3, "{}", pebble.log());
+    let cert = describe(&edge, issued);
+    assert_eq!(cert["state"], "queued", "{cert}");
+    // The certificate in service keeps serving meanwhile.
+    let fields = served_cert_fields(ports.https, issued);
+    assert!(fields.contains(&format!("DNS:{issued}")), "{fields}");
+}

@@ -807,3 +807,37 @@ fn lists_come_in_pages_and_the_cli_lists_every_page() {
         "{out}"
     );
 }
+
+#[test]
+fn a_site_beyond_the_cas_limit_is_queued_with_its_next_attempt() {
+    let w = world_with("\n[acme.limits]\nnew_orders_per_3h = 1\n");
+    let first = w.add(&["first.example.com"]);
+    w.pebble.set_cname("first.example.com", &first);
+    w.wait_status("first.example.com", "active", Duration::from_secs(30));
+    let second = w.add(&["second.example.com"]);
+    w.pebble.set_cname("second.example.com", &second);
+    let site = w.wait_status("second.example.com", "queued", Duration::from_secs(30));
+    let reason = site["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("new_orders_per_3h") && reason.contains("1 orders for this account"),
+        "{site}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let next = site["next_attempt_at"].as_u64().unwrap();
+    assert!(
+        next > now + 3 * 3600 - 120 && next <= now + 3 * 3600,
+        "{site}"
+    );
+    assert!(
+        site["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("next_attempt_at")
+    );
+    let (_, events) = w.api("GET", "/api/v1/events", None, Some(&w.token()));
+    assert!(events.contains("site.queued"), "{events}");
+    assert_eq!(w.pebble.log().matches("orders in the db").count(), 1);
+}

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::sites::api_host;
 use super::{Api, ApiError};
+use crate::certs::CertState;
 use crate::certs::record::unix;
 use crate::sites::Site;
 
@@ -36,6 +37,14 @@ pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
         }
         if let Some(replaced) = &record.replaced {
             entry["replaced_upload"] = json!(replaced);
+        }
+        if let Some(queued) = record
+            .queued
+            .as_ref()
+            .filter(|_| state == CertState::Queued)
+        {
+            entry["queued"] = json!(queued);
+            entry["next_attempt_at"] = json!(queued.next_attempt_at);
         }
     }
     entry

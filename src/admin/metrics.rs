@@ -94,6 +94,11 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
             get(&STATS.issuance_failures),
         ),
         (
+            "onehttps_issuance_held_total",
+            "Certificate orders held back by the CA's limits, as counted here (no request sent).",
+            get(&STATS.issuance_held),
+        ),
+        (
             "onehttps_refused_connections_total",
             "Connections closed at accept: over a per-address limit.",
             get(&STATS.refused_connections),
@@ -119,6 +124,35 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
             out,
             "onehttps_requests_total{{code=\"{class}xx\"}} {}",
             get(counter)
+        );
+    }
+    if let Some(acme) = api.edge.certificates.acme() {
+        let (uses, renewals_waiting, _) = acme.ledger().usage().await;
+        let _ = writeln!(
+            out,
+            "# HELP onehttps_ca_limit_used Orders counted against each CA limit in its window (at its busiest key).\n# TYPE onehttps_ca_limit_used gauge"
+        );
+        for used in &uses {
+            let _ = writeln!(
+                out,
+                "onehttps_ca_limit_used{{limit=\"{}\"}} {}",
+                used.key, used.used
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP onehttps_ca_limit The CA's limit per window.\n# TYPE onehttps_ca_limit gauge"
+        );
+        for used in &uses {
+            let _ = writeln!(
+                out,
+                "onehttps_ca_limit{{limit=\"{}\"}} {}",
+                used.key, used.max
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP onehttps_ca_renewals_waiting Renewals held back by a CA limit now.\n# TYPE onehttps_ca_renewals_waiting gauge\nonehttps_ca_renewals_waiting {renewals_waiting}"
         );
     }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)

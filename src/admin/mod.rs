@@ -84,6 +84,7 @@ fn router(api: Api) -> Router {
         .route("/api/v1/certificates/{host}/renew", post(certs::renew))
         .route("/api/v1/events", get(sites::events))
         .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/ca", get(ca))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::render))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
@@ -129,6 +130,24 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
 }
 
 /// The fleet's nodes (this one alone on the fs store).
+/// The ACME CA's limits and their use (counted from the store's ledger of orders).
+async fn ca(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let Some(acme) = api.edge.certificates.acme() else {
+        return Ok(axum::Json(
+            serde_json::json!({ "directory": null, "limits": [] }),
+        ));
+    };
+    let (limits, renewals_waiting, held) = acme.ledger().usage().await;
+    Ok(axum::Json(serde_json::json!({
+        "directory": acme.directory(),
+        "limits": limits,
+        "requests_per_second": acme.ledger().limits().requests_per_second,
+        "names_per_certificate": acme.ledger().limits().names_per_certificate,
+        "renewals_waiting": renewals_waiting,
+        "orders_held_since_start": held,
+    })))
+}
+
 async fn nodes(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let edge = api.edge.clone();
     let nodes = tokio::task::spawn_blocking(move || crate::fleet::nodes::list(&edge))

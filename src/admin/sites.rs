@@ -76,6 +76,7 @@ fn describe(record: &SiteRecord) -> serde_json::Value {
                     record.hosts[0], record.cname_target, record.hosts[0], record.txt_token
                 ),
                 crate::onboarding::SiteStatus::Active => "nothing: the site is served over HTTPS".into(),
+                crate::onboarding::SiteStatus::Queued => "wait: the CA's limits hold the order back (see reason); it is placed by itself at next_attempt_at".into(),
                 _ => "wait: onehttps is working on it".into(),
             }),
         );

@@ -44,6 +44,8 @@ pub enum CertState {
     Expired,
     /// The last attempt failed; see the failure for why and when the next one is.
     Failed,
+    /// Held back by the CA's limits (as counted here): see `queued` for which and until when.
+    Queued,
     /// An uploaded certificate superseded by a managed one.
     Replaced,
 }
@@ -56,6 +58,7 @@ impl std::fmt::Display for CertState {
             Self::Expiring => "expiring",
             Self::Expired => "expired",
             Self::Failed => "failed",
+            Self::Queued => "queued",
             Self::Replaced => "replaced",
         })
     }
@@ -69,6 +72,16 @@ pub struct Failure {
     pub attempts: u32,
     /// Unix seconds of the next attempt.
     pub next_retry: u64,
+}
+
+/// An order held back by a CA limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    /// The limit's key in `[acme.limits]`.
+    pub limit: String,
+    pub reason: String,
+    /// Unix seconds of the next attempt.
+    pub next_attempt_at: u64,
 }
 
 /// An uploaded certificate that a managed one replaced.
@@ -100,6 +113,9 @@ pub struct CertRecord {
     /// that does not open or match), as the API shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<String>,
+    /// Set while the CA's limits hold the next order back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<Queued>,
     /// Authentication tag over everything above, under the master key (the store sets and
     /// checks it: a record altered on disk is never loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +138,7 @@ impl CertRecord {
             replaced: None,
             updated: unix(SystemTime::now()),
             recovered: None,
+            queued: None,
             auth: None,
         }
     }
@@ -135,6 +152,7 @@ impl CertRecord {
         self.not_after = Some(unix(info.not_after));
         self.state = CertState::Issued;
         self.failure = None;
+        self.queued = None;
         self.updated = unix(SystemTime::now());
     }
 }

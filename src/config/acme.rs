@@ -8,9 +8,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::error::Issues;
-use super::file::FileAcme;
+use super::file::{FileAcme, FileLimits};
 use super::{duration, positive};
 use crate::issue::KeyType;
+use crate::issue::limits::CaLimits;
 
 const DEFAULT_RENEW_BEFORE_DAYS: u32 = 30;
 const DEFAULT_MAX_CONCURRENT_ORDERS: u32 = 4;
@@ -51,6 +52,37 @@ pub struct AcmeSettings {
     /// First retry delay after a failure; doubles up to `retry_max`.
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// The CA's limits: the directory's defaults (`CaLimits::default_for`) with the
+    /// operator's `[acme.limits]` over them.
+    pub limits: CaLimits,
+}
+
+/// The limits for `directory`: its defaults, each key of `[acme.limits]` over its own (0
+/// turns a limit off).
+fn limits(directory: Option<&str>, file: Option<FileLimits>) -> CaLimits {
+    let mut limits = directory.map_or_else(CaLimits::default, CaLimits::default_for);
+    let Some(file) = file else { return limits };
+    let set = |slot: &mut Option<u32>, value: Option<u32>| {
+        if let Some(value) = value {
+            *slot = Some(value).filter(|v| *v > 0);
+        }
+    };
+    set(&mut limits.new_orders_per_3h, file.new_orders_per_3h);
+    set(
+        &mut limits.certificates_per_domain_per_week,
+        file.certificates_per_domain_per_week,
+    );
+    set(&mut limits.duplicates_per_week, file.duplicates_per_week);
+    set(
+        &mut limits.failed_validations_per_hour,
+        file.failed_validations_per_hour,
+    );
+    set(&mut limits.requests_per_second, file.requests_per_second);
+    set(
+        &mut limits.names_per_certificate,
+        file.names_per_certificate,
+    );
+    limits
 }
 
 pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> AcmeSettings {
@@ -178,6 +210,7 @@ pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> Acme
     let retry_min = duration(a.retry_min, DEFAULT_RETRY_MIN, "acme.retry_min", issues);
     let retry_max = duration(a.retry_max, DEFAULT_RETRY_MAX, "acme.retry_max", issues);
     AcmeSettings {
+        limits: limits(directory.as_deref(), a.limits),
         directory,
         contact,
         ca_roots,

@@ -98,6 +98,19 @@ pub(crate) struct FileAcme {
     pub(crate) max_concurrent_orders: Option<Spanned<u32>>,
     pub(crate) retry_min: Option<Spanned<String>>,
     pub(crate) retry_max: Option<Spanned<String>>,
+    pub(crate) limits: Option<FileLimits>,
+}
+
+/// `[acme.limits]`: the CA's published limits (0 turns one off).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileLimits {
+    pub(crate) new_orders_per_3h: Option<u32>,
+    pub(crate) certificates_per_domain_per_week: Option<u32>,
+    pub(crate) duplicates_per_week: Option<u32>,
+    pub(crate) failed_validations_per_hour: Option<u32>,
+    pub(crate) requests_per_second: Option<u32>,
+    pub(crate) names_per_certificate: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

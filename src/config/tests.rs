@@ -164,6 +164,37 @@ fn shipped_production_example_parses() {
 }
 
 #[test]
+fn ca_limits_default_to_lets_encrypts_for_its_directories_and_each_key_overrides_one() {
+    use crate::issue::limits::CaLimits;
+    let c = Config::parse(
+        "[acme]\ndirectory = \"https://acme-v02.api.letsencrypt.org/directory\"\n",
+        Path::new("/etc"),
+    )
+    .unwrap();
+    assert_eq!(c.acme.limits, CaLimits::LETS_ENCRYPT);
+    let c = Config::parse(
+        "[acme]\ndirectory = \"https://acme-v02.api.letsencrypt.org/directory\"\n[acme.limits]\nnew_orders_per_3h = 10\nrequests_per_second = 0\n",
+        Path::new("/etc"),
+    )
+    .unwrap();
+    assert_eq!(c.acme.limits.new_orders_per_3h, Some(10));
+    assert_eq!(c.acme.limits.requests_per_second, None);
+    assert_eq!(c.acme.limits.duplicates_per_week, Some(5));
+    let c = Config::parse(
+        "[acme]\ndirectory = \"https://ca.example.net/dir\"\n",
+        Path::new("/etc"),
+    )
+    .unwrap();
+    assert_eq!(c.acme.limits, CaLimits::default());
+    let issues = Config::parse(
+        "[acme]\ndirectory = \"https://ca.example.net/dir\"\n[acme.limits]\norders = 3\n",
+        Path::new("/etc"),
+    )
+    .unwrap_err();
+    assert!(format!("{issues:?}").contains("orders"), "{issues:?}");
+}
+
+#[test]
 fn storage_is_embedded_by_default_and_etcd_is_checked() {
     let c = Config::parse("", Path::new("/etc")).unwrap();
     assert_eq!(c.storage, StorageSettings::Embedded);

@@ -17,8 +17,11 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::sync::Mutex;
 
+use super::acme_http::PacedClient;
 use super::challenges::ChallengeGuard;
-use super::{Challenges, IssueError, Issued, Issuer, KeyType, keys};
+use super::ledger::Ledger;
+use super::limits::{Decision, Outcome};
+use super::{Challenges, Held, IssueError, Issued, Issuer, KeyType, keys};
 use crate::certs::names::join;
 use crate::certs::{HostName, Source};
 use crate::config::{AcmeSettings, ChallengeKind};
@@ -40,6 +43,8 @@ pub struct AcmeIssuer {
     store: Arc<Store>,
     challenges: Arc<Challenges>,
     account: Mutex<Option<Account>>,
+    /// The orders placed with this CA, counted against its limits.
+    ledger: Ledger,
 }
 
 impl AcmeIssuer {
@@ -49,31 +54,82 @@ impl AcmeIssuer {
         store: Arc<Store>,
         challenges: Arc<Challenges>,
     ) -> Self {
+        let ledger = Ledger::new(store.clone(), &directory_id(&directory), settings.limits);
         Self {
             settings,
             directory,
             store,
             challenges,
             account: Mutex::new(None),
+            ledger,
         }
+    }
+
+    /// The directory's URL.
+    pub fn directory(&self) -> &str {
+        &self.directory
+    }
+
+    /// The orders counted against this CA's limits.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Where this directory's account credentials are kept.
     fn account_path(&self) -> String {
-        let digest =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.directory.as_bytes());
-        let short = crate::store::seal::to_hex(&digest.as_ref()[..8]);
-        format!("acme/account-{short}.sealed")
+        format!("acme/account-{}.sealed", directory_id(&self.directory))
     }
 
     fn builder(&self) -> Result<instant_acme::AccountBuilder, IssueError> {
-        match &self.settings.ca_roots {
-            Some(path) => Account::builder_with_root(path).map_err(|e| {
-                IssueError::new(format!("cannot use acme.ca_roots {}: {e}", path.display()))
-            }),
-            None => Account::builder()
-                .map_err(|e| IssueError::new(format!("cannot build the ACME client: {e}"))),
-        }
+        let client = PacedClient::new(
+            self.settings.ca_roots.as_deref(),
+            self.settings.limits.requests_per_second,
+        )
+        .map_err(IssueError::new)?;
+        Ok(Account::builder_with_http(Box::new(client)))
+    }
+
+    /// Places an order for `names` if the CA's limits (as counted in the ledger) let it
+    /// through, records how it ended, and otherwise says until when it is held.
+    async fn order_within_limits(
+        &self,
+        names: &[HostName],
+        key_type: KeyType,
+        renewal: bool,
+    ) -> Result<Issued, IssueError> {
+        let listed: Vec<String> = names.iter().map(|n| n.as_str().to_owned()).collect();
+        let id = crate::store::Store::cert_id(names);
+        let placed = match self.ledger.admit(&id, &listed, renewal).await {
+            Ok(placed) => placed,
+            Err(Decision::Never { reason }) => {
+                return Err(IssueError::new(format!("not ordered: {reason}")));
+            }
+            Err(Decision::Wait {
+                until,
+                limit,
+                reason,
+            }) => {
+                let mut error = IssueError::new(format!("queued: {reason}"));
+                error.held = Some(Held {
+                    until,
+                    limit: limit.key().to_owned(),
+                    reason,
+                });
+                return Err(error);
+            }
+            Err(Decision::Now) => unreachable!("admit returns Ok for Now"),
+        };
+        let result = tokio::time::timeout(ORDER_TIMEOUT * 2, self.order(names, key_type))
+            .await
+            .unwrap_or_else(|_| Err(IssueError::new("the ACME order timed out")));
+        let outcome = match &result {
+            Ok(_) => Outcome::Issued,
+            Err(e) if e.not_placed => Outcome::NotPlaced,
+            Err(e) if e.failed_validation => Outcome::FailedValidation,
+            Err(_) => Outcome::Failed,
+        };
+        self.ledger.finish(placed, outcome).await;
+        result
     }
 
     /// The account, from the store or created at the CA (once) and stored sealed.
@@ -146,7 +202,8 @@ impl AcmeIssuer {
             .collect();
         let mut registered_again = false;
         let mut order = loop {
-            let account = self.account().await?;
+            // Until the CA created the order, nothing counts against its limits.
+            let account = self.account().await.map_err(IssueError::unplaced)?;
             match account.new_order(&NewOrder::new(&identifiers)).await {
                 Ok(order) => break order,
                 // The CA lost our account (a reset CA, a deactivation): register a new one
@@ -155,7 +212,9 @@ impl AcmeIssuer {
                     self.forget_account().await;
                     registered_again = true;
                 }
-                Err(e) => return Err(self.acme_error("the CA refused the order", e)),
+                Err(e) => {
+                    return Err(self.acme_error("the CA refused the order", e).unplaced());
+                }
             }
         };
         tracing::info!(names = %join(names), order = order.url(), "ACME order placed");
@@ -236,10 +295,12 @@ impl AcmeIssuer {
             .map_err(|e| self.acme_error("validation did not complete", e))?;
         drop(guards);
         if status != OrderStatus::Ready {
-            return Err(IssueError::new(format!(
+            let mut error = IssueError::new(format!(
                 "the CA could not validate {}: order is {status:?}",
                 join(names)
-            )));
+            ));
+            error.failed_validation = status == OrderStatus::Invalid;
+            return Err(error);
         }
         let key = keys::generate(key_type)?;
         order
@@ -263,12 +324,9 @@ impl Issuer for AcmeIssuer {
         &'a self,
         names: &'a [HostName],
         key_type: KeyType,
+        renewal: bool,
     ) -> BoxFuture<'a, Result<Issued, IssueError>> {
-        Box::pin(async move {
-            tokio::time::timeout(ORDER_TIMEOUT * 2, self.order(names, key_type))
-                .await
-                .unwrap_or_else(|_| Err(IssueError::new("the ACME order timed out")))
-        })
+        Box::pin(self.order_within_limits(names, key_type, renewal))
     }
 
     fn suggested_window<'a>(
@@ -380,6 +438,12 @@ fn transport_cause(e: &(dyn std::error::Error + 'static), directory: &str) -> Op
         };
     }
     None
+}
+
+/// A short, stable id of a directory URL (names its account and ledger in the store).
+fn directory_id(directory: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, directory.as_bytes());
+    crate::store::seal::to_hex(&digest.as_ref()[..8])
 }
 
 /// An instant-acme error with context, rate limits and Retry-After recognised.

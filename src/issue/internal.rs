@@ -174,6 +174,7 @@ impl Issuer for InternalCa {
         &'a self,
         names: &'a [HostName],
         key_type: KeyType,
+        _renewal: bool,
     ) -> BoxFuture<'a, Result<Issued, IssueError>> {
         Box::pin(async move { self.issue_now(names, key_type) })
     }

@@ -4,9 +4,13 @@
 //! handed back. Challenge answers are shared with the listeners through `challenges.rs`.
 
 pub mod acme;
+mod acme_http;
 pub mod challenges;
 pub mod internal;
 pub mod keys;
+pub mod ledger;
+pub mod limits;
+mod registered_domain;
 
 use std::time::{Duration, SystemTime};
 
@@ -42,6 +46,22 @@ pub struct IssueError {
     pub retry_after: Option<Duration>,
     /// The CA refused because a rate limit was hit.
     pub rate_limited: bool,
+    /// Not attempted: the CA's limits (as counted here) hold the order until then.
+    pub held: Option<Held>,
+    /// Failed before the CA created an order (counts against none of its limits).
+    pub not_placed: bool,
+    /// The CA could not validate the names (counts against its failed-validation limit).
+    pub failed_validation: bool,
+}
+
+/// An order the local model of the CA's limits holds back (`limits.rs`): no request was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Unix seconds of the next attempt.
+    pub until: u64,
+    /// The limit's configuration key (`new_orders_per_3h`, ...).
+    pub limit: String,
+    pub reason: String,
 }
 
 impl IssueError {
@@ -50,7 +70,16 @@ impl IssueError {
             message: message.into(),
             retry_after: None,
             rate_limited: false,
+            held: None,
+            not_placed: false,
+            failed_validation: false,
         }
+    }
+
+    /// The same error, marked as failing before the CA created an order.
+    pub fn unplaced(mut self) -> Self {
+        self.not_placed = true;
+        self
     }
 
     /// The certificate came back but cannot be served as it is.
@@ -64,11 +93,13 @@ pub trait Issuer: Send + Sync {
     /// How certificates from this issuer are labelled in the inventory.
     fn source(&self) -> Source;
 
-    /// Obtains a certificate for `names` with a new key of `key_type`.
+    /// Obtains a certificate for `names` with a new key of `key_type`; `renewal` when it
+    /// replaces a certificate in service (those go first when a CA limit is near).
     fn issue<'a>(
         &'a self,
         names: &'a [HostName],
         key_type: KeyType,
+        renewal: bool,
     ) -> BoxFuture<'a, Result<Issued, IssueError>>;
 
     /// The CA's suggested renewal window for a certificate it issued (ACME Renewal

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::certs::record::{Failure, Replaced};
+use crate::certs::record::{Failure, Queued, Replaced};
 use crate::certs::{CertRecord, CertState, Source};
 
 /// A record without its chain and key.
@@ -18,6 +18,7 @@ pub struct RecordStatus {
     pub failure: Option<Failure>,
     pub recovered: Option<String>,
     pub replaced: Option<Replaced>,
+    pub queued: Option<Queued>,
 }
 
 impl From<&CertRecord> for RecordStatus {
@@ -28,6 +29,7 @@ impl From<&CertRecord> for RecordStatus {
             failure: record.failure.clone(),
             recovered: record.recovered.clone(),
             replaced: record.replaced.clone(),
+            queued: record.queued.clone(),
         }
     }
 }

@@ -236,6 +236,11 @@ impl CertManager {
         self.scheduler.clone().run(cancel).await;
     }
 
+    /// The ACME issuer, when `[acme] directory` is set.
+    pub fn acme(&self) -> Option<&Arc<AcmeIssuer>> {
+        self.acme.as_ref()
+    }
+
     pub fn internal_ca(&self) -> &InternalCa {
         &self.internal
     }
@@ -620,6 +625,7 @@ impl CertManager {
         &self,
         names: &[HostName],
         issuer: &dyn Issuer,
+        renewal: bool,
     ) -> Option<Result<Issued, IssueError>> {
         let id = Store::cert_id(names);
         {
@@ -636,8 +642,12 @@ impl CertManager {
             Source::Acme => Some(self.orders.acquire().await.ok()?),
             _ => None,
         };
+        let result = issuer.issue(names, self.settings.key_type, renewal).await;
+        if result.as_ref().is_err_and(|e| e.held.is_some()) {
+            crate::stats::bump(&crate::stats::STATS.issuance_held);
+            return Some(result);
+        }
         crate::stats::bump(&crate::stats::STATS.issuance_attempts);
-        let result = issuer.issue(names, self.settings.key_type).await;
         if result.is_err() {
             crate::stats::bump(&crate::stats::STATS.issuance_failures);
         }
@@ -799,6 +809,7 @@ mod tests {
             failure: None,
             recovered: None,
             replaced: None,
+            queued: None,
         };
         let fresh = info.not_before + std::time::Duration::from_secs(60);
         let internal = Some(Source::Internal);

@@ -139,6 +139,9 @@ pub(super) async fn step(
     if let Some(failure) = status.as_ref().and_then(|s| s.failure.as_ref()) {
         due = due.max(from_unix(failure.next_retry));
     }
+    if let Some(queued) = status.as_ref().and_then(|s| s.queued.as_ref()) {
+        due = due.max(from_unix(queued.next_attempt_at));
+    }
     let forced = site.take_forced_renewal();
     if forced {
         tracing::info!(site = site.name(), "renewal forced");
@@ -191,7 +194,7 @@ pub(super) async fn step(
     let attempt = tokio::select! {
         () = cancel.cancelled() => return Wake::Never,
         () = retired.cancelled() => return Wake::Never,
-        result = manager.issue_once(&config.hosts, issuer) => result,
+        result = manager.issue_once(&config.hosts, issuer, served.is_some()) => result,
     };
     let Some(attempt) = attempt else {
         // Another order for the same names runs in this process.
@@ -305,6 +308,40 @@ impl Outcome<'_> {
                 manager.log_issued(&config.hosts, issuer.source(), &issued, served.is_some());
                 manager.install(site, ServedCert::new(issued.bundle, issuer.source()));
             }
+            Err(crate::issue::IssueError {
+                held: Some(held), ..
+            }) => {
+                let first = record.as_ref().is_none_or(|r| r.queued.is_none());
+                let queued = manager.while_current(site, || {
+                    manager.set_state_claimed(claim, &config.hosts, issuer.source(), |r| {
+                        r.state = CertState::Queued;
+                        r.queued = Some(crate::certs::record::Queued {
+                            limit: held.limit.clone(),
+                            reason: held.reason.clone(),
+                            next_attempt_at: held.until,
+                        });
+                    });
+                });
+                if queued.is_none() {
+                    return ControlFlow::Break(());
+                }
+                let at = humantime::format_rfc3339_seconds(from_unix(held.until));
+                if first {
+                    manager.events.record(
+                        "certificate.queued",
+                        &join(&config.hosts),
+                        format!("{}; next attempt at {at}", held.reason),
+                    );
+                }
+                tracing::info!(
+                    site = site.name(),
+                    names = %join(&config.hosts),
+                    limit = %held.limit,
+                    next_attempt_at = %at,
+                    reason = %held.reason,
+                    "order queued behind a CA limit; no request sent"
+                );
+            }
             Err(error) => {
                 let attempts = record
                     .as_ref()
@@ -324,6 +361,7 @@ impl Outcome<'_> {
                 let failed = manager.while_current(site, || {
                     manager.set_state_claimed(claim, &config.hosts, issuer.source(), |r| {
                         r.state = CertState::Failed;
+                        r.queued = None;
                         r.failure = Some(Failure {
                             reason: error.message.clone(),
                             attempts,

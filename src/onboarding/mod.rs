@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::certs::HostName;
 use crate::certs::record::unix;
 use crate::certs::window::backoff;
+use crate::certs::{CertState, HostName};
 use crate::config::{IssuerKind, OnboardingSettings, OriginUrl, SiteConfig};
 use crate::events::Events;
 use crate::schedule::{Job, JobFuture, Scheduler, Wake};
@@ -621,9 +621,10 @@ impl Onboarding {
         match record.status {
             // Waiting for the renewal side: look again without touching the store or DNS
             // (a failed order is retried by renewal at its own next attempt).
-            SiteStatus::Issuing | SiteStatus::Verified | SiteStatus::Failed => {
-                Wake::At(now + self.await_certificate(&record, table))
-            }
+            SiteStatus::Issuing
+            | SiteStatus::Verified
+            | SiteStatus::Failed
+            | SiteStatus::Queued => Wake::At(now + self.await_certificate(&record, table)),
             _ => {
                 let verdict = tokio::select! {
                     () = cancel.cancelled() => return Wake::Never,
@@ -747,6 +748,7 @@ impl Onboarding {
             self.update(&record.id, |r| {
                 r.status = SiteStatus::Active;
                 r.reason = None;
+                r.next_attempt_at = None;
                 r.checks = 0;
                 r.next_check = unix(SystemTime::now() + self.settings.active_recheck);
             });
@@ -754,6 +756,12 @@ impl Onboarding {
                 .record("site.active", &record.hosts[0], "served over HTTPS");
             tracing::info!(site = %record.hosts[0], "site active");
             return Duration::ZERO;
+        }
+        if let Some(next_attempt) = self.note_queued(record) {
+            return next_attempt
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .clamp(ISSUING_POLL, FAILED_POLL_MAX);
         }
         match self.note_issuance_failure(record) {
             // Nothing changes before the renewal task's next attempt.
@@ -765,21 +773,53 @@ impl Onboarding {
         }
     }
 
+    /// While issuing: an order held back by a CA limit makes the site `queued`, with the
+    /// limit and when the next attempt is (one `site.queued` event per new moment). Returns
+    /// that moment.
+    fn note_queued(&self, record: &SiteRecord) -> Option<SystemTime> {
+        let status = self.certificates.status(&site_names(record))?;
+        let queued = status
+            .queued
+            .clone()
+            .filter(|_| status.state == CertState::Queued)?;
+        let next = crate::certs::record::from_unix(queued.next_attempt_at);
+        if record.status != SiteStatus::Queued
+            || record.next_attempt_at != Some(queued.next_attempt_at)
+        {
+            let at = humantime::format_rfc3339_seconds(next);
+            let reason = format!(
+                "the certificate order waits for the CA's limits: {}",
+                queued.reason
+            );
+            self.update(&record.id, |r| {
+                r.status = SiteStatus::Queued;
+                r.reason = Some(reason.clone());
+                r.next_attempt_at = Some(queued.next_attempt_at);
+            });
+            self.events.record(
+                "site.queued",
+                &record.hosts[0],
+                format!("{reason}; next attempt at {at}"),
+            );
+        }
+        Some(next)
+    }
+
     /// While issuing: a failed order makes the site `failed`, with the CA's reason and when
     /// the next attempt is (the renewal task retries by itself). One `site.failed` event per
     /// failed attempt. Returns the next attempt's time when the last one failed.
     fn note_issuance_failure(&self, record: &SiteRecord) -> Option<SystemTime> {
-        let hosts: Vec<HostName> = record
-            .hosts
-            .iter()
-            .filter_map(|h| HostName::parse(h).ok())
-            .collect();
-        let failure = self.certificates.status(&hosts)?.failure.clone()?;
+        let failure = self
+            .certificates
+            .status(&site_names(record))?
+            .failure
+            .clone()?;
         let next_retry = crate::certs::record::from_unix(failure.next_retry);
         if record.status != SiteStatus::Failed || record.failures != failure.attempts {
             let reason = format!("certificate order failed: {}", failure.reason);
             self.update(&record.id, |r| {
                 r.status = SiteStatus::Failed;
+                r.next_attempt_at = None;
                 r.reason = Some(reason.clone());
                 r.failures = failure.attempts;
             });
@@ -796,10 +836,21 @@ impl Onboarding {
     }
 }
 
+/// A site's names, parsed (stored names were checked when the site was added).
+fn site_names(record: &SiteRecord) -> Vec<HostName> {
+    record
+        .hosts
+        .iter()
+        .filter_map(|h| HostName::parse(h).ok())
+        .collect()
+}
+
 /// Whether a site's certificate may be requested: DNS verified, or moved less than the grace.
 fn gate_open(record: &SiteRecord, settings: &OnboardingSettings, now: SystemTime) -> bool {
     match record.status {
-        SiteStatus::Verified | SiteStatus::Issuing | SiteStatus::Active => true,
+        SiteStatus::Verified | SiteStatus::Issuing | SiteStatus::Active | SiteStatus::Queued => {
+            true
+        }
         SiteStatus::DnsMoved => record
             .moved_since
             .is_some_and(|since| unix(now) < since + settings.moved_grace.as_secs()),

@@ -23,6 +23,8 @@ pub enum SiteStatus {
     Failed,
     /// Was active, DNS no longer points here; renewals stop after the grace period.
     DnsMoved,
+    /// DNS verified; the certificate order waits behind a CA limit until `next_attempt_at`.
+    Queued,
 }
 
 impl std::fmt::Display for SiteStatus {
@@ -59,6 +61,9 @@ pub struct SiteRecord {
     /// Failed certificate attempts already reported (one `site.failed` event each).
     #[serde(default)]
     pub failures: u32,
+    /// While `queued`: Unix seconds of the next order attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<u64>,
 }
 
 impl SiteRecord {
@@ -77,6 +82,7 @@ impl SiteRecord {
             created: unix(SystemTime::now()),
             moved_since: None,
             failures: 0,
+            next_attempt_at: None,
         })
     }
 

@@ -1,0 +1,252 @@
+//! The ledger of one ACME directory's orders, kept in the store (`acme/ledger-<dir>/`, one
+//! small entry per order) so that a restarted node, and every node of a fleet, counts the
+//! same past orders against the CA's limits (`limits.rs`). Before an order is placed the
+//! ledger decides under a lock (the fleet's store lock on etcd) and records it as placed; its
+//! outcome is written when it ends. Entries older than the longest window are pruned.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::limits::{Attempt, CaLimits, Decision, Limit, Outcome, decide, used};
+use crate::certs::record::unix;
+use crate::store::Store;
+
+/// How long a fleet node trusts its copy of the ledger between orders (other nodes write
+/// too). One node is the only writer of its store: its copy is always current.
+const FLEET_REFRESH: Duration = Duration::from_millis(500);
+/// The longest window of any limit: older entries are pruned.
+const KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One directory's ledger and limits.
+pub struct Ledger {
+    store: Arc<Store>,
+    dir: String,
+    limits: CaLimits,
+    /// The ledger as last read, by entry key; serialises decisions on this node.
+    copy: tokio::sync::Mutex<Copy>,
+    /// Certificates in service whose renewal waits behind a limit (by certificate id).
+    renewals_waiting: Mutex<HashSet<String>>,
+    /// Orders held back since start, for `/metrics`.
+    held: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Copy {
+    entries: Vec<(String, Attempt)>,
+    read_at: Option<Instant>,
+}
+
+/// An order the ledger let through; its outcome is recorded with [`Ledger::finish`].
+#[derive(Debug)]
+pub struct Placed {
+    key: String,
+    attempt: Attempt,
+}
+
+/// A limit's use, as `GET /api/v1/ca` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitUse {
+    pub limit: Limit,
+    pub key: &'static str,
+    pub max: u32,
+    pub window_secs: u64,
+    pub used: u32,
+    /// The registered domain, name set or name with the highest use (per-key limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busiest: Option<String>,
+}
+
+impl Ledger {
+    pub fn new(store: Arc<Store>, directory_id: &str, limits: CaLimits) -> Self {
+        Self {
+            store,
+            dir: format!("acme/ledger-{directory_id}"),
+            limits,
+            copy: tokio::sync::Mutex::new(Copy::default()),
+            renewals_waiting: Mutex::new(HashSet::new()),
+            held: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn limits(&self) -> &CaLimits {
+        &self.limits
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.renewals_waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Decides whether an order for `names` (certificate id `id`) may be placed now and, if
+    /// so, records it as placed. A store that cannot be read holds every order back: a
+    /// limit that cannot be counted is not risked.
+    pub async fn admit(
+        &self,
+        id: &str,
+        names: &[String],
+        renewal: bool,
+    ) -> Result<Placed, Decision> {
+        let claim = match self.store.claim(&format!("{}/decide", self.dir)).await {
+            Ok(Some(claim)) => claim,
+            Ok(None) => {
+                return Err(Decision::Wait {
+                    until: unix(SystemTime::now()) + 1,
+                    limit: Limit::NewOrders,
+                    reason: "another node is placing an order; the CA's limits are counted one order at a time".into(),
+                });
+            }
+            Err(e) => return Err(self.unreadable(&e)),
+        };
+        let result = self.admit_claimed(id, names, renewal).await;
+        self.store.release(claim).await;
+        if result.is_err() {
+            self.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn admit_claimed(
+        &self,
+        id: &str,
+        names: &[String],
+        renewal: bool,
+    ) -> Result<Placed, Decision> {
+        let mut copy = self.copy.lock().await;
+        self.refresh(&mut copy).map_err(|e| self.unreadable(&e))?;
+        let now = unix(SystemTime::now());
+        let attempts: Vec<Attempt> = copy.entries.iter().map(|(_, a)| a.clone()).collect();
+        let waiting = {
+            let waiting = self.waiting();
+            waiting
+                .len()
+                .saturating_sub(usize::from(waiting.contains(id))) as u32
+        };
+        match decide(&self.limits, &attempts, names, renewal, waiting, now) {
+            Decision::Now => {}
+            held => {
+                if renewal {
+                    self.waiting().insert(id.to_owned());
+                }
+                return Err(held);
+            }
+        }
+        self.waiting().remove(id);
+        let attempt = Attempt {
+            at: now,
+            names: names.to_vec(),
+            outcome: Outcome::Placed,
+            renewal,
+        };
+        let key = format!("{}/{}-{}.json", self.dir, now, random_suffix());
+        self.store
+            .save_json(&key, &attempt)
+            .map_err(|e| self.unreadable(&e))?;
+        copy.entries.push((key.clone(), attempt.clone()));
+        Ok(Placed { key, attempt })
+    }
+
+    /// Records how a placed order ended.
+    pub async fn finish(&self, mut placed: Placed, outcome: Outcome) {
+        placed.attempt.outcome = outcome;
+        if let Err(e) = self.store.save_json(&placed.key, &placed.attempt) {
+            tracing::warn!(error = %e, "cannot record the order's outcome in the CA ledger; it counts as placed");
+            return;
+        }
+        let mut copy = self.copy.lock().await;
+        if let Some(entry) = copy.entries.iter_mut().find(|(k, _)| *k == placed.key) {
+            entry.1 = placed.attempt;
+        }
+    }
+
+    /// A renewal that no longer waits (the site was removed, or it was issued elsewhere).
+    pub fn forget_waiting(&self, id: &str) {
+        self.waiting().remove(id);
+    }
+
+    fn unreadable(&self, e: &crate::store::StoreError) -> Decision {
+        Decision::Wait {
+            until: unix(SystemTime::now()) + 5,
+            limit: Limit::NewOrders,
+            reason: format!(
+                "the CA's limits cannot be counted: the order ledger is unreadable ({e})"
+            ),
+        }
+    }
+
+    /// Re-reads the ledger when this node may not have seen every order (fleet), pruning
+    /// entries no window looks at any more.
+    fn refresh(&self, copy: &mut Copy) -> Result<(), crate::store::StoreError> {
+        let fresh = copy
+            .read_at
+            .is_some_and(|at| self.store.fleet().is_none() || at.elapsed() < FLEET_REFRESH);
+        if fresh {
+            return Ok(());
+        }
+        let (entries, failure) = self.store.scan_map(&self.dir, ".json", |key, bytes| {
+            serde_json::from_slice::<Attempt>(bytes)
+                .ok()
+                .map(|a| (key.to_owned(), a))
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let oldest = unix(SystemTime::now()).saturating_sub(KEEP.as_secs());
+        copy.entries.clear();
+        for (key, attempt) in entries.into_iter().flatten() {
+            if attempt.at < oldest {
+                if let Err(e) = self.store.remove(&key) {
+                    tracing::debug!(error = %e, "cannot prune an old CA ledger entry");
+                }
+            } else {
+                copy.entries.push((key, attempt));
+            }
+        }
+        copy.read_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Each counted limit's use now, and how many renewals wait behind one.
+    pub async fn usage(&self) -> (Vec<LimitUse>, usize, u64) {
+        let mut copy = self.copy.lock().await;
+        if let Err(e) = self.refresh(&mut copy) {
+            tracing::debug!(error = %e, "the CA ledger is unreadable; showing the last copy");
+        }
+        let attempts: Vec<Attempt> = copy.entries.iter().map(|(_, a)| a.clone()).collect();
+        let now = unix(SystemTime::now());
+        let uses = self
+            .limits
+            .windows()
+            .into_iter()
+            .filter_map(|(limit, max)| {
+                let max = max?;
+                let (used, busiest) = used(limit, &attempts, now);
+                Some(LimitUse {
+                    limit,
+                    key: limit.key(),
+                    max,
+                    window_secs: limit.window().as_secs(),
+                    used,
+                    busiest,
+                })
+            })
+            .collect();
+        (
+            uses,
+            self.waiting().len(),
+            self.held.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
+/// Eight hex digits, so two nodes placing orders in the same second never share a key.
+fn random_suffix() -> String {
+    let mut raw = [0u8; 4];
+    if aws_lc_rs::rand::fill(&mut raw).is_err() {
+        raw = (std::process::id()).to_be_bytes();
+    }
+    crate::store::seal::to_hex(&raw)
+}

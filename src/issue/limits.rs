@@ -1,0 +1,479 @@
+//! A local model of an ACME CA's published rate limits, and the decision taken before every
+//! order: place it now, wait until a limit frees up (with the moment), or never (with the
+//! reason). Pure logic over the ledger of past attempts (`ledger.rs` keeps it in the store);
+//! Let's Encrypt's published limits are the default for its directories.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::registered_domain::registered_domain;
+
+const HOUR: u64 = 3600;
+const WEEK: u64 = 7 * 24 * HOUR;
+
+/// The limits of one ACME directory; `None` = not limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CaLimits {
+    /// New orders per account per 3 hours.
+    pub new_orders_per_3h: Option<u32>,
+    /// Certificates per registered domain per 7 days.
+    pub certificates_per_domain_per_week: Option<u32>,
+    /// Certificates for the exact same set of names per 7 days.
+    pub duplicates_per_week: Option<u32>,
+    /// Failed validations per name (per account) per hour.
+    pub failed_validations_per_hour: Option<u32>,
+    /// Requests to the CA per second (every request, nonces and polls included).
+    pub requests_per_second: Option<u32>,
+    /// Names in one certificate.
+    pub names_per_certificate: Option<u32>,
+}
+
+impl CaLimits {
+    /// Let's Encrypt's published limits (letsencrypt.org/docs/rate-limits, 2025).
+    pub const LETS_ENCRYPT: Self = Self {
+        new_orders_per_3h: Some(300),
+        certificates_per_domain_per_week: Some(50),
+        duplicates_per_week: Some(5),
+        failed_validations_per_hour: Some(5),
+        requests_per_second: Some(20),
+        names_per_certificate: Some(100),
+    };
+
+    /// The default for `directory`: Let's Encrypt's limits for its directories (production
+    /// and staging), none for any other CA.
+    pub fn default_for(directory: &str) -> Self {
+        let host = directory
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        if host == "api.letsencrypt.org" || host.ends_with(".api.letsencrypt.org") {
+            Self::LETS_ENCRYPT
+        } else {
+            Self::default()
+        }
+    }
+
+    /// The limits that count past attempts, with their windows: what `GET /api/v1/ca` and
+    /// `/metrics` show.
+    pub fn windows(&self) -> [(Limit, Option<u32>); 4] {
+        [
+            (Limit::NewOrders, self.new_orders_per_3h),
+            (
+                Limit::CertificatesPerDomain,
+                self.certificates_per_domain_per_week,
+            ),
+            (Limit::Duplicates, self.duplicates_per_week),
+            (Limit::FailedValidations, self.failed_validations_per_hour),
+        ]
+    }
+}
+
+/// One of the counted limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    NewOrders,
+    CertificatesPerDomain,
+    Duplicates,
+    FailedValidations,
+}
+
+impl Limit {
+    /// The configuration key (`[acme.limits]`), which is also its name in the API.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::NewOrders => "new_orders_per_3h",
+            Self::CertificatesPerDomain => "certificates_per_domain_per_week",
+            Self::Duplicates => "duplicates_per_week",
+            Self::FailedValidations => "failed_validations_per_hour",
+        }
+    }
+
+    pub fn window(self) -> Duration {
+        Duration::from_secs(match self {
+            Self::NewOrders => 3 * HOUR,
+            Self::CertificatesPerDomain | Self::Duplicates => WEEK,
+            Self::FailedValidations => HOUR,
+        })
+    }
+
+    /// Which past attempts this limit counts.
+    fn counts(self, attempt: &Attempt) -> bool {
+        match self {
+            Self::NewOrders => attempt.outcome != Outcome::NotPlaced,
+            Self::CertificatesPerDomain | Self::Duplicates => attempt.outcome == Outcome::Issued,
+            Self::FailedValidations => attempt.outcome == Outcome::FailedValidation,
+        }
+    }
+
+    /// The keys an attempt for `names` counts under: the account, each registered domain,
+    /// the exact set, each name.
+    fn keys(self, names: &[String]) -> Vec<String> {
+        match self {
+            Self::NewOrders => vec![String::new()],
+            Self::CertificatesPerDomain => {
+                let mut domains: Vec<String> = names.iter().map(|n| registered_domain(n)).collect();
+                domains.sort_unstable();
+                domains.dedup();
+                domains
+            }
+            Self::Duplicates => vec![exact_set(names)],
+            Self::FailedValidations => names.to_vec(),
+        }
+    }
+}
+
+/// The names of a certificate as one key, independent of their order.
+fn exact_set(names: &[String]) -> String {
+    let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.join(",")
+}
+
+/// How an attempt ended (or `Placed`, while it runs or if its node died during it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Placed,
+    Issued,
+    /// The CA could not validate the names.
+    FailedValidation,
+    /// Failed for another reason after the order was placed.
+    Failed,
+    /// Failed before the CA took the order (it was unreachable): counts for nothing.
+    NotPlaced,
+}
+
+/// One order, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Attempt {
+    /// Unix seconds when it was placed.
+    pub at: u64,
+    pub names: Vec<String>,
+    pub outcome: Outcome,
+    /// A renewal of a certificate in service (goes before new sites).
+    #[serde(default)]
+    pub renewal: bool,
+}
+
+/// What to do with an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Now,
+    /// Not before `until` (Unix seconds): `limit` holds it.
+    Wait {
+        until: u64,
+        limit: Limit,
+        reason: String,
+    },
+    /// This order can never be placed as it is.
+    Never {
+        reason: String,
+    },
+}
+
+/// How long a new site waits when the renewals waiting for the same limit take all of it.
+const RENEWALS_FIRST_WAIT: u64 = 60;
+
+/// Whether an order for `names` may be placed at `now` (Unix seconds) given the `attempts`
+/// in the ledger. A new certificate (not a `renewal`) leaves `renewals_waiting` orders of
+/// the account's budget to the renewals queued behind a limit: renewals go first.
+pub fn decide(
+    limits: &CaLimits,
+    attempts: &[Attempt],
+    names: &[String],
+    renewal: bool,
+    renewals_waiting: u32,
+    now: u64,
+) -> Decision {
+    if let Some(max) = limits.names_per_certificate
+        && names.len() > max as usize
+    {
+        return Decision::Never {
+            reason: format!(
+                "{} names in one certificate, the CA allows at most {max} (acme.limits.names_per_certificate): split the site",
+                names.len()
+            ),
+        };
+    }
+    let mut latest: Option<Decision> = None;
+    for (limit, max) in limits.windows() {
+        let Some(max) = max else { continue };
+        let reserved = if renewal || limit != Limit::NewOrders {
+            0
+        } else {
+            renewals_waiting
+        };
+        if let Some(wait) = wait_for(limit, max, reserved, attempts, names, now)
+            && latest
+                .as_ref()
+                .is_none_or(|d| matches!(d, Decision::Wait { until, .. } if wait.0 > *until))
+        {
+            let (until, reason) = wait;
+            latest = Some(Decision::Wait {
+                until,
+                limit,
+                reason,
+            });
+        }
+    }
+    latest.unwrap_or(Decision::Now)
+}
+
+/// When `limit` (at most `max` per window, `reserved` of them kept for others) lets an order
+/// for `names` through, if not now; with the reason.
+fn wait_for(
+    limit: Limit,
+    max: u32,
+    reserved: u32,
+    attempts: &[Attempt],
+    names: &[String],
+    now: u64,
+) -> Option<(u64, String)> {
+    let window = limit.window().as_secs();
+    let since = now.saturating_sub(window);
+    let cap = max.saturating_sub(reserved) as usize;
+    let mut latest: Option<(u64, String)> = None;
+    for key in limit.keys(names) {
+        let mut times: Vec<u64> = attempts
+            .iter()
+            .filter(|a| a.at > since && limit.counts(a))
+            .filter(|a| limit.keys(&a.names).contains(&key))
+            .map(|a| a.at)
+            .collect();
+        if times.len() < cap {
+            continue;
+        }
+        times.sort_unstable();
+        let until = match cap {
+            // Everything is kept for the renewals waiting: look again soon.
+            0 if max > 0 && reserved > 0 => now + RENEWALS_FIRST_WAIT,
+            0 => now + window,
+            cap => times[times.len() - cap] + window,
+        };
+        if latest.as_ref().is_some_and(|(at, _)| *at >= until) {
+            continue;
+        }
+        let whose = match limit {
+            Limit::NewOrders => "this account".to_owned(),
+            Limit::CertificatesPerDomain => format!("the registered domain {key}"),
+            Limit::Duplicates => format!("exactly these names ({key})"),
+            Limit::FailedValidations => format!("the name {key}"),
+        };
+        let what = match limit {
+            Limit::NewOrders => "orders",
+            Limit::CertificatesPerDomain | Limit::Duplicates => "certificates",
+            Limit::FailedValidations => "failed validations",
+        };
+        let mut reason = format!(
+            "{} {what} for {whose} in the last {}, the CA allows {max} (acme.limits.{})",
+            times.len(),
+            humantime::format_duration(limit.window()),
+            limit.key()
+        );
+        if reserved > 0 {
+            reason.push_str(&format!(
+                "; {reserved} kept for renewals of certificates in service"
+            ));
+        }
+        latest = Some((until, reason));
+    }
+    latest
+}
+
+/// How many of `limit`'s window are used now, at the busiest key (the account, a domain, a
+/// set of names, a name), and that key.
+pub fn used(limit: Limit, attempts: &[Attempt], now: u64) -> (u32, Option<String>) {
+    let since = now.saturating_sub(limit.window().as_secs());
+    let mut counts: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for attempt in attempts.iter().filter(|a| a.at > since && limit.counts(a)) {
+        for key in limit.keys(&attempt.names) {
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map_or((0, None), |(key, n)| {
+            (n, Some(key).filter(|k| !k.is_empty()))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn attempt(at: u64, list: &[&str], outcome: Outcome) -> Attempt {
+        Attempt {
+            at,
+            names: names(list),
+            outcome,
+            renewal: false,
+        }
+    }
+
+    const NOW: u64 = 1_000_000;
+
+    #[test]
+    fn orders_beyond_the_account_limit_wait_until_the_oldest_leaves_the_window() {
+        let limits = CaLimits {
+            new_orders_per_3h: Some(3),
+            ..CaLimits::default()
+        };
+        let ledger = [
+            attempt(NOW - 100, &["a.com"], Outcome::Issued),
+            attempt(NOW - 50, &["b.com"], Outcome::Failed),
+            attempt(NOW - 3 * HOUR - 1, &["old.com"], Outcome::Issued),
+        ];
+        let me = names(&["c.com"]);
+        assert_eq!(decide(&limits, &ledger, &me, false, 0, NOW), Decision::Now);
+        let full = [
+            &ledger[..],
+            &[attempt(NOW - 10, &["d.com"], Outcome::Placed)],
+        ]
+        .concat();
+        match decide(&limits, &full, &me, false, 0, NOW) {
+            Decision::Wait {
+                until,
+                limit,
+                reason,
+            } => {
+                assert_eq!(limit, Limit::NewOrders);
+                assert_eq!(until, NOW - 100 + 3 * HOUR);
+                assert!(reason.contains("3 orders for this account"), "{reason}");
+                assert!(reason.contains("acme.limits.new_orders_per_3h"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An order the CA never took counts for nothing.
+        let unsent = [
+            &ledger[..],
+            &[attempt(NOW - 10, &["d.com"], Outcome::NotPlaced)],
+        ]
+        .concat();
+        assert_eq!(decide(&limits, &unsent, &me, false, 0, NOW), Decision::Now);
+    }
+
+    #[test]
+    fn renewals_waiting_go_before_new_sites() {
+        let limits = CaLimits {
+            new_orders_per_3h: Some(3),
+            ..CaLimits::default()
+        };
+        let ledger = [attempt(NOW - 100, &["a.com"], Outcome::Issued)];
+        let me = names(&["new.com"]);
+        // Two renewals wait: one order left of three, and it is theirs.
+        assert!(matches!(
+            decide(&limits, &ledger, &me, false, 2, NOW),
+            Decision::Wait { limit: Limit::NewOrders, ref reason, .. } if reason.contains("kept for renewals")
+        ));
+        assert_eq!(
+            decide(&limits, &ledger, &names(&["a.com"]), true, 2, NOW),
+            Decision::Now
+        );
+        assert_eq!(decide(&limits, &ledger, &me, false, 1, NOW), Decision::Now);
+    }
+
+    #[test]
+    fn per_domain_duplicate_and_failure_limits_count_their_own_keys() {
+        let limits = CaLimits {
+            certificates_per_domain_per_week: Some(2),
+            duplicates_per_week: Some(1),
+            failed_validations_per_hour: Some(2),
+            ..CaLimits::default()
+        };
+        let ledger = [
+            attempt(NOW - 5 * HOUR, &["a.example.com"], Outcome::Issued),
+            attempt(NOW - 4 * HOUR, &["b.example.com"], Outcome::Issued),
+            attempt(NOW - 200, &["x.other.org"], Outcome::FailedValidation),
+            attempt(NOW - 100, &["x.other.org"], Outcome::FailedValidation),
+        ];
+        let held = |list: &[&str]| match decide(&limits, &ledger, &names(list), false, 0, NOW) {
+            Decision::Wait { limit, until, .. } => Some((limit, until)),
+            _ => None,
+        };
+        assert_eq!(
+            held(&["c.example.com"]),
+            Some((Limit::CertificatesPerDomain, NOW - 5 * HOUR + WEEK))
+        );
+        assert_eq!(held(&["c.example.net"]), None);
+        assert_eq!(
+            held(&["x.other.org"]),
+            Some((Limit::FailedValidations, NOW - 200 + HOUR))
+        );
+        assert_eq!(held(&["y.other.org"]), None);
+        let dup = CaLimits {
+            duplicates_per_week: Some(1),
+            ..CaLimits::default()
+        };
+        assert!(matches!(
+            decide(&dup, &ledger, &names(&["a.example.com"]), true, 0, NOW),
+            Decision::Wait {
+                limit: Limit::Duplicates,
+                ..
+            }
+        ));
+        // The latest of several holding limits is the one reported.
+        let both = [
+            &ledger[..],
+            &[attempt(NOW - 60, &["x.other.org"], Outcome::Issued)],
+        ]
+        .concat();
+        assert_eq!(
+            decide(&limits, &both, &names(&["x.other.org"]), false, 0, NOW),
+            decide(
+                &CaLimits {
+                    duplicates_per_week: Some(1),
+                    ..CaLimits::default()
+                },
+                &both,
+                &names(&["x.other.org"]),
+                false,
+                0,
+                NOW
+            )
+        );
+    }
+
+    #[test]
+    fn too_many_names_are_refused_and_lets_encrypt_is_recognised() {
+        let limits = CaLimits::default_for("https://acme-v02.api.letsencrypt.org/directory");
+        assert_eq!(limits, CaLimits::LETS_ENCRYPT);
+        assert_eq!(
+            CaLimits::default_for("https://acme-staging-v02.api.letsencrypt.org/directory"),
+            CaLimits::LETS_ENCRYPT
+        );
+        assert_eq!(
+            CaLimits::default_for("https://127.0.0.1:14000/dir"),
+            CaLimits::default()
+        );
+        let many: Vec<String> = (0..101).map(|i| format!("n{i}.example.com")).collect();
+        assert!(matches!(
+            decide(&limits, &[], &many, false, 0, NOW),
+            Decision::Never { ref reason } if reason.contains("at most 100")
+        ));
+    }
+
+    #[test]
+    fn use_is_reported_at_the_busiest_key() {
+        let ledger = [
+            attempt(NOW - 10, &["a.example.com"], Outcome::Issued),
+            attempt(NOW - 20, &["b.example.com"], Outcome::Issued),
+            attempt(NOW - 30, &["c.other.org"], Outcome::Issued),
+            attempt(NOW - WEEK - 1, &["d.other.org"], Outcome::Issued),
+        ];
+        assert_eq!(used(Limit::NewOrders, &ledger, NOW), (3, None));
+        assert_eq!(
+            used(Limit::CertificatesPerDomain, &ledger, NOW),
+            (2, Some("example.com".into()))
+        );
+        assert_eq!(used(Limit::FailedValidations, &ledger, NOW), (0, None));
+    }
+}

@@ -841,3 +841,28 @@ fn a_site_beyond_the_cas_limit_is_queued_with_its_next_attempt() {
     assert!(events.contains("site.queued"), "{events}");
     assert_eq!(w.pebble.log().matches("orders in the db").count(), 1);
 }
+
+#[test]
+fn a_caa_record_for_another_ca_fails_the_site_with_the_record_and_no_order() {
+    let w = world();
+    let target = w.add(&["caa.example.com"]);
+    w.pebble.dns(
+        "/add-caa",
+        serde_json::json!({ "host": "example.com.", "policies": [{ "tag": "issue", "value": "otherca.example" }] }),
+    );
+    w.pebble.set_cname("caa.example.com", &target);
+    let site = w.wait_status("caa.example.com", "failed", Duration::from_secs(30));
+    let reason = site["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("CAA record of example.com")
+            && reason.contains("allows only otherca.example")
+            && reason.contains("add `example.com. CAA 0 issue \"pebble.letsencrypt.org\"`"),
+        "{site}"
+    );
+    assert_eq!(w.pebble.log().matches("orders in the db").count(), 0);
+    // The owner fixes the record: the next attempt goes through by itself.
+    w.pebble
+        .dns("/clear-caa", serde_json::json!({ "host": "example.com." }));
+    w.wait_status("caa.example.com", "active", Duration::from_secs(30));
+    assert_eq!(w.pebble.log().matches("orders in the db").count(), 1);
+}

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::error::Issues;
 use super::file::{FileAcme, FileLimits};
 use super::{duration, positive};
+use crate::certs::HostName;
 use crate::issue::KeyType;
 use crate::issue::limits::CaLimits;
 
@@ -55,6 +56,10 @@ pub struct AcmeSettings {
     /// The CA's limits: the directory's defaults (`CaLimits::default_for`) with the
     /// operator's `[acme.limits]` over them.
     pub limits: CaLimits,
+    /// How the CA is named in CAA records; empty = the directory's `caaIdentities`.
+    pub caa_identities: Vec<String>,
+    /// Where pre-flight checks (CAA) ask: `acme.nameservers`, else `onboarding.nameservers`.
+    pub nameservers: Vec<std::net::SocketAddr>,
 }
 
 /// The limits for `directory`: its defaults, each key of `[acme.limits]` over its own (0
@@ -209,8 +214,24 @@ pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> Acme
     );
     let retry_min = duration(a.retry_min, DEFAULT_RETRY_MIN, "acme.retry_min", issues);
     let retry_max = duration(a.retry_max, DEFAULT_RETRY_MAX, "acme.retry_max", issues);
+    let caa_identities = a.caa_identities.map_or_else(Vec::new, |list| {
+        for identity in list.get_ref() {
+            if HostName::parse(identity).is_err() || identity.contains('*') {
+                issues.at(
+                    list.span(),
+                    "acme.caa_identities",
+                    format!("`{identity}` is not a domain name like \"letsencrypt.org\""),
+                );
+            }
+        }
+        list.into_inner()
+    });
     AcmeSettings {
         limits: limits(directory.as_deref(), a.limits),
+        caa_identities,
+        nameservers: a.nameservers.map_or_else(Vec::new, |list| {
+            super::onboarding::nameservers(list, "acme.nameservers", issues)
+        }),
         directory,
         contact,
         ca_roots,

@@ -99,6 +99,8 @@ pub(crate) struct FileAcme {
     pub(crate) retry_min: Option<Spanned<String>>,
     pub(crate) retry_max: Option<Spanned<String>>,
     pub(crate) limits: Option<FileLimits>,
+    pub(crate) caa_identities: Option<Spanned<Vec<String>>>,
+    pub(crate) nameservers: Option<Spanned<Vec<String>>>,
 }
 
 /// `[acme.limits]`: the CA's published limits (0 turns one off).

@@ -481,8 +481,11 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         level,
         access: l.access.unwrap_or(true),
     };
-    let acme = acme::convert(file.acme, base, issues);
+    let mut acme = acme::convert(file.acme, base, issues);
     let onboarding = onboarding::convert(file.onboarding, issues);
+    if acme.nameservers.is_empty() {
+        acme.nameservers.clone_from(&onboarding.nameservers);
+    }
     let events = EventSettings {
         webhook: file
             .events

@@ -57,23 +57,7 @@ pub(super) fn convert(o: FileOnboarding, issues: &mut Issues<'_>) -> OnboardingS
                     .unwrap_or(SocketAddr::from(([1, 1, 1, 1], 53))),
             ]
         },
-        |list| {
-            list.get_ref()
-                .iter()
-                .filter_map(|ns| {
-                    ns.parse::<SocketAddr>()
-                        .or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                        .map_err(|_| {
-                            issues.at(
-                                list.span(),
-                                "onboarding.nameservers",
-                                format!("`{ns}` is not an address like 1.1.1.1:53"),
-                            );
-                        })
-                        .ok()
-                })
-                .collect()
-        },
+        |list| nameservers(list, "onboarding.nameservers", issues),
     );
     let edge_addresses = o.edge_addresses.map_or_else(Vec::new, |list| {
         list.get_ref()
@@ -123,4 +107,27 @@ pub(super) fn convert(o: FileOnboarding, issues: &mut Issues<'_>) -> OnboardingS
         ),
         allow_private_origins: o.allow_private_origins.unwrap_or(false),
     }
+}
+
+/// A list of DNS servers (`1.1.1.1:53`, or an address for port 53) under `key`.
+pub(super) fn nameservers(
+    list: toml::Spanned<Vec<String>>,
+    key: &str,
+    issues: &mut Issues<'_>,
+) -> Vec<SocketAddr> {
+    list.get_ref()
+        .iter()
+        .filter_map(|ns| {
+            ns.parse::<SocketAddr>()
+                .or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| {
+                    issues.at(
+                        list.span(),
+                        key,
+                        format!("`{ns}` is not an address like 1.1.1.1:53"),
+                    );
+                })
+                .ok()
+        })
+        .collect()
 }

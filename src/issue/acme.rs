@@ -21,6 +21,7 @@ use super::acme_http::PacedClient;
 use super::challenges::ChallengeGuard;
 use super::ledger::Ledger;
 use super::limits::{Decision, Outcome};
+use super::preflight::Preflight;
 use super::{Challenges, Held, IssueError, Issued, Issuer, KeyType, keys};
 use crate::certs::names::join;
 use crate::certs::{HostName, Source};
@@ -45,6 +46,10 @@ pub struct AcmeIssuer {
     account: Mutex<Option<Account>>,
     /// The orders placed with this CA, counted against its limits.
     ledger: Ledger,
+    /// How the CA names itself in CAA records, once its directory said so.
+    caa_identities: tokio::sync::OnceCell<Vec<String>>,
+    /// Checks made before each order (CAA).
+    preflight: Preflight,
 }
 
 impl AcmeIssuer {
@@ -55,6 +60,7 @@ impl AcmeIssuer {
         challenges: Arc<Challenges>,
     ) -> Self {
         let ledger = Ledger::new(store.clone(), &directory_id(&directory), settings.limits);
+        let settings_nameservers = settings.nameservers.clone();
         Self {
             settings,
             directory,
@@ -62,6 +68,8 @@ impl AcmeIssuer {
             challenges,
             account: Mutex::new(None),
             ledger,
+            caa_identities: tokio::sync::OnceCell::new(),
+            preflight: Preflight::new(&settings_nameservers),
         }
     }
 
@@ -89,6 +97,59 @@ impl AcmeIssuer {
         Ok(Account::builder_with_http(Box::new(client)))
     }
 
+    /// How this CA is named in CAA records: `acme.caa_identities`, else the directory's
+    /// `caaIdentities` (asked once it answers), else `letsencrypt.org` for Let's Encrypt's
+    /// directories, else unknown (empty).
+    async fn caa_identities(&self) -> Vec<String> {
+        if !self.settings.caa_identities.is_empty() {
+            return self.settings.caa_identities.clone();
+        }
+        let fetched = self
+            .caa_identities
+            .get_or_try_init(|| self.directory_meta_caa())
+            .await;
+        match fetched {
+            Ok(identities) => identities.clone(),
+            Err(e) => {
+                tracing::debug!(error = %e, "the directory's caaIdentities are unknown for now");
+                fallback_caa_identities(&self.directory)
+            }
+        }
+    }
+
+    /// The directory's `meta.caaIdentities` (or the fallback when it has none).
+    async fn directory_meta_caa(&self) -> Result<Vec<String>, String> {
+        use instant_acme::{BodyWrapper, HttpClient};
+        let client = PacedClient::new(
+            self.settings.ca_roots.as_deref(),
+            self.settings.limits.requests_per_second,
+        )?;
+        let request = http::Request::get(&self.directory)
+            .body(BodyWrapper::default())
+            .map_err(|e| e.to_string())?;
+        let mut response = client.request(request).await.map_err(|e| e.to_string())?;
+        let body = response
+            .body
+            .into_bytes()
+            .await
+            .map_err(|e| e.to_string())?;
+        let directory: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| format!("the directory is not JSON: {e}"))?;
+        let listed: Vec<String> = directory["meta"]["caaIdentities"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(if listed.is_empty() {
+            fallback_caa_identities(&self.directory)
+        } else {
+            listed
+        })
+    }
+
     /// Places an order for `names` if the CA's limits (as counted in the ledger) let it
     /// through, records how it ended, and otherwise says until when it is held.
     async fn order_within_limits(
@@ -97,6 +158,12 @@ impl AcmeIssuer {
         key_type: KeyType,
         renewal: bool,
     ) -> Result<Issued, IssueError> {
+        // An order the CA would refuse is not placed (and counts for nothing).
+        let identities = self.caa_identities().await;
+        self.preflight
+            .check(names, &identities)
+            .await
+            .map_err(|reason| IssueError::new(reason).unplaced())?;
         let listed: Vec<String> = names.iter().map(|n| n.as_str().to_owned()).collect();
         let id = crate::store::Store::cert_id(names);
         let placed = match self.ledger.admit(&id, &listed, renewal).await {
@@ -438,6 +505,15 @@ fn transport_cause(e: &(dyn std::error::Error + 'static), directory: &str) -> Op
         };
     }
     None
+}
+
+/// `letsencrypt.org` for Let's Encrypt's directories; nothing known for any other.
+fn fallback_caa_identities(directory: &str) -> Vec<String> {
+    if super::limits::CaLimits::default_for(directory) == super::limits::CaLimits::LETS_ENCRYPT {
+        vec!["letsencrypt.org".to_owned()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// A short, stable id of a directory URL (names its account and ledger in the store).

@@ -10,6 +10,7 @@ pub mod internal;
 pub mod keys;
 pub mod ledger;
 pub mod limits;
+mod preflight;
 mod registered_domain;
 
 use std::time::{Duration, SystemTime};

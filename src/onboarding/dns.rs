@@ -33,31 +33,11 @@ pub struct DnsChecker {
 }
 
 impl DnsChecker {
-    /// A resolver that asks only `nameservers` (UDP, then TCP), without caching negatives
-    /// for long, so a freshly added CNAME is seen at the next check.
+    /// A resolver that asks only `nameservers` (see [`resolver`]).
     pub fn new(nameservers: &[SocketAddr]) -> Result<Self, String> {
-        let servers = nameservers
-            .iter()
-            .map(|addr| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        let mut options = ResolverOpts::default();
-        options.cache_size = 0;
-        options.attempts = 2;
-        options.timeout = std::time::Duration::from_secs(3);
-        let resolver = TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        )
-        .with_options(options)
-        .build()
-        .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
-        Ok(Self { resolver })
+        Ok(Self {
+            resolver: resolver(nameservers)?,
+        })
     }
 
     /// Follows `host`'s CNAME chain; the names it passes through, lowercase, without dots.
@@ -154,4 +134,30 @@ impl DnsChecker {
             Verdict::Missing
         }
     }
+}
+
+/// A resolver that asks only `nameservers` (UDP, then TCP), without caching, so a freshly
+/// changed record is seen at the next check.
+pub fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
+    let servers = nameservers
+        .iter()
+        .map(|addr| {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+        })
+        .collect();
+    let mut options = ResolverOpts::default();
+    options.cache_size = 0;
+    options.attempts = 2;
+    options.timeout = std::time::Duration::from_secs(3);
+    TokioResolver::builder_with_config(
+        ResolverConfig::from_name_servers(servers),
+        TokioRuntimeProvider::default(),
+    )
+    .with_options(options)
+    .build()
+    .map_err(|e| format!("cannot build the DNS resolver: {e}"))
 }

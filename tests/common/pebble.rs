@@ -17,6 +17,10 @@ pub struct PebbleOptions {
     pub reject_nonces: bool,
 }
 
+/// How the edge is told Pebble names itself in CAA records (Pebble's directory has no
+/// `caaIdentities`).
+pub const PEBBLE_CAA_IDENTITY: &str = "pebble.letsencrypt.org";
+
 pub struct Pebble {
     dir: tempfile::TempDir,
     pebble: Option<Child>,
@@ -151,12 +155,14 @@ impl Pebble {
         self.start_ca();
     }
 
-    /// The `[acme]` table pointing the edge at this Pebble (fast retries for tests).
+    /// The `[acme]` table pointing the edge at this Pebble (fast retries for tests), with
+    /// pre-flight checks asking challtestsrv, the DNS Pebble validates with.
     pub fn acme_table(&self, extra: &str) -> String {
         format!(
-            "\n[acme]\ndirectory = \"https://127.0.0.1:{}/dir\"\nca_roots = \"{}\"\nretry_min = \"1s\"\nretry_max = \"4s\"\n{extra}\n",
+            "\n[acme]\ndirectory = \"https://127.0.0.1:{}/dir\"\nca_roots = \"{}\"\nretry_min = \"1s\"\nretry_max = \"4s\"\nnameservers = [\"127.0.0.1:{}\"]\ncaa_identities = [\"{PEBBLE_CAA_IDENTITY}\"]\n{extra}\n",
             self.port,
-            self.dir.path().join("wfe-root.pem").display()
+            self.dir.path().join("wfe-root.pem").display(),
+            self.dns_port
         )
     }
 

@@ -16,6 +16,9 @@ pub struct Stats {
     pub issuance_failures: AtomicU64,
     /// Orders held back by the CA's limits (no request sent).
     pub issuance_held: AtomicU64,
+    /// Swaps the self-check confirmed, and found not served.
+    pub self_checks: AtomicU64,
+    pub self_check_failures: AtomicU64,
     /// Connections closed at accept: over a per-address limit.
     pub refused_connections: AtomicU64,
     /// Connections closed for moving too little (transfer timeout) or idle tunnels.
@@ -31,6 +34,8 @@ pub static STATS: Stats = Stats {
     issuance_attempts: AtomicU64::new(0),
     issuance_failures: AtomicU64::new(0),
     issuance_held: AtomicU64::new(0),
+    self_checks: AtomicU64::new(0),
+    self_check_failures: AtomicU64::new(0),
     refused_connections: AtomicU64::new(0),
     stalled_connections: AtomicU64::new(0),
 };

@@ -69,6 +69,13 @@ fn http01_issuance_then_restart_serves_stored_certificate_without_a_new_order() 
     assert_served(&edge, &pebble);
     let first = serial(edge.https);
     common::assert_no_plaintext_keys(&edge.data_dir());
+    // The new certificate was confirmed through a handshake with each of its names.
+    edge.wait_log("self-check passed", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while edge.count_log("self-check passed") < 2 {
+        assert!(Instant::now() < deadline, "{}", edge.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     edge.restart();
     // Served at once from the store, before any CA is contacted.

@@ -191,3 +191,82 @@ async fn a_corrupt_or_mismatched_replacement_is_refused_and_logged() {
         Duration::from_secs(3),
     );
 }
+
+/// The serial of the certificate an edge at `port` serves for `HOST`, as the API shows it.
+fn api_serial(edge: &EdgeProcess) -> String {
+    let (status, body) = edge.api("GET", &format!("/api/v1/certificates/{HOST}"), None);
+    assert_eq!(status, 200, "{body}");
+    let cert: serde_json::Value = serde_json::from_str(&body).unwrap();
+    cert["serial"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn every_swap_is_confirmed_by_a_handshake_and_a_listener_serving_another_certificate_is_reported() {
+    let ca = TestCa::new();
+    let (_rt, origin) = origin_on_own_runtime("swap");
+    // Confirmed: a swap through the files is checked against the edge's own listener.
+    let edge = start_edge(&ca, &[(&[HOST], vec![origin.url()])], "");
+    let leaf = ca.issue(&[HOST], 60);
+    replace_file(&edge.dir.path().join("site0.key"), leaf.key_pem.as_bytes());
+    replace_file(
+        &edge.dir.path().join("site0.pem"),
+        leaf.chain_pem.as_bytes(),
+    );
+    let mut edge = edge;
+    edge.wait_log("self-check passed", Duration::from_secs(10));
+    let (_, metrics) = edge.api("GET", "/metrics", None);
+    assert!(
+        metrics.contains("onehttps_self_checks_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("onehttps_self_check_failures_total 0"),
+        "{metrics}"
+    );
+
+    // Reported: clients reach a stale edge (another process with an older certificate for
+    // the same name) instead of this one.
+    let stale = start_edge(&ca, &[(&[HOST], vec![origin.url()])], "");
+    let mut checked = start_edge(
+        &ca,
+        &[(&[HOST], vec![origin.url()])],
+        &format!("self_check_address = \"127.0.0.1:{}\"\n", stale.https),
+    );
+    let leaf = ca.issue(&[HOST], 60);
+    replace_file(
+        &checked.dir.path().join("site0.key"),
+        leaf.key_pem.as_bytes(),
+    );
+    replace_file(
+        &checked.dir.path().join("site0.pem"),
+        leaf.chain_pem.as_bytes(),
+    );
+    checked.wait_log("self-check failed", Duration::from_secs(10));
+    let want = api_serial(&checked);
+    let got = api_serial(&stale);
+    assert_ne!(want, got);
+    let (_, events) = checked.api("GET", "/api/v1/events", None);
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let failed = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "certificate.self_check_failed")
+        .unwrap_or_else(|| panic!("{events}"));
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("serves serial {got}")) && message.contains(&want),
+        "{message}"
+    );
+    let (_, metrics) = checked.api("GET", "/metrics", None);
+    assert!(
+        !metrics.contains("onehttps_self_check_failures_total 0"),
+        "{metrics}"
+    );
+    // The swap is made again and checked again (the first retry is after 1 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while checked.count_log("self-check failed") < 2 {
+        assert!(Instant::now() < deadline, "{}", checked.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -99,6 +99,16 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
             get(&STATS.issuance_held),
         ),
         (
+            "onehttps_self_checks_total",
+            "Certificate swaps the self-check saw served through server.self_check_address.",
+            get(&STATS.self_checks),
+        ),
+        (
+            "onehttps_self_check_failures_total",
+            "Self-checks that were served another certificate than the one swapped in.",
+            get(&STATS.self_check_failures),
+        ),
+        (
             "onehttps_refused_connections_total",
             "Connections closed at accept: over a per-address limit.",
             get(&STATS.refused_connections),

@@ -38,6 +38,7 @@ pub(crate) struct FileServer {
     pub(crate) admin: Option<Spanned<String>>,
     pub(crate) data_dir: Option<Spanned<String>>,
     pub(crate) https_public_port: Option<Spanned<u16>>,
+    pub(crate) self_check_address: Option<Spanned<String>>,
     pub(crate) max_connections: Option<Spanned<u32>>,
     pub(crate) handshake_timeout: Option<Spanned<String>>,
     pub(crate) header_timeout: Option<Spanned<String>>,

@@ -98,6 +98,10 @@ pub struct ServerSettings {
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Where the self-check after each certificate swap connects: the address clients reach
+    /// (a load balancer in front of the edge), else the HTTPS listener (on loopback when it
+    /// listens on every address).
+    pub self_check: SocketAddr,
     pub shutdown_grace: Duration,
     /// Serve the built-in welcome origin on this address (demos).
     pub welcome_page: Option<SocketAddr>,
@@ -312,6 +316,15 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
             issues,
         ),
         max_header_bytes: header_bytes(s.max_header_bytes, issues),
+        self_check: match s.self_check_address {
+            Some(value) => addr(
+                Some(value),
+                DEFAULT_HTTPS,
+                "server.self_check_address",
+                issues,
+            ),
+            None => loopback_if_unspecified(https),
+        },
         shutdown_grace: duration(
             s.shutdown_grace,
             DEFAULT_SHUTDOWN_GRACE,
@@ -737,6 +750,19 @@ fn check_unique_hosts(sites: &[SiteConfig], tls: &TlsSettings, issues: &mut Issu
             "tls.default_host",
             format!("`{default}` is not a host of any [[site]]"),
         );
+    }
+}
+
+/// `addr`, with an unspecified IP (listening on every address) replaced by loopback.
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
     }
 }
 

@@ -223,9 +223,18 @@ impl Edge {
         descriptors::ensure(&self.server);
         let interval = self.lock_config().tls.watch_interval;
         let table = self.table.clone();
+        let certificates = self.certificates.clone();
         self.tracker.spawn(crate::sites::watch::run(
             move || table.sites_with_files(),
+            move |site| certificates.announce_swap(site),
             interval,
+            self.cancel.clone(),
+        ));
+        self.tracker.spawn(crate::managed::self_check::run(
+            self.table.clone(),
+            self.server.self_check,
+            self.certificates.installs(),
+            self.events.clone(),
             self.cancel.clone(),
         ));
         self.tracker.spawn(accept::accept_loop(

@@ -9,6 +9,7 @@
 
 pub mod inventory;
 mod renewal;
+pub mod self_check;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -188,6 +189,12 @@ impl CertManager {
     /// sites are swapped by their watcher, `sites/watch.rs`: no registered site has files.)
     pub fn install(&self, site: &crate::sites::Site, served: ServedCert) {
         site.replace_cert(served);
+        self.announce_swap(site);
+    }
+
+    /// Tells the subscribers (onboarding, the self-check) that `site` serves a new
+    /// certificate: [`install`](Self::install) does, and so does the file watcher.
+    pub fn announce_swap(&self, site: &crate::sites::Site) {
         let _ = self.installed.send(site.hosts().to_vec());
     }
 

@@ -142,6 +142,12 @@ impl Site {
         self.cert.store(Some(Arc::new(cert)));
     }
 
+    /// Puts the certificate in service back in again (the self-check's retry of a swap
+    /// clients did not get).
+    pub fn reinstall_cert(&self) {
+        self.cert.store(self.cert.load_full());
+    }
+
     /// Cancelled once the site is no longer served (a reload removed or replaced it).
     pub fn retired(&self) -> &CancellationToken {
         &self.retired

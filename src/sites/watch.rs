@@ -35,6 +35,7 @@ impl WatchState {
 /// each `interval` until `cancel`.
 pub async fn run(
     with_files: impl Fn() -> Arc<[Arc<Site>]>,
+    swapped: impl Fn(&Site) + Clone + Send + 'static,
     interval: Duration,
     cancel: CancellationToken,
 ) {
@@ -48,24 +49,28 @@ pub async fn run(
             continue;
         }
         // File reads and PEM parsing are blocking work: keep them off the reactor.
-        if let Err(e) =
-            tokio::task::spawn_blocking(move || sites.iter().for_each(|s| check_site(s))).await
-        {
+        let swapped = swapped.clone();
+        let pass = move || {
+            for site in sites.iter().filter(|s| check_site(s)) {
+                swapped(site);
+            }
+        };
+        if let Err(e) = tokio::task::spawn_blocking(pass).await {
             tracing::error!(error = %e, "certificate watcher pass panicked");
         }
     }
 }
 
-fn check_site(site: &Site) {
+fn check_site(site: &Site) -> bool {
     let Some(files) = site.cert_files() else {
-        return;
+        return false;
     };
     let Some(Ok(mut state)) = site.watch.as_ref().map(|w| w.lock()) else {
-        return;
+        return false;
     };
     let current = cert_files::stamps(files);
     if current == state.settled {
-        return;
+        return false;
     }
     match cert_files::load(files, site.hosts()) {
         Ok(bundle) => {
@@ -78,6 +83,7 @@ fn check_site(site: &Site) {
             );
             site.replace_cert(ServedCert::new(bundle, Source::Uploaded));
             *state = WatchState::new(current);
+            return true;
         }
         Err(e) if state.failed_once == Some(current) => {
             tracing::error!(
@@ -90,4 +96,5 @@ fn check_site(site: &Site) {
         }
         Err(_) => state.failed_once = Some(current),
     }
+    false
 }

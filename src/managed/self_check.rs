@@ -1,0 +1,234 @@
+//! The self-check after every certificate swap: for each name of a certificate that entered
+//! service (issued, renewed, uploaded, changed on disk, adopted from the fleet), the edge
+//! connects to the address clients reach (`server.self_check_address`, by default its own
+//! HTTPS listener) with that name as SNI and compares the serial it is served with the one
+//! the table holds. A mismatch — a load balancer pointing at an old node, a stale process on
+//! the port, a table that did not take the swap — is an ERROR, a `certificate.self_check_failed`
+//! event and a metric; the swap is made again and checked again, a few times.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::certs::HostName;
+use crate::events::Events;
+use crate::tls::SiteTable;
+
+/// Connect + handshake bound of one check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Waits before checking again after a mismatch (the swap is made again before each).
+const RETRIES: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+];
+
+/// What checking one name found.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// Served what the table holds.
+    Same,
+    /// Served `got` where the table holds `want`.
+    Mismatch { want: String, got: String },
+    /// The table no longer serves the name, or holds another certificate than the one
+    /// being checked (a newer swap is checked by itself).
+    Superseded,
+    /// No handshake: the reason.
+    Unreachable(String),
+}
+
+/// Checks each swap announced on `installs` until `cancel`.
+pub async fn run(
+    table: Arc<SiteTable>,
+    address: SocketAddr,
+    mut installs: broadcast::Receiver<Vec<HostName>>,
+    events: Arc<Events>,
+    cancel: CancellationToken,
+) {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config()));
+    loop {
+        let names = tokio::select! {
+            () = cancel.cancelled() => return,
+            received = installs.recv() => match received {
+                Ok(names) => names,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "self-check skipped swaps (too many at once)");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let (table, events, connector) = (table.clone(), events.clone(), connector.clone());
+        tokio::spawn(async move {
+            check_swap(&table, address, &connector, &events, &names).await;
+        });
+    }
+}
+
+/// Checks every name of one swap, retrying the swap on a mismatch.
+async fn check_swap(
+    table: &SiteTable,
+    address: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+    events: &Events,
+    names: &[HostName],
+) {
+    let Some(expected) = table
+        .lookup(names.first().map(HostName::as_str))
+        .and_then(|site| site.served_cert())
+        .map(|cert| cert.bundle.info.serial.clone())
+    else {
+        return;
+    };
+    for name in names {
+        let mut tries = RETRIES.iter();
+        loop {
+            match check_name(table, address, connector, name, &expected).await {
+                Found::Same => {
+                    crate::stats::bump(&crate::stats::STATS.self_checks);
+                    tracing::info!(%name, serial = %expected, "self-check passed: the swapped certificate is served");
+                    break;
+                }
+                Found::Superseded => return,
+                Found::Unreachable(reason) => {
+                    // Not a wrong certificate: the address is not answering (stopping, or
+                    // misconfigured). Said once, not retried.
+                    tracing::warn!(%name, %address, %reason, "self-check could not connect; the swap is not confirmed");
+                    break;
+                }
+                Found::Mismatch { want, got } => {
+                    crate::stats::bump(&crate::stats::STATS.self_check_failures);
+                    let what =
+                        format!("{address} serves serial {got} for {name}, the table holds {want}");
+                    tracing::error!(%name, %address, served = %got, expected = %want, "self-check failed: clients do not get the certificate just swapped in");
+                    events.record("certificate.self_check_failed", name.as_str(), what);
+                    let Some(wait) = tries.next() else { break };
+                    if let Some(site) = table.lookup(Some(name.as_str())) {
+                        site.reinstall_cert();
+                    }
+                    tokio::time::sleep(*wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// One handshake with `name` as SNI (a wildcard's `*` replaced by a label), compared with
+/// what the table serves.
+async fn check_name(
+    table: &SiteTable,
+    address: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+    name: &HostName,
+    expected: &str,
+) -> Found {
+    let sni = match name.as_str().strip_prefix("*.") {
+        Some(base) => format!("onehttps-self-check.{base}"),
+        None => name.as_str().to_owned(),
+    };
+    let current = table
+        .lookup(Some(&sni))
+        .and_then(|site| site.served_cert())
+        .map(|cert| cert.bundle.info.serial.clone());
+    if current.as_deref() != Some(expected) {
+        return Found::Superseded;
+    }
+    let Ok(server_name) = ServerName::try_from(sni.clone()) else {
+        return Found::Unreachable(format!("`{sni}` is not a server name"));
+    };
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let leaf = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first().cloned())
+            .ok_or_else(|| "no certificate".to_owned())?;
+        x509_parser::parse_x509_certificate(&leaf)
+            .map(|(_, cert)| cert.raw_serial_as_string())
+            .map_err(|e| format!("the served certificate does not parse: {e}"))
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, handshake).await {
+        Ok(Ok(got)) if got == expected => Found::Same,
+        Ok(Ok(got)) => Found::Mismatch {
+            want: expected.to_owned(),
+            got,
+        },
+        Ok(Err(reason)) => Found::Unreachable(reason),
+        Err(_) => Found::Unreachable(format!("no handshake within {CHECK_TIMEOUT:?}")),
+    }
+}
+
+/// A client that takes any certificate (it only reads the serial) but still checks the
+/// handshake signature, so the server really holds the key of what it showed.
+fn client_config() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| rustls::ClientConfig::builder())
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -289,8 +289,8 @@ fn a_ca_whose_certificate_is_not_trusted_is_named_with_the_setting_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ports.server_table(&dir.path().join("data"));
     config.push_str(&format!(
-        "\n[acme]\ndirectory = \"https://127.0.0.1:{}/dir\"\nretry_min = \"1s\"\nretry_max = \"4s\"\n",
-        pebble.port
+        "\n[acme]\ndirectory = \"https://127.0.0.1:{}/dir\"\nretry_min = \"1s\"\nretry_max = \"4s\"\nnameservers = [\"127.0.0.1:{}\"]\nhttp01_port = {}\ntls_alpn01_port = {}\n",
+        pebble.port, pebble.dns_port, ports.http, ports.https
     ));
     config.push_str(&site_table(&[HOST], &[origin.url()], None));
     let mut edge = EdgeProcess::start(dir, &ports, &config);
@@ -567,4 +567,59 @@ fn ca_limits_hold_orders_beyond_them_with_an_eta_counted_from_the_store_across_a
     // The certificate in service keeps serving meanwhile.
     let fields = served_cert_fields(ports.https, issued);
     assert!(fields.contains(&format!("DNS:{issued}")), "{fields}");
+}
+
+/// The reason of the first failed issuance in `edge`'s log.
+fn failure_reason(edge: &mut EdgeProcess) -> String {
+    edge.wait_log("certificate issuance failed", Duration::from_secs(30));
+    let log = edge.log();
+    first_line_with(&log, "certificate issuance failed").to_owned()
+}
+
+#[test]
+fn preflight_finds_a_closed_validation_port_and_a_name_pointing_elsewhere_without_an_order() {
+    let (_rt, origin) = start_origin();
+    let ports = EdgePorts::new();
+    let pebble = Pebble::start(&ports, PebbleOptions::default());
+
+    // The CA would connect to port 80 of the name's address and find nothing there.
+    let closed = common::free_port();
+    let acme = pebble.acme_table("challenges = [\"http-01\"]").replace(
+        &format!("http01_port = {}", ports.http),
+        &format!("http01_port = {closed}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(&acme);
+    config.push_str(&site_table(&[HOST], &[origin.url()], None));
+    let mut edge = EdgeProcess::start(dir, &ports, &config);
+    let reason = failure_reason(&mut edge);
+    assert!(
+        reason.contains(&format!("at 127.0.0.1:{closed}"))
+            && reason.contains("nothing accepts connections there (connection refused)")
+            && reason.contains(&format!("make port {closed} of 127.0.0.1 reach this edge")),
+        "{reason}"
+    );
+    edge.stop();
+
+    // The name resolves to an address that is not this edge's.
+    pebble.dns(
+        "/add-a",
+        serde_json::json!({ "host": format!("{HOST}."), "addresses": ["192.0.2.7"] }),
+    );
+    let ports = EdgePorts::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(&pebble.acme_table("challenges = [\"http-01\"]"));
+    config.push_str("\n[onboarding]\nedge_addresses = [\"127.0.0.1\"]\n");
+    config.push_str(&site_table(&[HOST], &[origin.url()], None));
+    let mut edge = EdgeProcess::start(dir, &ports, &config);
+    let reason = failure_reason(&mut edge);
+    assert!(
+        reason.contains(&format!(
+            "{HOST} resolves to 192.0.2.7, not to this edge (127.0.0.1)"
+        )),
+        "{reason}"
+    );
+    assert_eq!(pebble_orders(&pebble), 0, "{}", pebble.log());
 }

@@ -58,8 +58,17 @@ pub struct AcmeSettings {
     pub limits: CaLimits,
     /// How the CA is named in CAA records; empty = the directory's `caaIdentities`.
     pub caa_identities: Vec<String>,
-    /// Where pre-flight checks (CAA) ask: `acme.nameservers`, else `onboarding.nameservers`.
+    /// Where pre-flight checks ask: `acme.nameservers`, else `onboarding.nameservers`.
     pub nameservers: Vec<std::net::SocketAddr>,
+    /// The addresses names must resolve to before an order: `onboarding.edge_addresses`
+    /// (empty = not checked).
+    pub edge_addresses: Vec<std::net::IpAddr>,
+    /// Where the CA connects for HTTP-01 (80) and TLS-ALPN-01 (443); only a test CA
+    /// (Pebble's `httpPort`/`tlsPort`) uses others.
+    pub http01_port: u16,
+    pub tls_alpn01_port: u16,
+    /// Whether a probe answer is fetched through each name before an order.
+    pub probe: bool,
 }
 
 /// The limits for `directory`: its defaults, each key of `[acme.limits]` over its own (0
@@ -229,6 +238,10 @@ pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> Acme
     AcmeSettings {
         limits: limits(directory.as_deref(), a.limits),
         caa_identities,
+        edge_addresses: Vec::new(),
+        http01_port: a.http01_port.unwrap_or(80),
+        tls_alpn01_port: a.tls_alpn01_port.unwrap_or(443),
+        probe: a.probe.unwrap_or(true),
         nameservers: a.nameservers.map_or_else(Vec::new, |list| {
             super::onboarding::nameservers(list, "acme.nameservers", issues)
         }),

@@ -102,6 +102,9 @@ pub(crate) struct FileAcme {
     pub(crate) limits: Option<FileLimits>,
     pub(crate) caa_identities: Option<Spanned<Vec<String>>>,
     pub(crate) nameservers: Option<Spanned<Vec<String>>>,
+    pub(crate) http01_port: Option<u16>,
+    pub(crate) tls_alpn01_port: Option<u16>,
+    pub(crate) probe: Option<bool>,
 }
 
 /// `[acme.limits]`: the CA's published limits (0 turns one off).

@@ -499,6 +499,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
     if acme.nameservers.is_empty() {
         acme.nameservers.clone_from(&onboarding.nameservers);
     }
+    acme.edge_addresses.clone_from(&onboarding.edge_addresses);
     let events = EventSettings {
         webhook: file
             .events

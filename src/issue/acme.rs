@@ -60,7 +60,8 @@ impl AcmeIssuer {
         challenges: Arc<Challenges>,
     ) -> Self {
         let ledger = Ledger::new(store.clone(), &directory_id(&directory), settings.limits);
-        let settings_nameservers = settings.nameservers.clone();
+        let (settings_for_checks, store_for_checks, challenges_for_checks) =
+            (settings.clone(), store.clone(), challenges.clone());
         Self {
             settings,
             directory,
@@ -69,7 +70,11 @@ impl AcmeIssuer {
             account: Mutex::new(None),
             ledger,
             caa_identities: tokio::sync::OnceCell::new(),
-            preflight: Preflight::new(&settings_nameservers),
+            preflight: Preflight::new(
+                &settings_for_checks,
+                store_for_checks,
+                challenges_for_checks,
+            ),
         }
     }
 

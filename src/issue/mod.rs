@@ -5,12 +5,14 @@
 
 pub mod acme;
 mod acme_http;
+mod caa;
 pub mod challenges;
 pub mod internal;
 pub mod keys;
 pub mod ledger;
 pub mod limits;
 mod preflight;
+mod probe;
 mod registered_domain;
 
 use std::time::{Duration, SystemTime};

@@ -1,52 +1,70 @@
-//! Checks made before an ACME order, so that an order the CA would refuse costs no attempt:
-//! CAA (RFC 8659) — the relevant record set, found by climbing from each name towards the
-//! root (each lookup follows CNAMEs), must let this edge's CA issue (`acme.caa_identities`,
-//! by default the directory's `caaIdentities`). A failure is a sentence a site owner can act
-//! on: which record, what it says, what it should say.
+//! Checks made before an ACME order, so that an order the CA would refuse costs no attempt
+//! and the site owner learns what to change: CAA (`caa.rs`), where each name resolves (to
+//! one of `onboarding.edge_addresses`, when they are listed), and the validation path
+//! (`probe.rs`: a probe answer fetched through the name as the CA will). Each check asks
+//! the public DNS (`acme.nameservers`); a resolver that does not answer at all lets the CA
+//! decide rather than hold every order.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::net::NetError;
-use hickory_resolver::proto::rr::{RData, RecordType};
 
+use super::{Challenges, caa, probe};
 use crate::certs::HostName;
-
-/// One CAA record, as the check reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct CaaRecord {
-    pub(super) critical: bool,
-    pub(super) tag: String,
-    pub(super) value: String,
-}
-
-/// CAA property tags a CA understands (RFC 8659, RFC 8657's parameters live in the value).
-const KNOWN_TAGS: [&str; 5] = ["issue", "issuewild", "iodef", "issuemail", "issuevmc"];
+use crate::config::{AcmeSettings, ChallengeKind};
+use crate::store::Store;
 
 /// The pre-flight checks of one ACME directory.
 pub(super) struct Preflight {
     resolver: Option<TokioResolver>,
+    /// Where names must resolve (empty: anywhere).
+    edge_addresses: Vec<IpAddr>,
+    /// The validation path probed (the preferred challenge), `None` = not probed.
+    path: Option<probe::Path>,
+    store: Arc<Store>,
+    challenges: Arc<Challenges>,
 }
 
 impl Preflight {
-    /// Checks asking `nameservers`.
-    pub(super) fn new(nameservers: &[SocketAddr]) -> Self {
-        let resolver = crate::onboarding::dns::resolver(nameservers)
-            .map_err(|e| tracing::warn!(error = %e, "CAA pre-flight checks are off"))
+    pub(super) fn new(
+        settings: &AcmeSettings,
+        store: Arc<Store>,
+        challenges: Arc<Challenges>,
+    ) -> Self {
+        let resolver = crate::onboarding::dns::resolver(&settings.nameservers)
+            .map_err(|e| tracing::warn!(error = %e, "pre-flight checks are off"))
             .ok();
-        Self { resolver }
+        let path = settings
+            .challenges
+            .first()
+            .filter(|_| settings.probe)
+            .map(|kind| probe::Path {
+                kind: *kind,
+                port: match kind {
+                    ChallengeKind::Http01 => settings.http01_port,
+                    ChallengeKind::TlsAlpn01 => settings.tls_alpn01_port,
+                },
+            });
+        Self {
+            resolver,
+            edge_addresses: settings.edge_addresses.clone(),
+            path,
+            store,
+            challenges,
+        }
     }
 
-    /// Whether a CA named `identities` in CAA records may issue for every one of `names`;
-    /// the reason in words if not. Nothing is checked while the CA's identity is unknown
-    /// (another CA than Let's Encrypt, no `caaIdentities` in its directory and no
-    /// `acme.caa_identities`).
+    /// Whether an order for `names` can succeed as far as can be told from here, with a CA
+    /// named `identities` in CAA records (empty: unknown, CAA not checked); the reason in
+    /// words if not.
     pub(super) async fn check(
         &self,
         names: &[HostName],
         identities: &[String],
     ) -> Result<(), String> {
-        let Some(resolver) = self.resolver.as_ref().filter(|_| !identities.is_empty()) else {
+        let Some(resolver) = &self.resolver else {
             return Ok(());
         };
         let identities: Vec<String> = identities
@@ -54,212 +72,93 @@ impl Preflight {
             .map(|i| i.trim_end_matches('.').to_ascii_lowercase())
             .collect();
         for name in names {
-            if let Some((at, records)) = relevant_caa(resolver, name.as_str()).await? {
-                judge(name.as_str(), &at, &records, &identities)?;
+            if !identities.is_empty() {
+                caa::check(resolver, name, &identities).await?;
+            }
+            if name.is_wildcard() {
+                continue;
+            }
+            let Some(addresses) = self.resolve(resolver, name).await? else {
+                continue;
+            };
+            if let Some(elsewhere) = addresses
+                .iter()
+                .find(|ip| !self.edge_addresses.is_empty() && !self.edge_addresses.contains(ip))
+            {
+                return Err(format!(
+                    "not ordered: {name} resolves to {elsewhere}, not to this edge ({}): the CA would validate it there — point {name} here (a CNAME to the site's target, or A/AAAA records to those addresses)",
+                    join(&self.edge_addresses)
+                ));
+            }
+            if let (Some(path), Some(first)) = (self.path, addresses.first()) {
+                probe::probe(&self.store, &self.challenges, name.as_str(), *first, path).await?;
             }
         }
         Ok(())
     }
-}
 
-/// The relevant CAA record set of `name`: the first non-empty one on the way from the name
-/// (a wildcard's base) to the top-level domain, with where it was found.
-async fn relevant_caa(
-    resolver: &TokioResolver,
-    name: &str,
-) -> Result<Option<(String, Vec<CaaRecord>)>, String> {
-    let mut current = name.trim_start_matches("*.").to_owned();
-    loop {
-        let records = match resolver
-            .lookup(format!("{current}."), RecordType::CAA)
-            .await
-        {
-            Ok(lookup) => lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::CAA(caa) => Some(CaaRecord {
-                        critical: caa.issuer_critical,
-                        tag: caa.tag.to_ascii_lowercase(),
-                        value: String::from_utf8_lossy(&caa.value).into_owned(),
-                    }),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
+    /// The addresses `name` resolves to; `None` when the resolver does not answer.
+    async fn resolve(
+        &self,
+        resolver: &TokioResolver,
+        name: &HostName,
+    ) -> Result<Option<Vec<IpAddr>>, String> {
+        match resolver.lookup_ip(format!("{name}.")).await {
+            Ok(lookup) => {
+                let addresses: Vec<IpAddr> = lookup.iter().collect();
+                if addresses.is_empty() {
+                    Err(not_resolving(name))
+                } else {
+                    Ok(Some(addresses))
+                }
+            }
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Err(not_resolving(name)),
             Err(
                 e
                 @ (NetError::Timeout | NetError::NoConnections | NetError::Io(_) | NetError::Busy),
             ) => {
-                // The pre-flight's own resolver is out of reach: that says nothing about what
-                // the CA will see, so the CA decides.
-                tracing::warn!(name, error = %e, "cannot check CAA (is acme.nameservers reachable?); ordering anyway");
-                return Ok(None);
+                tracing::warn!(%name, error = %e, "cannot resolve for the pre-flight checks (is acme.nameservers reachable?); ordering anyway");
+                Ok(None)
             }
-            Err(e) => {
-                return Err(format!(
-                    "not ordered: the CAA records of {current} cannot be looked up ({e}); the CA refuses to issue until they can"
-                ));
-            }
-        };
-        if !records.is_empty() {
-            return Ok(Some((current, records)));
-        }
-        match current.split_once('.') {
-            Some((_, parent)) if !parent.is_empty() => current = parent.to_owned(),
-            _ => return Ok(None),
+            Err(e) => Err(format!(
+                "not ordered: {name} cannot be resolved ({e}); the CA could not validate it either"
+            )),
         }
     }
 }
 
-/// Whether the CAA `records` found at `at` let a CA known as one of `identities` issue for
-/// `name` (RFC 8659 §4).
-pub(super) fn judge(
-    name: &str,
-    at: &str,
-    records: &[CaaRecord],
-    identities: &[String],
-) -> Result<(), String> {
-    if let Some(unknown) = records
+fn not_resolving(name: &HostName) -> String {
+    format!(
+        "not ordered: {name} does not resolve to any address (no A/AAAA record, no CNAME to one): point it at this edge first"
+    )
+}
+
+fn join(addresses: &[IpAddr]) -> String {
+    addresses
         .iter()
-        .find(|r| r.critical && !KNOWN_TAGS.contains(&r.tag.as_str()))
-    {
-        return Err(format!(
-            "not ordered: the CAA records of {at} have a critical `{}` property no CA understands, so no CA may issue for {name}: remove that record",
-            unknown.tag
-        ));
-    }
-    let wildcard = name.starts_with("*.");
-    let tag = if wildcard && records.iter().any(|r| r.tag == "issuewild") {
-        "issuewild"
-    } else {
-        "issue"
-    };
-    let issuers: Vec<String> = records
-        .iter()
-        .filter(|r| r.tag == tag)
-        .map(|r| {
-            r.value
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .trim_end_matches('.')
-                .to_ascii_lowercase()
-        })
-        .collect();
-    if issuers.is_empty() {
-        return Ok(());
-    }
-    if issuers.iter().any(|i| identities.contains(i)) {
-        return Ok(());
-    }
-    let allowed: Vec<&str> = issuers
-        .iter()
-        .filter(|i| !i.is_empty())
-        .map(String::as_str)
-        .collect();
-    if identities.is_empty() && !allowed.is_empty() {
-        // Who this CA is is unknown: only "no CA at all" can be judged.
-        return Ok(());
-    }
-    let who = if allowed.is_empty() {
-        "no CA".to_owned()
-    } else {
-        format!("only {}", allowed.join(", "))
-    };
-    let ours = identities.first().map_or("<your CA>", String::as_str);
-    Err(format!(
-        "not ordered: the CAA record of {at} (`{tag}`) allows {who} to issue certificates for {name}, not this edge's CA ({}): add `{at}. CAA 0 {tag} \"{ours}\"` or remove the record that excludes it",
-        if identities.is_empty() {
-            "set acme.caa_identities".to_owned()
-        } else {
-            identities.join(", ")
-        }
-    ))
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn caa(tag: &str, value: &str) -> CaaRecord {
-        CaaRecord {
-            critical: false,
-            tag: tag.into(),
-            value: value.into(),
-        }
-    }
-
-    fn ours() -> Vec<String> {
-        vec!["letsencrypt.org".into()]
-    }
-
-    #[test]
-    fn an_issue_record_for_another_ca_forbids_and_says_what_to_add() {
-        let why = judge(
-            "shop.example.com",
-            "example.com",
-            &[caa("issue", "otherca.example; account=1")],
-            &ours(),
-        )
-        .unwrap_err();
-        assert!(why.contains("allows only otherca.example"), "{why}");
-        assert!(
-            why.contains("add `example.com. CAA 0 issue \"letsencrypt.org\"`"),
-            "{why}"
-        );
-        assert!(
-            judge(
-                "shop.example.com",
-                "example.com",
-                &[
-                    caa("issue", "otherca.example"),
-                    caa("issue", "LetsEncrypt.org.; validationmethods=http-01")
-                ],
-                &ours()
-            )
-            .is_ok()
-        );
-    }
-
-    #[test]
-    fn no_issue_property_permits_and_an_empty_one_forbids_everyone() {
-        assert!(
-            judge(
-                "a.example.com",
-                "a.example.com",
-                &[caa("iodef", "mailto:x@y")],
-                &ours()
-            )
-            .is_ok()
-        );
-        let why = judge("a.example.com", "a.example.com", &[caa("issue", ";")], &[]).unwrap_err();
-        assert!(why.contains("allows no CA"), "{why}");
-        // An unknown CA identity cannot judge a record naming some CA.
-        assert!(
-            judge(
-                "a.example.com",
-                "a.example.com",
-                &[caa("issue", "x.example")],
-                &[]
-            )
-            .is_ok()
-        );
-    }
-
-    #[test]
-    fn wildcards_use_issuewild_when_present_and_critical_unknown_tags_forbid() {
-        let records = [caa("issue", "letsencrypt.org"), caa("issuewild", ";")];
-        assert!(judge("www.example.com", "example.com", &records, &ours()).is_ok());
-        assert!(judge("*.example.com", "example.com", &records, &ours()).is_err());
-        assert!(judge("*.example.com", "example.com", &records[..1], &ours()).is_ok());
-        let critical = CaaRecord {
-            critical: true,
-            tag: "tbs".into(),
-            value: "x".into(),
-        };
-        let why = judge("a.example.com", "example.com", &[critical], &ours()).unwrap_err();
-        assert!(why.contains("critical `tbs`"), "{why}");
+    #[tokio::test]
+    async fn a_resolver_that_does_not_answer_lets_the_ca_decide() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open_with(&crate::config::StorageSettings::Fs, dir.path()).unwrap());
+        let mut settings = crate::config::Config::parse("", std::path::Path::new("/etc"))
+            .unwrap()
+            .acme;
+        // Nothing listens on the discard port of loopback.
+        settings.nameservers = vec!["127.0.0.1:9".parse().unwrap()];
+        let preflight = Preflight::new(&settings, store, Arc::new(Challenges::default()));
+        let resolver = preflight.resolver.as_ref().unwrap();
+        let name = HostName::parse("shop.example.com").unwrap();
+        let resolved = preflight.resolve(resolver, &name).await;
+        assert_eq!(resolved, Ok(None));
     }
 }

@@ -174,19 +174,32 @@ async fn check_name(
 /// A client that takes any certificate (it only reads the serial) but still checks the
 /// handshake signature, so the server really holds the key of what it showed.
 fn client_config() -> rustls::ClientConfig {
+    any_certificate_client(true)
+}
+
+/// A client that takes any certificate; `check_signature`: the handshake's signature is
+/// verified against it (a TLS-ALPN-01 certificate, whose critical acmeIdentifier extension no
+/// certificate parser accepts, can only be read without).
+pub(crate) fn any_certificate_client(check_signature: bool) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap_or_else(|_| rustls::ClientConfig::builder())
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate {
+            provider,
+            check_signature,
+        }))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
 }
 
 #[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+struct AnyCertificate {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    check_signature: bool,
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -206,11 +219,14 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if !self.check_signature {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -220,15 +236,20 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if !self.check_signature {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
         rustls::crypto::verify_tls13_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

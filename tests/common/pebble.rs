@@ -159,10 +159,12 @@ impl Pebble {
     /// pre-flight checks asking challtestsrv, the DNS Pebble validates with.
     pub fn acme_table(&self, extra: &str) -> String {
         format!(
-            "\n[acme]\ndirectory = \"https://127.0.0.1:{}/dir\"\nca_roots = \"{}\"\nretry_min = \"1s\"\nretry_max = \"4s\"\nnameservers = [\"127.0.0.1:{}\"]\ncaa_identities = [\"{PEBBLE_CAA_IDENTITY}\"]\n{extra}\n",
+            "\n[acme]\ndirectory = \"https://127.0.0.1:{}/dir\"\nca_roots = \"{}\"\nretry_min = \"1s\"\nretry_max = \"4s\"\nnameservers = [\"127.0.0.1:{}\"]\ncaa_identities = [\"{PEBBLE_CAA_IDENTITY}\"]\nhttp01_port = {}\ntls_alpn01_port = {}\n{extra}\n",
             self.port,
             self.dir.path().join("wfe-root.pem").display(),
-            self.dns_port
+            self.dns_port,
+            self.edge_http,
+            self.edge_https
         )
     }
 

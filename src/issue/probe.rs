@@ -1,0 +1,176 @@
+//! The validation-path probe: before an order, the edge publishes a probe answer for a name
+//! (on this node and, in a fleet, on every node) and fetches it the way the CA will — the name
+//! resolved through public DNS, a connection to that address on the challenge's port, HTTP-01
+//! `GET /.well-known/acme-challenge/<token>` with the name as Host, or a TLS-ALPN-01
+//! handshake (`acme-tls/1`, the name as SNI). Whatever answers must give back the probe's own
+//! answer: a closed port, a firewall or another server in the way is found without spending a
+//! CA attempt.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Challenges;
+use crate::config::ChallengeKind;
+use crate::store::Store;
+
+/// Bound of one fetch (connect, request, answer).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries, a moment apart: in a fleet the answer reaches the other nodes through the store.
+const TRIES: usize = 3;
+const TRY_GAP: Duration = Duration::from_millis(500);
+/// Most of an HTTP answer read.
+const MAX_ANSWER: usize = 16 * 1024;
+
+/// Where the CA connects for one challenge kind.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Path {
+    pub(super) kind: ChallengeKind,
+    pub(super) port: u16,
+}
+
+/// Publishes a probe answer for `name` and fetches it from `address` as the CA would.
+pub(super) async fn probe(
+    store: &Arc<Store>,
+    challenges: &Arc<Challenges>,
+    name: &str,
+    address: std::net::IpAddr,
+    path: Path,
+) -> Result<(), String> {
+    let token = random_hex(16);
+    let answer = format!("onehttps-probe.{}", random_hex(16));
+    let _shared = crate::fleet::challenges::share(store, path.kind, name, &token, &answer).await?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, answer.as_bytes());
+    let _local = match path.kind {
+        ChallengeKind::Http01 => {
+            challenges.add_http01(name.to_owned(), token.clone(), answer.clone())
+        }
+        ChallengeKind::TlsAlpn01 => {
+            let cert =
+                super::acme::tls_alpn01_cert(name, digest.as_ref()).map_err(|e| e.message)?;
+            challenges.add_tls_alpn01(name.to_owned(), cert)
+        }
+    };
+    let target = SocketAddr::new(address, path.port);
+    let mut last = String::new();
+    for attempt in 0..TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(TRY_GAP).await;
+        }
+        let fetched = match path.kind {
+            ChallengeKind::Http01 => fetch_http01(target, name, &token, &answer).await,
+            ChallengeKind::TlsAlpn01 => fetch_tls_alpn01(target, name, digest.as_ref()).await,
+        };
+        match fetched {
+            Ok(()) => return Ok(()),
+            Err(why) => last = why,
+        }
+    }
+    let (challenge, how) = match path.kind {
+        ChallengeKind::Http01 => (
+            "HTTP-01",
+            format!("http://{name}/.well-known/acme-challenge/…"),
+        ),
+        ChallengeKind::TlsAlpn01 => ("TLS-ALPN-01", format!("a TLS handshake for {name}")),
+    };
+    Err(format!(
+        "not ordered: the CA would validate {name} ({challenge}) with {how} at {target}, and {last}: make port {} of {address} reach this edge, or list only the challenges it can answer in acme.challenges",
+        path.port
+    ))
+}
+
+/// What a failed connection says, in words.
+fn connect_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => {
+            "nothing accepts connections there (connection refused)".to_owned()
+        }
+        _ => format!("the connection failed ({e})"),
+    }
+}
+
+async fn fetch_http01(
+    target: SocketAddr,
+    name: &str,
+    token: &str,
+    answer: &str,
+) -> Result<(), String> {
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(target)
+            .await
+            .map_err(|e| connect_error(&e))?;
+        let request = format!(
+            "GET /.well-known/acme-challenge/{token} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: onehttps-preflight\r\nConnection: close\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("the request could not be sent ({e})"))?;
+        let mut body = Vec::new();
+        (&mut tcp)
+            .take(MAX_ANSWER as u64)
+            .read_to_end(&mut body)
+            .await
+            .map_err(|e| format!("the answer could not be read ({e})"))?;
+        Ok::<_, String>(String::from_utf8_lossy(&body).into_owned())
+    };
+    let response = tokio::time::timeout(FETCH_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("nothing answered within {}s", FETCH_TIMEOUT.as_secs()))??;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("no HTTP answer");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    if status == "200" && body.trim() == answer {
+        Ok(())
+    } else {
+        Err(format!(
+            "what answered there (HTTP status {status}) is not this edge: another server is in the way"
+        ))
+    }
+}
+
+async fn fetch_tls_alpn01(target: SocketAddr, name: &str, digest: &[u8]) -> Result<(), String> {
+    let mut config = crate::managed::self_check::any_certificate_client(false);
+    config.alpn_protocols = vec![super::challenges::ACME_TLS_ALPN.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|e| format!("`{name}` is not a server name ({e})"))?;
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(target)
+            .await
+            .map_err(|e| connect_error(&e))?;
+        let tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("the TLS handshake failed ({e})"))?;
+        let leaf = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first().cloned())
+            .ok_or_else(|| "no certificate was shown".to_owned())?;
+        Ok::<_, String>(leaf)
+    };
+    let leaf = tokio::time::timeout(FETCH_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("nothing answered within {}s", FETCH_TIMEOUT.as_secs()))??;
+    if leaf.windows(digest.len()).any(|w| w == digest) {
+        Ok(())
+    } else {
+        Err("what answered there showed another certificate: another server is in the way".into())
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    if aws_lc_rs::rand::fill(&mut raw).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        raw = nanos.to_be_bytes()[..bytes.min(16)].to_vec();
+    }
+    crate::store::seal::to_hex(&raw)
+}

@@ -866,3 +866,69 @@ fn a_caa_record_for_another_ca_fails_the_site_with_the_record_and_no_order() {
     w.wait_status("caa.example.com", "active", Duration::from_secs(30));
     assert_eq!(w.pebble.log().matches("orders in the db").count(), 1);
 }
+
+#[test]
+fn a_wildcard_site_is_issued_over_dns01_through_its_delegation_and_serves_its_subdomains() {
+    let (_rt, origin) = common::origin_on_own_runtime("wild-origin");
+    let ports = EdgePorts::new();
+    let edge_dns = common::free_port();
+    // Pebble resolves through unbound: example.com at challtestsrv, the ACME zone at the edge.
+    let pebble = Pebble::start(
+        &ports,
+        PebbleOptions {
+            acme_zone: Some(("acme.edge.test", edge_dns)),
+            ..PebbleOptions::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ports.server_table(&dir.path().join("data"));
+    config.push_str(&pebble.acme_table("challenges = [\"http-01\"]"));
+    config.push_str(&pebble.onboarding_table_with(&format!(
+        "allow_private_origins = true\nacme_zone = \"acme.edge.test\"\nacme_dns = \"127.0.0.1:{edge_dns}\"\n"
+    )));
+    let edge = EdgeProcess::start(dir, &ports, &config);
+    let body = serde_json::json!({ "hosts": ["*.example.com"], "origins": [origin.url()] });
+    let (code, created) = edge.api("POST", "/api/v1/sites", Some(&body.to_string()));
+    assert_eq!(code, 201, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let delegation = &created["acme_challenge_cname"];
+    assert_eq!(
+        delegation["name"], "_acme-challenge.example.com",
+        "{created}"
+    );
+    let target = delegation["target"].as_str().unwrap();
+    assert_eq!(
+        target,
+        format!("{}.acme.edge.test", created["id"].as_str().unwrap())
+    );
+    assert!(
+        created["next_step"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("_acme-challenge.example.com CNAME {target}")),
+        "{created}"
+    );
+    // The one record the owner creates; no DNS API key changes hands.
+    pebble.set_cname("_acme-challenge.example.com", target);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, site) = edge.api("GET", "/api/v1/sites/*.example.com", None);
+        let site: serde_json::Value = serde_json::from_str(&site).unwrap();
+        if site["status"] == "active" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{site}\n{}\n{}",
+            edge.log(),
+            pebble.unbound.as_ref().map(|u| u.log()).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let root = pebble.write_issuing_root(edge.dir.path());
+    for host in ["shop.example.com", "blog.example.com"] {
+        let (ok, out) = curl(host, edge.https, "/", &root, &[]);
+        assert!(ok && out.contains("wild-origin"), "{host}: {out}");
+    }
+    assert!(edge.log().contains("ACME order placed"));
+}

@@ -53,28 +53,36 @@ pub(crate) fn api_host(raw: &str) -> Result<HostName, ApiError> {
         ))
     })?;
     let host = HostName::parse(&ascii).map_err(|e| bad(format!("`{raw}`: {e}")))?;
-    if host.is_wildcard() {
-        return Err(bad(format!(
-            "`{raw}`: wildcard names cannot be onboarded (they need DNS-01); upload a wildcard certificate instead"
-        )));
-    }
-    if !host.as_str().contains('.') {
+    if !host.as_str().trim_start_matches("*.").contains('.') {
         return Err(bad(format!("`{raw}` is a bare top-level name, not a site")));
     }
     Ok(host)
 }
 
-fn describe(record: &SiteRecord) -> serde_json::Value {
+fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
     let mut value = serde_json::to_value(record).unwrap_or_default();
+    let acme_record = api.edge.onboarding.dns01_record(record);
     if let Some(object) = value.as_object_mut() {
         object.remove("next_check");
+        if let Some((name, target)) = &acme_record {
+            object.insert(
+                "acme_challenge_cname".into(),
+                json!({ "name": name, "target": target }),
+            );
+        }
         object.insert(
             "next_step".into(),
             json!(match record.status {
-                crate::onboarding::SiteStatus::PendingDns => format!(
-                    "create the DNS record `{} CNAME {}` (apex names: A/AAAA to the edge and TXT `_onehttps.{}` = `{}`)",
-                    record.hosts[0], record.cname_target, record.hosts[0], record.txt_token
-                ),
+                crate::onboarding::SiteStatus::PendingDns => match acme_record {
+                    Some((name, target)) => format!(
+                        "create the DNS records `{} CNAME {}` (traffic) and `{name} CNAME {target}` (certificates, over DNS-01)",
+                        record.hosts[0], record.cname_target
+                    ),
+                    None => format!(
+                        "create the DNS record `{} CNAME {}` (apex names: A/AAAA to the edge and TXT `_onehttps.{}` = `{}`)",
+                        record.hosts[0], record.cname_target, record.hosts[0], record.txt_token
+                    ),
+                },
                 crate::onboarding::SiteStatus::Active => "nothing: the site is served over HTTPS".into(),
                 crate::onboarding::SiteStatus::Queued => "wait: the CA's limits hold the order back (see reason); it is placed by itself at next_attempt_at".into(),
                 _ => "wait: onehttps is working on it".into(),
@@ -104,6 +112,14 @@ pub(crate) async fn create(
     let mut hosts: Vec<HostName> = Vec::new();
     for raw in &new.hosts {
         let host = api_host(raw)?;
+        if host.is_wildcard() && !api.edge.onboarding.answers_dns01() {
+            return Err(ApiError::bad_request(
+                "bad_host",
+                format!(
+                    "`{raw}`: wildcard names are validated over DNS-01, which this edge does not answer: the operator must set [onboarding] acme_zone (or upload a wildcard certificate)"
+                ),
+            ));
+        }
         if hosts.contains(&host) {
             return Err(ApiError::bad_request(
                 "bad_host",
@@ -154,7 +170,7 @@ pub(crate) async fn create(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     tracing::info!(site = %record.hosts[0], target = %record.cname_target, "site added");
-    Ok((StatusCode::CREATED, Json(describe(&record))))
+    Ok((StatusCode::CREATED, Json(describe(&api, &record))))
 }
 
 /// A page of the registered sites, in id order (see `page.rs`).
@@ -165,7 +181,7 @@ pub(crate) async fn list(
     let page = super::page::Page::of(query)?;
     let (records, total) = api.edge.onboarding.page(page.after.as_deref(), page.ask());
     let (records, next) = page.cut(records, |r| r.id.clone());
-    let sites: Vec<_> = records.iter().map(describe).collect();
+    let sites: Vec<_> = records.iter().map(|r| describe(&api, r)).collect();
     Ok(Json(
         json!({ "sites": sites, "next": next, "total": total }),
     ))
@@ -183,7 +199,7 @@ pub(crate) async fn show(
     State(api): State<Api>,
     Path(host): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(describe(&find(&api, &host)?)))
+    Ok(Json(describe(&api, &find(&api, &host)?)))
 }
 
 pub(crate) async fn remove(

@@ -24,6 +24,9 @@ const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(6 * 3600);
 pub enum ChallengeKind {
     Http01,
     TlsAlpn01,
+    /// Answered by the edge's DNS server for `onboarding.acme_zone`; used for wildcard names
+    /// (never listed in `acme.challenges`).
+    Dns01,
 }
 
 /// Which issuer a managed site's certificate comes from.
@@ -69,6 +72,8 @@ pub struct AcmeSettings {
     pub tls_alpn01_port: u16,
     /// Whether a probe answer is fetched through each name before an order.
     pub probe: bool,
+    /// Whether DNS-01 is answered (`onboarding.acme_zone` is set): wildcards can be issued.
+    pub dns01: bool,
 }
 
 /// The limits for `directory`: its defaults, each key of `[acme.limits]` over its own (0
@@ -242,6 +247,7 @@ pub(super) fn convert(a: FileAcme, base: &Path, issues: &mut Issues<'_>) -> Acme
         http01_port: a.http01_port.unwrap_or(80),
         tls_alpn01_port: a.tls_alpn01_port.unwrap_or(443),
         probe: a.probe.unwrap_or(true),
+        dns01: false,
         nameservers: a.nameservers.map_or_else(Vec::new, |list| {
             super::onboarding::nameservers(list, "acme.nameservers", issues)
         }),

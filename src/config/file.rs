@@ -130,6 +130,8 @@ pub(crate) struct FileOnboarding {
     pub(crate) active_recheck: Option<Spanned<String>>,
     pub(crate) moved_grace: Option<Spanned<String>>,
     pub(crate) allow_private_origins: Option<bool>,
+    pub(crate) acme_zone: Option<Spanned<String>>,
+    pub(crate) acme_dns: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -500,6 +500,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         acme.nameservers.clone_from(&onboarding.nameservers);
     }
     acme.edge_addresses.clone_from(&onboarding.edge_addresses);
+    acme.dns01 = onboarding.acme_zone.is_some();
     let events = EventSettings {
         webhook: file
             .events

@@ -33,7 +33,16 @@ pub struct OnboardingSettings {
     /// Whether API-registered sites and the webhook may point at loopback, private or
     /// link-local addresses (off: a tenant cannot make the edge reach its own network).
     pub allow_private_origins: bool,
+    /// The zone delegated to the edge's own DNS server for DNS-01: a site owner adds
+    /// `_acme-challenge.<name> CNAME <site-id>.<acme_zone>`; `None` = DNS-01 off.
+    pub acme_zone: Option<HostName>,
+    /// Where that DNS server listens (UDP and TCP).
+    pub acme_dns: SocketAddr,
 }
+
+/// Where the ACME zone's DNS server listens unless `onboarding.acme_dns` says.
+const DEFAULT_ACME_DNS: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 53);
 
 pub(super) fn convert(o: FileOnboarding, issues: &mut Issues<'_>) -> OnboardingSettings {
     let cname_zone = o
@@ -87,6 +96,32 @@ pub(super) fn convert(o: FileOnboarding, issues: &mut Issues<'_>) -> OnboardingS
         "onboarding.recheck_max",
         issues,
     );
+    let acme_zone = o
+        .acme_zone
+        .and_then(|z| match HostName::parse(z.get_ref()) {
+            Ok(zone) if !zone.is_wildcard() && zone.as_str().contains('.') => Some(zone),
+            _ => {
+                issues.at(
+                    z.span(),
+                    "onboarding.acme_zone",
+                    format!(
+                        "`{}` is not a DNS zone name like \"acme.edge.example.net\"",
+                        z.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+    let acme_dns = o.acme_dns.map_or(DEFAULT_ACME_DNS, |a| {
+        a.get_ref().parse().unwrap_or_else(|_| {
+            issues.at(
+                a.span(),
+                "onboarding.acme_dns",
+                format!("`{}` is not an address like 0.0.0.0:53", a.get_ref()),
+            );
+            DEFAULT_ACME_DNS
+        })
+    });
     OnboardingSettings {
         cname_zone,
         nameservers,
@@ -106,6 +141,8 @@ pub(super) fn convert(o: FileOnboarding, issues: &mut Issues<'_>) -> OnboardingS
             issues,
         ),
         allow_private_origins: o.allow_private_origins.unwrap_or(false),
+        acme_zone,
+        acme_dns,
     }
 }
 

@@ -230,6 +230,7 @@ impl Edge {
             interval,
             self.cancel.clone(),
         ));
+        self.start_acme_dns();
         self.tracker.spawn(crate::managed::self_check::run(
             self.table.clone(),
             self.server.self_check,
@@ -302,6 +303,45 @@ impl Edge {
                 .run_scheduler(self.certificates.installs(), self.cancel.clone()),
         );
         crate::fleet::start(self);
+    }
+
+    /// Serves `[onboarding] acme_zone` (DNS-01 answers) when it is set; a port that cannot
+    /// be bound is an ERROR and DNS-01 stays off.
+    fn start_acme_dns(self: &Arc<Self>) {
+        let settings = self.lock_config().onboarding.clone();
+        let Some(zone) = settings.acme_zone else {
+            return;
+        };
+        let address = settings.acme_dns;
+        let bound = std::net::UdpSocket::bind(address)
+            .and_then(|udp| Ok((udp, std::net::TcpListener::bind(address)?)))
+            .and_then(|(udp, tcp)| {
+                udp.set_nonblocking(true)?;
+                tcp.set_nonblocking(true)?;
+                Ok((
+                    tokio::net::UdpSocket::from_std(udp)?,
+                    tokio::net::TcpListener::from_std(tcp)?,
+                ))
+            });
+        let (udp, tcp) = match bound {
+            Ok(sockets) => sockets,
+            Err(e) => {
+                tracing::error!(%address, error = %e, "cannot serve the ACME zone's DNS (onboarding.acme_dns): DNS-01 and wildcard sites will fail");
+                return;
+            }
+        };
+        let (onboarding, challenges) = (self.onboarding.clone(), self.challenges.clone());
+        let zone = Arc::new(crate::onboarding::acme_dns::Zone {
+            name: zone.as_str().to_owned(),
+            values: move |id: &str| onboarding.dns01_values(id, &challenges),
+        });
+        tracing::info!(%address, zone = %zone.name, "serving the ACME zone's DNS (DNS-01 answers)");
+        self.tracker.spawn(crate::onboarding::acme_dns::serve(
+            zone,
+            udp,
+            tcp,
+            self.cancel.clone(),
+        ));
     }
 
     /// Runs `task` among the edge's background tasks (waited for at shutdown).

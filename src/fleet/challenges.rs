@@ -69,6 +69,7 @@ pub async fn share(
         kind: match kind {
             ChallengeKind::Http01 => "http-01",
             ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            ChallengeKind::Dns01 => "dns-01",
         }
         .to_owned(),
         name: name.to_owned(),
@@ -125,6 +126,9 @@ fn add(challenges: &Challenges, bytes: &[u8]) {
                     tracing::warn!(error = %e.message, "cannot build a shared TLS-ALPN-01 answer")
                 }
             }
+        }
+        "dns-01" => {
+            challenges.add_shared_dns01(shared.name, shared.token, shared.key_authorization)
         }
         other => tracing::warn!(
             kind = other,

@@ -309,17 +309,25 @@ impl AcmeIssuer {
             }
             let offered: Vec<ChallengeType> =
                 authz.challenges.iter().map(|c| c.r#type.clone()).collect();
-            let Some(kind) = self
-                .settings
-                .challenges
-                .iter()
-                .copied()
+            // A wildcard is validated over DNS-01 only; other names prefer the configured
+            // challenges, DNS-01 last.
+            let wildcard = authz.identifier().wildcard;
+            let dns01 = self.settings.dns01.then_some(ChallengeKind::Dns01);
+            let mut usable: Vec<ChallengeKind> = if wildcard {
+                Vec::new()
+            } else {
+                self.settings.challenges.clone()
+            };
+            usable.extend(dns01);
+            let Some(kind) = usable
+                .into_iter()
                 .find(|k| offered.contains(&challenge_type(*k)))
             else {
-                return Err(IssueError::new(format!(
-                    "the CA offers none of the configured challenges ({offered:?}); \
-                     wildcard names need DNS-01, which onehttps does not answer"
-                )));
+                return Err(IssueError::new(if wildcard && !self.settings.dns01 {
+                    "a wildcard name is validated over DNS-01 only: set [onboarding] acme_zone and delegate it to this edge".to_owned()
+                } else {
+                    format!("the CA offers none of the configured challenges ({offered:?})")
+                }));
             };
             let mut challenge = authz
                 .challenge(challenge_type(kind))
@@ -329,12 +337,17 @@ impl AcmeIssuer {
                 other => return Err(IssueError::new(format!("unsupported identifier {other:?}"))),
             };
             let key_authorization = challenge.key_authorization();
+            // What the answer carries: the key authorization, or for DNS-01 its TXT value.
+            let answer = match kind {
+                ChallengeKind::Dns01 => key_authorization.dns_value(),
+                _ => key_authorization.as_str().to_owned(),
+            };
             let shared = crate::fleet::challenges::share(
                 &self.store,
                 kind,
                 &name,
                 &challenge.token,
-                key_authorization.as_str(),
+                &answer,
             )
             .await
             .map_err(IssueError::new)?;
@@ -348,6 +361,10 @@ impl AcmeIssuer {
                 ChallengeKind::TlsAlpn01 => {
                     let cert = tls_alpn01_cert(&name, key_authorization.digest().as_ref())?;
                     self.challenges.add_tls_alpn01(name.clone(), cert)
+                }
+                ChallengeKind::Dns01 => {
+                    self.challenges
+                        .add_dns01(name.clone(), challenge.token.clone(), answer.clone())
                 }
             });
             challenge
@@ -432,6 +449,7 @@ fn challenge_type(kind: ChallengeKind) -> ChallengeType {
     match kind {
         ChallengeKind::Http01 => ChallengeType::Http01,
         ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        ChallengeKind::Dns01 => ChallengeType::Dns01,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Challenge answers the listeners give while an ACME order is being validated: HTTP-01
-//! key authorizations on the HTTP listener (RFC 8555 §8.3) and TLS-ALPN-01 certificates on
-//! the HTTPS listener (RFC 8737), keyed by token and by name. The ACME issuer inserts an
+//! key authorizations on the HTTP listener (RFC 8555 §8.3), TLS-ALPN-01 certificates on
+//! the HTTPS listener (RFC 8737), and DNS-01 TXT values (RFC 8555 §8.4) on the edge's own
+//! DNS server for the delegated ACME zone, keyed by token and by name. The ACME issuer inserts an
 //! answer before asking the CA to validate and removes it afterwards (`ChallengeGuard`).
 
 use std::collections::HashMap;
@@ -20,6 +21,8 @@ pub struct Challenges {
     http01: RwLock<HashMap<String, (String, String)>>,
     /// name → self-signed certificate carrying the acmeIdentifier extension.
     tls_alpn01: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// token → (the name being validated, without `*.`; TXT value).
+    dns01: RwLock<HashMap<String, (String, String)>>,
     /// Answers other nodes of the fleet published, by token (`fleet/challenges.rs`).
     shared: RwLock<HashMap<String, SharedAnswer>>,
     /// Whether other nodes publish answers (then a miss waits a moment for them).
@@ -40,6 +43,8 @@ enum SharedAnswer {
     Http01(String, String),
     /// (name, certificate).
     TlsAlpn01(String, Arc<CertifiedKey>),
+    /// (name without `*.`, TXT value).
+    Dns01(String, String),
 }
 
 impl Challenges {
@@ -52,7 +57,7 @@ impl Challenges {
                 SharedAnswer::Http01(name, key_authorization) => {
                     Some((name.clone(), key_authorization.clone()))
                 }
-                SharedAnswer::TlsAlpn01(..) => None,
+                SharedAnswer::TlsAlpn01(..) | SharedAnswer::Dns01(..) => None,
             })?;
         name.eq_ignore_ascii_case(host).then_some(key_authorization)
     }
@@ -70,6 +75,30 @@ impl Challenges {
                 SharedAnswer::TlsAlpn01(n, cert) if n == name => Some(cert.clone()),
                 _ => None,
             })
+    }
+
+    /// The DNS-01 TXT values pending for `name` (without `*.`, lowercase): one per order in
+    /// flight for it (a name and its wildcard may be validated at once).
+    pub fn dns01(&self, name: &str) -> Vec<String> {
+        let mut values: Vec<String> = self
+            .dns01
+            .read()
+            .map(|map| {
+                map.values()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Ok(shared) = self.shared.read() {
+            values.extend(shared.values().filter_map(|answer| match answer {
+                SharedAnswer::Dns01(n, v) if n.eq_ignore_ascii_case(name) => Some(v.clone()),
+                _ => None,
+            }));
+        }
+        values.sort_unstable();
+        values.dedup();
+        values
     }
 
     /// From now on answers also come from other nodes (see [`wait_for`](Self::wait_for)).
@@ -107,6 +136,14 @@ impl Challenges {
     pub fn add_shared_tls_alpn01(&self, name: String, token: String, cert: Arc<CertifiedKey>) {
         if let Ok(mut map) = self.shared.write() {
             map.insert(token, SharedAnswer::TlsAlpn01(name, cert));
+        }
+        self.shared_added.notify_waiters();
+    }
+
+    /// Serves a DNS-01 answer another node published.
+    pub fn add_shared_dns01(&self, name: String, token: String, value: String) {
+        if let Ok(mut map) = self.shared.write() {
+            map.insert(token, SharedAnswer::Dns01(name, value));
         }
         self.shared_added.notify_waiters();
     }
@@ -155,11 +192,28 @@ impl Challenges {
             slot: Slot::TlsAlpn01(name),
         }
     }
+
+    /// Publishes a DNS-01 TXT value for `name` (without `*.`) until the guard is dropped.
+    pub fn add_dns01(
+        self: &Arc<Self>,
+        name: String,
+        token: String,
+        value: String,
+    ) -> ChallengeGuard {
+        if let Ok(mut map) = self.dns01.write() {
+            map.insert(token.clone(), (name.to_ascii_lowercase(), value));
+        }
+        ChallengeGuard {
+            challenges: self.clone(),
+            slot: Slot::Dns01(token),
+        }
+    }
 }
 
 enum Slot {
     Http01(String),
     TlsAlpn01(String),
+    Dns01(String),
 }
 
 /// Removes a challenge answer when dropped, however the order ends.
@@ -179,6 +233,11 @@ impl Drop for ChallengeGuard {
             Slot::TlsAlpn01(name) => {
                 if let Ok(mut map) = self.challenges.tls_alpn01.write() {
                     map.remove(name);
+                }
+            }
+            Slot::Dns01(token) => {
+                if let Ok(mut map) = self.challenges.dns01.write() {
+                    map.remove(token);
                 }
             }
         }

@@ -40,12 +40,16 @@ impl Preflight {
             .challenges
             .first()
             .filter(|_| settings.probe)
-            .map(|kind| probe::Path {
-                kind: *kind,
-                port: match kind {
-                    ChallengeKind::Http01 => settings.http01_port,
-                    ChallengeKind::TlsAlpn01 => settings.tls_alpn01_port,
-                },
+            .and_then(|kind| match kind {
+                ChallengeKind::Http01 => Some(probe::Path {
+                    kind: probe::Via::Http01,
+                    port: settings.http01_port,
+                }),
+                ChallengeKind::TlsAlpn01 => Some(probe::Path {
+                    kind: probe::Via::TlsAlpn01,
+                    port: settings.tls_alpn01_port,
+                }),
+                ChallengeKind::Dns01 => None,
             });
         Self {
             resolver,

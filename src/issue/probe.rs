@@ -24,10 +24,17 @@ const TRY_GAP: Duration = Duration::from_millis(500);
 /// Most of an HTTP answer read.
 const MAX_ANSWER: usize = 16 * 1024;
 
+/// A challenge whose path can be probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    Http01,
+    TlsAlpn01,
+}
+
 /// Where the CA connects for one challenge kind.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Path {
-    pub(super) kind: ChallengeKind,
+    pub(super) kind: Via,
     pub(super) port: u16,
 }
 
@@ -41,13 +48,15 @@ pub(super) async fn probe(
 ) -> Result<(), String> {
     let token = random_hex(16);
     let answer = format!("onehttps-probe.{}", random_hex(16));
-    let _shared = crate::fleet::challenges::share(store, path.kind, name, &token, &answer).await?;
+    let kind = match path.kind {
+        Via::Http01 => ChallengeKind::Http01,
+        Via::TlsAlpn01 => ChallengeKind::TlsAlpn01,
+    };
+    let _shared = crate::fleet::challenges::share(store, kind, name, &token, &answer).await?;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, answer.as_bytes());
     let _local = match path.kind {
-        ChallengeKind::Http01 => {
-            challenges.add_http01(name.to_owned(), token.clone(), answer.clone())
-        }
-        ChallengeKind::TlsAlpn01 => {
+        Via::Http01 => challenges.add_http01(name.to_owned(), token.clone(), answer.clone()),
+        Via::TlsAlpn01 => {
             let cert =
                 super::acme::tls_alpn01_cert(name, digest.as_ref()).map_err(|e| e.message)?;
             challenges.add_tls_alpn01(name.to_owned(), cert)
@@ -60,8 +69,8 @@ pub(super) async fn probe(
             tokio::time::sleep(TRY_GAP).await;
         }
         let fetched = match path.kind {
-            ChallengeKind::Http01 => fetch_http01(target, name, &token, &answer).await,
-            ChallengeKind::TlsAlpn01 => fetch_tls_alpn01(target, name, digest.as_ref()).await,
+            Via::Http01 => fetch_http01(target, name, &token, &answer).await,
+            Via::TlsAlpn01 => fetch_tls_alpn01(target, name, digest.as_ref()).await,
         };
         match fetched {
             Ok(()) => return Ok(()),
@@ -69,11 +78,11 @@ pub(super) async fn probe(
         }
     }
     let (challenge, how) = match path.kind {
-        ChallengeKind::Http01 => (
+        Via::Http01 => (
             "HTTP-01",
             format!("http://{name}/.well-known/acme-challenge/…"),
         ),
-        ChallengeKind::TlsAlpn01 => ("TLS-ALPN-01", format!("a TLS handshake for {name}")),
+        Via::TlsAlpn01 => ("TLS-ALPN-01", format!("a TLS handshake for {name}")),
     };
     Err(format!(
         "not ordered: the CA would validate {name} ({challenge}) with {how} at {target}, and {last}: make port {} of {address} reach this edge, or list only the challenges it can answer in acme.challenges",

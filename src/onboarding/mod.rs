@@ -3,6 +3,7 @@
 //! an active site's DNS (→ `dns_moved`) and opens or closes its issuance gate: a registered
 //! site's certificate is only ever requested while its DNS points here (plus a grace period).
 
+pub mod acme_dns;
 pub mod dns;
 pub mod policy;
 pub mod registry;
@@ -508,6 +509,11 @@ impl Onboarding {
                 reason: "no DNS resolver".into(),
             };
         };
+        // A wildcard is proven by its DNS-01 delegation (no record of a wildcard name can be
+        // looked up); traffic for it follows the owner's wildcard CNAME.
+        if let Some((name, target)) = self.dns01_record(record) {
+            return dns.check_cname(&name, &target).await;
+        }
         for host in &record.hosts {
             let mut verdict = dns.check_cname(host, &record.cname_target).await;
             if verdict == Verdict::Missing && !self.settings.edge_addresses.is_empty() {
@@ -520,6 +526,36 @@ impl Onboarding {
             }
         }
         Verdict::Verified
+    }
+
+    /// Whether this edge answers DNS-01 (`acme_zone` is set): wildcard sites can be added.
+    pub fn answers_dns01(&self) -> bool {
+        self.settings.acme_zone.is_some()
+    }
+
+    /// For a site with a wildcard name: the record its owner creates so that the edge answers
+    /// its DNS-01 challenges, `_acme-challenge.<base> CNAME <site-id>.<acme_zone>`.
+    pub fn dns01_record(&self, record: &SiteRecord) -> Option<(String, String)> {
+        let zone = self.settings.acme_zone.as_ref()?;
+        let base = record.hosts.iter().find_map(|h| h.strip_prefix("*."))?;
+        Some((
+            format!("_acme-challenge.{base}"),
+            format!("{}.{zone}", record.id),
+        ))
+    }
+
+    /// The DNS-01 values to serve at `<id>.<acme_zone>`: those of the orders in flight for
+    /// the names of the site `id`.
+    pub fn dns01_values(&self, id: &str, challenges: &crate::issue::Challenges) -> Vec<String> {
+        let Some(record) = self.lock().get(id).map(|r| r.hosts.clone()) else {
+            return Vec::new();
+        };
+        let mut values: Vec<String> = record
+            .iter()
+            .flat_map(|host| challenges.dns01(host.trim_start_matches("*.")))
+            .collect();
+        values.dedup();
+        values
     }
 
     /// Starts the DNS checks of the registered site `id` (a site already queued stays).
@@ -700,12 +736,19 @@ impl Onboarding {
                 tracing::warn!(site = %subject, %reason, "DNS check failed; will retry");
                 Some(s.recheck_min)
             }
-            (_, Verdict::Elsewhere { found }) => Some(self.pending(
-                record,
-                format!("the name points to {found}, not {}", record.cname_target),
-            )),
+            (_, Verdict::Elsewhere { found }) => {
+                let reason = match self.dns01_record(record) {
+                    Some((name, target)) => format!("{name} points to {found}, not {target}"),
+                    None => format!("the name points to {found}, not {}", record.cname_target),
+                };
+                Some(self.pending(record, reason))
+            }
             (_, Verdict::Missing) => {
-                Some(self.pending(record, format!("no CNAME to {} yet", record.cname_target)))
+                let reason = match self.dns01_record(record) {
+                    Some((name, target)) => format!("no CNAME {name} → {target} yet"),
+                    None => format!("no CNAME to {} yet", record.cname_target),
+                };
+                Some(self.pending(record, reason))
             }
         }
     }

@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub mod etcd;
 pub mod pebble;
+pub mod unbound;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

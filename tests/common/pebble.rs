@@ -15,6 +15,9 @@ pub struct PebbleOptions {
     pub validity_secs: Option<u64>,
     /// Keep Pebble's default 5 % `badNonce` rejection (real CAs reject nonces too).
     pub reject_nonces: bool,
+    /// DNS-01 through a real resolver: Pebble asks unbound, which delegates `example.com` to
+    /// challtestsrv and this zone to the edge's DNS server on this port.
+    pub acme_zone: Option<(&'static str, u16)>,
 }
 
 /// How the edge is told Pebble names itself in CAA records (Pebble's directory has no
@@ -32,6 +35,8 @@ pub struct Pebble {
     pub dns_mgmt_port: u16,
     edge_http: u16,
     edge_https: u16,
+    /// The resolver Pebble uses when `acme_zone` is set.
+    pub unbound: Option<super::unbound::Unbound>,
 }
 
 fn need(binary: &str) {
@@ -68,8 +73,17 @@ impl Pebble {
             dns_mgmt_port: free_port(),
             edge_http: edge.http,
             edge_https: edge.https,
+            unbound: None,
         };
         pebble.start_dns();
+        if let Some((zone, edge_dns)) = options.acme_zone {
+            pebble.unbound = Some(super::unbound::Unbound::start(
+                "example.com",
+                pebble.dns_port,
+                zone,
+                edge_dns,
+            ));
+        }
         pebble.start_ca();
         pebble
     }
@@ -126,7 +140,10 @@ impl Pebble {
         cmd.arg("-config")
             .arg(&config)
             .arg("-dnsserver")
-            .arg(format!("127.0.0.1:{}", self.dns_port))
+            .arg(format!(
+                "127.0.0.1:{}",
+                self.unbound.as_ref().map_or(self.dns_port, |u| u.port)
+            ))
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_AUTHZREUSE", "0");
         if !self.options.reject_nonces {

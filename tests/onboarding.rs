@@ -932,3 +932,23 @@ fn a_wildcard_site_is_issued_over_dns01_through_its_delegation_and_serves_its_su
     }
     assert!(edge.log().contains("ACME order placed"));
 }
+
+#[test]
+fn an_apex_name_verifies_with_a_and_its_dns01_delegation_instead_of_the_txt_token() {
+    let edge_dns = common::free_port();
+    let w = world_with(&format!(
+        "acme_zone = \"acme.edge.test\"\nacme_dns = \"127.0.0.1:{edge_dns}\"\n"
+    ));
+    w.add(&["example.net"]);
+    let site = w.site("example.net");
+    let target = format!("{}.acme.edge.test", site["id"].as_str().unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(w.site("example.net")["status"], "pending_dns");
+    // A delegation to another site's target proves nothing.
+    w.pebble
+        .set_cname("_acme-challenge.example.net", "someone-else.acme.edge.test");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(w.site("example.net")["status"], "pending_dns");
+    w.pebble.set_cname("_acme-challenge.example.net", &target);
+    w.wait_status("example.net", "active", Duration::from_secs(60));
+}

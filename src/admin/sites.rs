@@ -79,8 +79,19 @@ fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
                         record.hosts[0], record.cname_target
                     ),
                     None => format!(
-                        "create the DNS record `{} CNAME {}` (apex names: A/AAAA to the edge and TXT `_onehttps.{}` = `{}`)",
-                        record.hosts[0], record.cname_target, record.hosts[0], record.txt_token
+                        "create the DNS record `{} CNAME {}` (apex names: A/AAAA to the edge and TXT `_onehttps.{}` = `{}`{})",
+                        record.hosts[0],
+                        record.cname_target,
+                        record.hosts[0],
+                        record.txt_token,
+                        api.edge
+                            .onboarding
+                            .delegation_target(record)
+                            .map(|target| format!(
+                                ", or instead of the TXT `_acme-challenge.{} CNAME {target}`",
+                                record.hosts[0]
+                            ))
+                            .unwrap_or_default()
                     ),
                 },
                 crate::onboarding::SiteStatus::Active => "nothing: the site is served over HTTPS".into(),

@@ -89,8 +89,15 @@ impl DnsChecker {
     }
 
     /// Apex verification: every A/AAAA of `host` is one of `edge`, there is at least one,
-    /// and `_onehttps.<host>` has a TXT record equal to `token`.
-    pub async fn check_apex(&self, host: &str, edge: &[IpAddr], token: &str) -> Verdict {
+    /// and `_onehttps.<host>` has a TXT record equal to `token` — or, when the edge answers
+    /// DNS-01, `_acme-challenge.<host>` is a CNAME to the site's `delegation` target instead.
+    pub async fn check_apex(
+        &self,
+        host: &str,
+        edge: &[IpAddr],
+        token: &str,
+        delegation: Option<&str>,
+    ) -> Verdict {
         let ips: BTreeSet<IpAddr> = match self.resolver.lookup_ip(format!("{host}.")).await {
             Ok(lookup) => lookup.iter().collect(),
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => BTreeSet::new(),
@@ -129,9 +136,19 @@ impl DnsChecker {
             }
         };
         if txt.iter().any(|t| t == token) {
-            Verdict::Verified
-        } else {
-            Verdict::Missing
+            return Verdict::Verified;
+        }
+        match delegation {
+            Some(target) => {
+                match self
+                    .check_cname(&format!("_acme-challenge.{host}"), target)
+                    .await
+                {
+                    Verdict::Verified => Verdict::Verified,
+                    _ => Verdict::Missing,
+                }
+            }
+            None => Verdict::Missing,
         }
     }
 }

@@ -517,8 +517,14 @@ impl Onboarding {
         for host in &record.hosts {
             let mut verdict = dns.check_cname(host, &record.cname_target).await;
             if verdict == Verdict::Missing && !self.settings.edge_addresses.is_empty() {
+                let delegation = self.delegation_target(record);
                 verdict = dns
-                    .check_apex(host, &self.settings.edge_addresses, &record.txt_token)
+                    .check_apex(
+                        host,
+                        &self.settings.edge_addresses,
+                        &record.txt_token,
+                        delegation.as_deref(),
+                    )
                     .await;
             }
             if verdict != Verdict::Verified {
@@ -533,14 +539,20 @@ impl Onboarding {
         self.settings.acme_zone.is_some()
     }
 
+    /// Where a site's `_acme-challenge` CNAMEs point when the edge answers DNS-01:
+    /// `<site-id>.<acme_zone>`.
+    pub fn delegation_target(&self, record: &SiteRecord) -> Option<String> {
+        let zone = self.settings.acme_zone.as_ref()?;
+        Some(format!("{}.{zone}", record.id))
+    }
+
     /// For a site with a wildcard name: the record its owner creates so that the edge answers
     /// its DNS-01 challenges, `_acme-challenge.<base> CNAME <site-id>.<acme_zone>`.
     pub fn dns01_record(&self, record: &SiteRecord) -> Option<(String, String)> {
-        let zone = self.settings.acme_zone.as_ref()?;
         let base = record.hosts.iter().find_map(|h| h.strip_prefix("*."))?;
         Some((
             format!("_acme-challenge.{base}"),
-            format!("{}.{zone}", record.id),
+            self.delegation_target(record)?,
         ))
     }
 

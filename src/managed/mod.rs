@@ -265,6 +265,10 @@ impl CertManager {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         site.retire();
         self.unschedule(site);
+        if let Some(acme) = &self.acme {
+            // A renewal that waited behind a CA limit no longer keeps orders from new sites.
+            acme.ledger().forget_waiting(&Store::cert_id(site.hosts()));
+        }
         match self.store.remove_cert(site.hosts()) {
             Ok(()) => {
                 self.inventory.note_absent(Store::cert_id(site.hosts()));

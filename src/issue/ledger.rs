@@ -4,7 +4,7 @@
 //! ledger decides under a lock (the fleet's store lock on etcd) and records it as placed; its
 //! outcome is written when it ends. Entries older than the longest window are pruned.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,15 +27,18 @@ pub struct Ledger {
     limits: CaLimits,
     /// The ledger as last read, by entry key; serialises decisions on this node.
     copy: tokio::sync::Mutex<Copy>,
-    /// Certificates in service whose renewal waits behind a limit (by certificate id).
-    renewals_waiting: Mutex<HashSet<String>>,
+    /// Orders waiting behind a limit, in the order they arrived.
+    waiting: Mutex<Waiting>,
     /// Orders held back since start, for `/metrics`.
     held: std::sync::atomic::AtomicU64,
 }
 
+/// The ledger as last read: entry keys and attempts, side by side (a decision reads the
+/// attempts as one slice).
 #[derive(Default)]
 struct Copy {
-    entries: Vec<(String, Attempt)>,
+    keys: Vec<String>,
+    attempts: Vec<Attempt>,
     read_at: Option<Instant>,
 }
 
@@ -66,7 +69,7 @@ impl Ledger {
             dir: format!("acme/ledger-{directory_id}"),
             limits,
             copy: tokio::sync::Mutex::new(Copy::default()),
-            renewals_waiting: Mutex::new(HashSet::new()),
+            waiting: Mutex::new(Waiting::default()),
             held: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -75,8 +78,8 @@ impl Ledger {
         &self.limits
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.renewals_waiting
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -118,23 +121,48 @@ impl Ledger {
         let mut copy = self.copy.lock().await;
         self.refresh(&mut copy).map_err(|e| self.unreadable(&e))?;
         let now = unix(SystemTime::now());
-        let attempts: Vec<Attempt> = copy.entries.iter().map(|(_, a)| a.clone()).collect();
-        let waiting = {
+        let renewals_waiting = {
             let waiting = self.waiting();
             waiting
+                .renewals
                 .len()
-                .saturating_sub(usize::from(waiting.contains(id))) as u32
+                .saturating_sub(usize::from(waiting.renewals.contains(id))) as u32
         };
-        match decide(&self.limits, &attempts, names, renewal, waiting, now) {
+        match decide(
+            &self.limits,
+            &copy.attempts,
+            names,
+            renewal,
+            renewals_waiting,
+            now,
+        ) {
             Decision::Now => {}
+            Decision::Wait {
+                until,
+                limit: Limit::NewOrders,
+                reason,
+            } => {
+                // Everyone held by the account's limit would otherwise come back at the same
+                // moment, when one order leaves the window: each comes back when its turn
+                // can come (renewals first, then new certificates, each in arrival order).
+                let mut waiting = self.waiting();
+                let turn = waiting.turn(id, renewal);
+                let per_slot = Limit::NewOrders.window().as_secs()
+                    / u64::from(self.limits.new_orders_per_3h.unwrap_or(1).max(1));
+                return Err(Decision::Wait {
+                    until: until + turn * per_slot,
+                    limit: Limit::NewOrders,
+                    reason,
+                });
+            }
             held => {
                 if renewal {
-                    self.waiting().insert(id.to_owned());
+                    self.waiting().turn(id, true);
                 }
                 return Err(held);
             }
         }
-        self.waiting().remove(id);
+        self.waiting().leave(id);
         let attempt = Attempt {
             at: now,
             names: names.to_vec(),
@@ -145,7 +173,8 @@ impl Ledger {
         self.store
             .save_json(&key, &attempt)
             .map_err(|e| self.unreadable(&e))?;
-        copy.entries.push((key.clone(), attempt.clone()));
+        copy.keys.push(key.clone());
+        copy.attempts.push(attempt.clone());
         Ok(Placed { key, attempt })
     }
 
@@ -157,14 +186,14 @@ impl Ledger {
             return;
         }
         let mut copy = self.copy.lock().await;
-        if let Some(entry) = copy.entries.iter_mut().find(|(k, _)| *k == placed.key) {
-            entry.1 = placed.attempt;
+        if let Some(at) = copy.keys.iter().rposition(|k| *k == placed.key) {
+            copy.attempts[at] = placed.attempt;
         }
     }
 
-    /// A renewal that no longer waits (the site was removed, or it was issued elsewhere).
+    /// An order that no longer waits (the site was removed, or it was issued elsewhere).
     pub fn forget_waiting(&self, id: &str) {
-        self.waiting().remove(id);
+        self.waiting().leave(id);
     }
 
     fn unreadable(&self, e: &crate::store::StoreError) -> Decision {
@@ -195,14 +224,16 @@ impl Ledger {
             return Err(e);
         }
         let oldest = unix(SystemTime::now()).saturating_sub(KEEP.as_secs());
-        copy.entries.clear();
+        copy.keys.clear();
+        copy.attempts.clear();
         for (key, attempt) in entries.into_iter().flatten() {
             if attempt.at < oldest {
                 if let Err(e) = self.store.remove(&key) {
                     tracing::debug!(error = %e, "cannot prune an old CA ledger entry");
                 }
             } else {
-                copy.entries.push((key, attempt));
+                copy.keys.push(key);
+                copy.attempts.push(attempt);
             }
         }
         copy.read_at = Some(Instant::now());
@@ -215,7 +246,7 @@ impl Ledger {
         if let Err(e) = self.refresh(&mut copy) {
             tracing::debug!(error = %e, "the CA ledger is unreadable; showing the last copy");
         }
-        let attempts: Vec<Attempt> = copy.entries.iter().map(|(_, a)| a.clone()).collect();
+        let attempts = &copy.attempts;
         let now = unix(SystemTime::now());
         let uses = self
             .limits
@@ -223,7 +254,7 @@ impl Ledger {
             .into_iter()
             .filter_map(|(limit, max)| {
                 let max = max?;
-                let (used, busiest) = used(limit, &attempts, now);
+                let (used, busiest) = used(limit, attempts, now);
                 Some(LimitUse {
                     limit,
                     key: limit.key(),
@@ -236,9 +267,70 @@ impl Ledger {
             .collect();
         (
             uses,
-            self.waiting().len(),
+            self.waiting().renewals.len(),
             self.held.load(std::sync::atomic::Ordering::Relaxed),
         )
+    }
+}
+
+/// Orders held behind a limit on this node, each with its arrival number.
+#[derive(Default)]
+struct Waiting {
+    /// Renewals of certificates in service (they go first).
+    renewals: HashSet<String>,
+    /// id → (arrival number, renewal); and arrival numbers in order, per kind.
+    arrivals: HashMap<String, (u64, bool)>,
+    renewal_order: BTreeMap<u64, String>,
+    new_order: BTreeMap<u64, String>,
+    /// The next arrival number of each kind.
+    next_renewal: u64,
+    next_new: u64,
+}
+
+impl Waiting {
+    /// Joins the queue (if not in it yet); how many orders are ahead: every renewal ahead
+    /// of a renewal, every renewal and every earlier new certificate ahead of a new one
+    /// (counted from the oldest still waiting, so one that left early leaves a gap).
+    fn turn(&mut self, id: &str, renewal: bool) -> u64 {
+        let seq = match self.arrivals.get(id) {
+            Some((seq, _)) => *seq,
+            None => {
+                let next = if renewal {
+                    &mut self.next_renewal
+                } else {
+                    &mut self.next_new
+                };
+                let seq = *next;
+                *next += 1;
+                self.arrivals.insert(id.to_owned(), (seq, renewal));
+                if renewal {
+                    self.renewals.insert(id.to_owned());
+                    self.renewal_order.insert(seq, id.to_owned());
+                } else {
+                    self.new_order.insert(seq, id.to_owned());
+                }
+                seq
+            }
+        };
+        let (order, before) = if renewal {
+            (&self.renewal_order, 0)
+        } else {
+            (&self.new_order, self.renewals.len() as u64)
+        };
+        let head = order.keys().next().copied().unwrap_or(seq);
+        before + seq.saturating_sub(head)
+    }
+
+    /// Leaves the queue (placed, or no longer wanted).
+    fn leave(&mut self, id: &str) {
+        if let Some((seq, renewal)) = self.arrivals.remove(id) {
+            if renewal {
+                self.renewals.remove(id);
+                self.renewal_order.remove(&seq);
+            } else {
+                self.new_order.remove(&seq);
+            }
+        }
     }
 }
 
@@ -249,4 +341,30 @@ fn random_suffix() -> String {
         raw = (std::process::id()).to_be_bytes();
     }
     crate::store::seal::to_hex(&raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Waiting;
+
+    #[test]
+    fn each_waiting_order_gets_its_own_turn_renewals_first() {
+        let mut waiting = Waiting::default();
+        assert_eq!(waiting.turn("new-a", false), 0);
+        assert_eq!(waiting.turn("new-b", false), 1);
+        assert_eq!(
+            waiting.turn("new-a", false),
+            0,
+            "asking again keeps the place"
+        );
+        // A renewal goes before every new certificate.
+        assert_eq!(waiting.turn("renew-x", true), 0);
+        assert_eq!(waiting.turn("new-a", false), 1);
+        assert_eq!(waiting.turn("new-c", false), 3);
+        waiting.leave("renew-x");
+        waiting.leave("new-a");
+        assert_eq!(waiting.turn("new-b", false), 0);
+        assert_eq!(waiting.turn("new-c", false), 1);
+        assert!(waiting.renewals.is_empty());
+    }
 }

@@ -145,27 +145,8 @@ async fn fetch_tls_alpn01(target: SocketAddr, name: &str, digest: &[u8]) -> Resu
     let mut config = crate::managed::self_check::any_certificate_client(false);
     config.alpn_protocols = vec![super::challenges::ACME_TLS_ALPN.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
-        .map_err(|e| format!("`{name}` is not a server name ({e})"))?;
-    let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(target)
-            .await
-            .map_err(|e| connect_error(&e))?;
-        let tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| format!("the TLS handshake failed ({e})"))?;
-        let leaf = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first().cloned())
-            .ok_or_else(|| "no certificate was shown".to_owned())?;
-        Ok::<_, String>(leaf)
-    };
-    let leaf = tokio::time::timeout(FETCH_TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("nothing answered within {}s", FETCH_TIMEOUT.as_secs()))??;
+    let leaf =
+        crate::managed::self_check::served_leaf(&connector, target, name, FETCH_TIMEOUT).await?;
     if leaf.windows(digest.len()).any(|w| w == digest) {
         Ok(())
     } else {

@@ -139,36 +139,55 @@ async fn check_name(
     if current.as_deref() != Some(expected) {
         return Found::Superseded;
     }
-    let Ok(server_name) = ServerName::try_from(sni.clone()) else {
-        return Found::Unreachable(format!("`{sni}` is not a server name"));
-    };
-    let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let leaf = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first().cloned())
-            .ok_or_else(|| "no certificate".to_owned())?;
-        x509_parser::parse_x509_certificate(&leaf)
-            .map(|(_, cert)| cert.raw_serial_as_string())
-            .map_err(|e| format!("the served certificate does not parse: {e}"))
-    };
-    match tokio::time::timeout(CHECK_TIMEOUT, handshake).await {
-        Ok(Ok(got)) if got == expected => Found::Same,
-        Ok(Ok(got)) => Found::Mismatch {
+    let served = served_leaf(connector, address, &sni, CHECK_TIMEOUT)
+        .await
+        .and_then(|leaf| {
+            x509_parser::parse_x509_certificate(&leaf)
+                .map(|(_, cert)| cert.raw_serial_as_string())
+                .map_err(|e| format!("the served certificate does not parse: {e}"))
+        });
+    match served {
+        Ok(got) if got == expected => Found::Same,
+        Ok(got) => Found::Mismatch {
             want: expected.to_owned(),
             got,
         },
-        Ok(Err(reason)) => Found::Unreachable(reason),
-        Err(_) => Found::Unreachable(format!("no handshake within {CHECK_TIMEOUT:?}")),
+        Err(reason) => Found::Unreachable(reason),
     }
+}
+
+/// The leaf certificate `address` shows in a handshake with `sni` (within `timeout`), or
+/// what went wrong, in words.
+pub(crate) async fn served_leaf(
+    connector: &tokio_rustls::TlsConnector,
+    address: SocketAddr,
+    sni: &str,
+    timeout: Duration,
+) -> Result<CertificateDer<'static>, String> {
+    let server_name = ServerName::try_from(sni.to_owned())
+        .map_err(|e| format!("`{sni}` is not a server name ({e})"))?;
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "nothing accepts connections there (connection refused)".to_owned()
+                }
+                _ => format!("the connection failed ({e})"),
+            })?;
+        let tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("the TLS handshake failed ({e})"))?;
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first().cloned())
+            .ok_or_else(|| "no certificate was shown".to_owned())
+    };
+    tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| format!("nothing answered within {}s", timeout.as_secs()))?
 }
 
 /// A client that takes any certificate (it only reads the serial) but still checks the

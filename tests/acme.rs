@@ -588,10 +588,12 @@ fn preflight_finds_a_closed_validation_port_and_a_name_pointing_elsewhere_withou
 
     // The CA would connect to port 80 of the name's address and find nothing there.
     let closed = common::free_port();
-    let acme = pebble.acme_table("challenges = [\"http-01\"]").replace(
-        &format!("http01_port = {}", ports.http),
-        &format!("http01_port = {closed}"),
-    );
+    let acme = pebble
+        .acme_table("challenges = [\"http-01\"]\n[acme.limits]\nnew_orders_per_3h = 10")
+        .replace(
+            &format!("http01_port = {}", ports.http),
+            &format!("http01_port = {closed}"),
+        );
     let dir = tempfile::tempdir().unwrap();
     let mut config = ports.server_table(&dir.path().join("data"));
     config.push_str(&acme);
@@ -604,6 +606,11 @@ fn preflight_finds_a_closed_validation_port_and_a_name_pointing_elsewhere_withou
             && reason.contains(&format!("make port {closed} of 127.0.0.1 reach this edge")),
         "{reason}"
     );
+    // An order the CA never saw counts against none of its limits.
+    let (_, ca) = edge.api("GET", "/api/v1/ca", None);
+    let ca: serde_json::Value = serde_json::from_str(&ca).unwrap();
+    assert_eq!(ca["limits"][0]["key"], "new_orders_per_3h", "{ca}");
+    assert_eq!(ca["limits"][0]["used"], 0, "{ca}");
     edge.stop();
 
     // The name resolves to an address that is not this edge's.

@@ -20,7 +20,8 @@ use tokio::sync::Mutex;
 use super::acme_http::PacedClient;
 use super::challenges::ChallengeGuard;
 use super::ledger::Ledger;
-use super::limits::{Decision, Outcome};
+use super::ledger::NotNow;
+use super::limits::Outcome;
 use super::preflight::Preflight;
 use super::{Challenges, Held, IssueError, Issued, Issuer, KeyType, keys};
 use crate::certs::names::join;
@@ -163,20 +164,15 @@ impl AcmeIssuer {
         key_type: KeyType,
         renewal: bool,
     ) -> Result<Issued, IssueError> {
-        // An order the CA would refuse is not placed (and counts for nothing).
-        let identities = self.caa_identities().await;
-        self.preflight
-            .check(names, &identities)
-            .await
-            .map_err(|reason| IssueError::new(reason).unplaced())?;
         let listed: Vec<String> = names.iter().map(|n| n.as_str().to_owned()).collect();
         let id = crate::store::Store::cert_id(names);
+        // The CA's limits first (cheap, local), then the pre-flight checks (DNS, a probe).
         let placed = match self.ledger.admit(&id, &listed, renewal).await {
             Ok(placed) => placed,
-            Err(Decision::Never { reason }) => {
+            Err(NotNow::Never { reason }) => {
                 return Err(IssueError::new(format!("not ordered: {reason}")));
             }
-            Err(Decision::Wait {
+            Err(NotNow::Wait {
                 until,
                 limit,
                 reason,
@@ -189,8 +185,13 @@ impl AcmeIssuer {
                 });
                 return Err(error);
             }
-            Err(Decision::Now) => unreachable!("admit returns Ok for Now"),
         };
+        // An order the CA would refuse is not placed (and counts for nothing).
+        let identities = self.caa_identities().await;
+        if let Err(reason) = self.preflight.check(names, &identities).await {
+            self.ledger.finish(placed, Outcome::NotPlaced).await;
+            return Err(IssueError::new(reason).unplaced());
+        }
         let result = tokio::time::timeout(ORDER_TIMEOUT * 2, self.order(names, key_type))
             .await
             .unwrap_or_else(|_| Err(IssueError::new("the ACME order timed out")));

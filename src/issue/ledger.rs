@@ -42,6 +42,19 @@ struct Copy {
     read_at: Option<Instant>,
 }
 
+/// Why an order is not placed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotNow {
+    /// Not before `until` (Unix seconds): `limit` holds it.
+    Wait {
+        until: u64,
+        limit: Limit,
+        reason: String,
+    },
+    /// Never as it is.
+    Never { reason: String },
+}
+
 /// An order the ledger let through; its outcome is recorded with [`Ledger::finish`].
 #[derive(Debug)]
 pub struct Placed {
@@ -87,16 +100,11 @@ impl Ledger {
     /// Decides whether an order for `names` (certificate id `id`) may be placed now and, if
     /// so, records it as placed. A store that cannot be read holds every order back: a
     /// limit that cannot be counted is not risked.
-    pub async fn admit(
-        &self,
-        id: &str,
-        names: &[String],
-        renewal: bool,
-    ) -> Result<Placed, Decision> {
+    pub async fn admit(&self, id: &str, names: &[String], renewal: bool) -> Result<Placed, NotNow> {
         let claim = match self.store.claim(&format!("{}/decide", self.dir)).await {
             Ok(Some(claim)) => claim,
             Ok(None) => {
-                return Err(Decision::Wait {
+                return Err(NotNow::Wait {
                     until: unix(SystemTime::now()) + 1,
                     limit: Limit::NewOrders,
                     reason: "another node is placing an order; the CA's limits are counted one order at a time".into(),
@@ -117,7 +125,7 @@ impl Ledger {
         id: &str,
         names: &[String],
         renewal: bool,
-    ) -> Result<Placed, Decision> {
+    ) -> Result<Placed, NotNow> {
         let mut copy = self.copy.lock().await;
         self.refresh(&mut copy).map_err(|e| self.unreadable(&e))?;
         let now = unix(SystemTime::now());
@@ -149,18 +157,27 @@ impl Ledger {
                 let turn = waiting.turn(id, renewal);
                 let per_slot = Limit::NewOrders.window().as_secs()
                     / u64::from(self.limits.new_orders_per_3h.unwrap_or(1).max(1));
-                return Err(Decision::Wait {
+                return Err(NotNow::Wait {
                     until: until + turn * per_slot,
                     limit: Limit::NewOrders,
                     reason,
                 });
             }
-            held => {
+            Decision::Wait {
+                until,
+                limit,
+                reason,
+            } => {
                 if renewal {
                     self.waiting().turn(id, true);
                 }
-                return Err(held);
+                return Err(NotNow::Wait {
+                    until,
+                    limit,
+                    reason,
+                });
             }
+            Decision::Never { reason } => return Err(NotNow::Never { reason }),
         }
         self.waiting().leave(id);
         let attempt = Attempt {
@@ -178,8 +195,22 @@ impl Ledger {
         Ok(Placed { key, attempt })
     }
 
-    /// Records how a placed order ended.
+    /// Records how a placed order ended. One the CA never saw (a failed pre-flight, a CA out
+    /// of reach) leaves the ledger: it counts for nothing, and a site failing for days would
+    /// otherwise fill it.
     pub async fn finish(&self, mut placed: Placed, outcome: Outcome) {
+        if outcome == Outcome::NotPlaced {
+            if let Err(e) = self.store.remove(&placed.key) {
+                tracing::warn!(error = %e, "cannot withdraw an order the CA never saw from the CA ledger; it counts as placed");
+                return;
+            }
+            let mut copy = self.copy.lock().await;
+            if let Some(at) = copy.keys.iter().rposition(|k| *k == placed.key) {
+                copy.keys.swap_remove(at);
+                copy.attempts.swap_remove(at);
+            }
+            return;
+        }
         placed.attempt.outcome = outcome;
         if let Err(e) = self.store.save_json(&placed.key, &placed.attempt) {
             tracing::warn!(error = %e, "cannot record the order's outcome in the CA ledger; it counts as placed");
@@ -196,8 +227,8 @@ impl Ledger {
         self.waiting().leave(id);
     }
 
-    fn unreadable(&self, e: &crate::store::StoreError) -> Decision {
-        Decision::Wait {
+    fn unreadable(&self, e: &crate::store::StoreError) -> NotNow {
+        NotNow::Wait {
             until: unix(SystemTime::now()) + 5,
             limit: Limit::NewOrders,
             reason: format!(

@@ -10,15 +10,17 @@ use std::sync::{Arc, Mutex};
 use crate::certs::record::{Failure, Queued, Replaced};
 use crate::certs::{CertRecord, CertState, Source};
 
-/// A record without its chain and key.
+/// A record without its chain and key. One per certificate (a million at a million sites):
+/// what most records lack — a failure, a rejected earlier record, a replaced upload, a CA
+/// limit holding the next order — is boxed, 8 bytes when absent instead of 24 to 56.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordStatus {
     pub source: Source,
     pub state: CertState,
-    pub failure: Option<Failure>,
-    pub recovered: Option<String>,
-    pub replaced: Option<Replaced>,
-    pub queued: Option<Queued>,
+    pub failure: Option<Box<Failure>>,
+    pub recovered: Option<Box<str>>,
+    pub replaced: Option<Box<Replaced>>,
+    pub queued: Option<Box<Queued>>,
 }
 
 impl From<&CertRecord> for RecordStatus {
@@ -26,10 +28,10 @@ impl From<&CertRecord> for RecordStatus {
         Self {
             source: record.source,
             state: record.state,
-            failure: record.failure.clone(),
-            recovered: record.recovered.clone(),
-            replaced: record.replaced.clone(),
-            queued: record.queued.clone(),
+            failure: record.failure.clone().map(Box::new),
+            recovered: record.recovered.as_deref().map(Box::from),
+            replaced: record.replaced.clone().map(Box::new),
+            queued: record.queued.clone().map(Box::new),
         }
     }
 }

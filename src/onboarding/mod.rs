@@ -76,16 +76,17 @@ pub struct Onboarding {
 /// A registered site's DNS checks and status, on the node's queue.
 pub struct SiteCheck {
     onboarding: Weak<Onboarding>,
-    id: String,
+    /// Shared with the queue's two indexes: one allocation per site, not three.
+    id: Arc<str>,
     table: Arc<SiteTable>,
     /// This node's claim on driving the site (fleet), kept between steps.
     claim: tokio::sync::Mutex<Option<Claim>>,
 }
 
 impl Job for SiteCheck {
-    type Key = String;
+    type Key = Arc<str>;
 
-    fn key(&self) -> String {
+    fn key(&self) -> Arc<str> {
         self.id.clone()
     }
 
@@ -290,7 +291,7 @@ impl Onboarding {
         {
             // Its next check moved: the queue looks again (a step that is not due yet only
             // reads the new time).
-            self.checks.wake(&id);
+            self.checks.wake(&Arc::from(id.as_str()));
         }
         previous.is_none_or(|old| {
             old.hosts != record.hosts
@@ -572,16 +573,21 @@ impl Onboarding {
 
     /// Starts the DNS checks of the registered site `id` (a site already queued stays).
     pub fn schedule(&self, id: String, table: Arc<SiteTable>) {
-        self.checks.add(self.check_of(id, table));
+        self.checks.add(self.check_of(id.into(), table));
     }
 
     /// Starts the DNS checks of every registered site not queued yet, each first due at
     /// its record's next check (a restart with a million sites steps none of them early).
     pub fn schedule_all(&self, table: &Arc<SiteTable>) {
-        let due: Vec<(String, SystemTime)> = self
+        let due: Vec<(Arc<str>, SystemTime)> = self
             .lock()
             .values()
-            .map(|r| (r.id.clone(), crate::certs::record::from_unix(r.next_check)))
+            .map(|r| {
+                (
+                    Arc::from(r.id.as_str()),
+                    crate::certs::record::from_unix(r.next_check),
+                )
+            })
             .collect();
         let checks = due
             .into_iter()
@@ -589,7 +595,7 @@ impl Onboarding {
         self.checks.add_many_at(checks);
     }
 
-    fn check_of(&self, id: String, table: Arc<SiteTable>) -> SiteCheck {
+    fn check_of(&self, id: Arc<str>, table: Arc<SiteTable>) -> SiteCheck {
         SiteCheck {
             onboarding: self.me.clone(),
             id,
@@ -611,7 +617,7 @@ impl Onboarding {
                 match installs.recv().await {
                     Ok(hosts) => {
                         if let Some(record) = hosts.first().and_then(|h| self.find(h.as_str())) {
-                            self.checks.wake(&record.id);
+                            self.checks.wake(&Arc::from(record.id.as_str()));
                         }
                     }
                     // Missed some: their sites' polls still find them.

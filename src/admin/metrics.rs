@@ -138,27 +138,20 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
     }
     if let Some(acme) = api.edge.certificates.acme() {
         let (uses, renewals_waiting, _) = acme.ledger().usage().await;
-        let _ = writeln!(
-            out,
-            "# HELP onehttps_ca_limit_used Orders counted against each CA limit in its window (at its busiest key).\n# TYPE onehttps_ca_limit_used gauge"
-        );
-        for used in &uses {
-            let _ = writeln!(
-                out,
-                "onehttps_ca_limit_used{{limit=\"{}\"}} {}",
-                used.key, used.used
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP onehttps_ca_limit The CA's limit per window.\n# TYPE onehttps_ca_limit gauge"
-        );
-        for used in &uses {
-            let _ = writeln!(
-                out,
-                "onehttps_ca_limit{{limit=\"{}\"}} {}",
-                used.key, used.max
-            );
+        type Read = fn(&crate::issue::ledger::LimitUse) -> u32;
+        let gauges: [(&str, &str, Read); 2] = [
+            (
+                "onehttps_ca_limit_used",
+                "Orders counted against each CA limit in its window (at its busiest key).",
+                |u| u.used,
+            ),
+            ("onehttps_ca_limit", "The CA's limit per window.", |u| u.max),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for used in &uses {
+                let _ = writeln!(out, "{name}{{limit=\"{}\"}} {}", used.key, value(used));
+            }
         }
         let _ = writeln!(
             out,

@@ -49,8 +49,10 @@ pub struct AcmeIssuer {
     ledger: Ledger,
     /// How the CA names itself in CAA records, once its directory said so.
     caa_identities: tokio::sync::OnceCell<Vec<String>>,
-    /// Checks made before each order (CAA).
+    /// Checks made before each order (CAA, resolution, the validation path).
     preflight: Preflight,
+    /// The one paced HTTP client of this directory (or why it cannot be built).
+    http: Result<PacedClient, String>,
 }
 
 impl AcmeIssuer {
@@ -61,8 +63,11 @@ impl AcmeIssuer {
         challenges: Arc<Challenges>,
     ) -> Self {
         let ledger = Ledger::new(store.clone(), &directory_id(&directory), settings.limits);
-        let (settings_for_checks, store_for_checks, challenges_for_checks) =
-            (settings.clone(), store.clone(), challenges.clone());
+        let preflight = Preflight::new(&settings, store.clone(), challenges.clone());
+        let http = PacedClient::new(
+            settings.ca_roots.as_deref(),
+            settings.limits.requests_per_second,
+        );
         Self {
             settings,
             directory,
@@ -71,11 +76,8 @@ impl AcmeIssuer {
             account: Mutex::new(None),
             ledger,
             caa_identities: tokio::sync::OnceCell::new(),
-            preflight: Preflight::new(
-                &settings_for_checks,
-                store_for_checks,
-                challenges_for_checks,
-            ),
+            preflight,
+            http,
         }
     }
 
@@ -95,11 +97,7 @@ impl AcmeIssuer {
     }
 
     fn builder(&self) -> Result<instant_acme::AccountBuilder, IssueError> {
-        let client = PacedClient::new(
-            self.settings.ca_roots.as_deref(),
-            self.settings.limits.requests_per_second,
-        )
-        .map_err(IssueError::new)?;
+        let client = self.http.clone().map_err(IssueError::new)?;
         Ok(Account::builder_with_http(Box::new(client)))
     }
 
@@ -126,10 +124,7 @@ impl AcmeIssuer {
     /// The directory's `meta.caaIdentities` (or the fallback when it has none).
     async fn directory_meta_caa(&self) -> Result<Vec<String>, String> {
         use instant_acme::{BodyWrapper, HttpClient};
-        let client = PacedClient::new(
-            self.settings.ca_roots.as_deref(),
-            self.settings.limits.requests_per_second,
-        )?;
+        let client = self.http.as_ref().map_err(Clone::clone)?;
         let request = http::Request::get(&self.directory)
             .body(BodyWrapper::default())
             .map_err(|e| e.to_string())?;

@@ -21,7 +21,9 @@ use tokio::time::Instant;
 
 type Inner = Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 
-/// instant-acme's HTTP client behind a pacer.
+/// instant-acme's HTTP client behind a pacer. Clones share the pace: every request to one
+/// directory (the account's, the directory's metadata) counts against one ceiling.
+#[derive(Clone)]
 pub(super) struct PacedClient {
     inner: Inner,
     /// Time between two requests; `None` = unpaced.

@@ -186,7 +186,12 @@ impl Ledger {
             outcome: Outcome::Placed,
             renewal,
         };
-        let key = format!("{}/{}-{}.json", self.dir, now, random_suffix());
+        let key = format!(
+            "{}/{}-{}.json",
+            self.dir,
+            now,
+            crate::store::seal::random_hex(4)
+        );
         self.store
             .save_json(&key, &attempt)
             .map_err(|e| self.unreadable(&e))?;
@@ -363,15 +368,6 @@ impl Waiting {
             }
         }
     }
-}
-
-/// Eight hex digits, so two nodes placing orders in the same second never share a key.
-fn random_suffix() -> String {
-    let mut raw = [0u8; 4];
-    if aws_lc_rs::rand::fill(&mut raw).is_err() {
-        raw = (std::process::id()).to_be_bytes();
-    }
-    crate::store::seal::to_hex(&raw)
 }
 
 #[cfg(test)]

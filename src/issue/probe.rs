@@ -46,8 +46,8 @@ pub(super) async fn probe(
     address: std::net::IpAddr,
     path: Path,
 ) -> Result<(), String> {
-    let token = random_hex(16);
-    let answer = format!("onehttps-probe.{}", random_hex(16));
+    let token = crate::store::seal::random_hex(16);
+    let answer = format!("onehttps-probe.{}", crate::store::seal::random_hex(16));
     let kind = match path.kind {
         Via::Http01 => ChallengeKind::Http01,
         Via::TlsAlpn01 => ChallengeKind::TlsAlpn01,
@@ -152,15 +152,4 @@ async fn fetch_tls_alpn01(target: SocketAddr, name: &str, digest: &[u8]) -> Resu
     } else {
         Err("what answered there showed another certificate: another server is in the way".into())
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    if aws_lc_rs::rand::fill(&mut raw).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        raw = nanos.to_be_bytes()[..bytes.min(16)].to_vec();
-    }
-    crate::store::seal::to_hex(&raw)
 }

@@ -567,6 +567,7 @@ impl Onboarding {
             .iter()
             .flat_map(|host| challenges.dns01(host.trim_start_matches("*.")))
             .collect();
+        values.sort_unstable();
         values.dedup();
         values
     }

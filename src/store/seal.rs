@@ -174,6 +174,19 @@ impl MasterKey {
     }
 }
 
+/// `bytes` random bytes as hex, for names that must not collide (store keys, probe tokens);
+/// not for secrets: should the system generator fail, the clock stands in.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    if aws_lc_rs::rand::fill(&mut raw).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        raw = nanos.to_be_bytes()[..bytes.min(16)].to_vec();
+    }
+    to_hex(&raw)
+}
+
 pub(crate) fn random_key_bytes() -> Result<Zeroizing<[u8; 32]>, SealError> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     SystemRandom::new()

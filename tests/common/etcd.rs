@@ -42,14 +42,8 @@ impl Etcd {
     }
 
     fn start_with(n: usize, tls: bool) -> Self {
-        assert!(
-            Command::new("sh")
-                .args(["-c", "command -v etcd && command -v etcdctl"])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success()),
-            "etcd is missing: install the Debian packages `etcd-server` and `etcd-client` (scripts/test does)"
-        );
+        super::need("etcd", "etcd-server");
+        super::need("etcdctl", "etcd-client");
         let members = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),

@@ -119,6 +119,18 @@ impl TestCa {
 /// A port free now, below the kernel's ephemeral range (32768+), so that no outgoing
 /// connection's local port can take it between this call and the server's bind. Each test
 /// process walks its own stretch of 20000..32000 and never hands out a port twice.
+/// Fails the test with what to install when `binary` cannot be run.
+pub fn need(binary: &str, package: &str) {
+    assert!(
+        Command::new("sh")
+            .args(["-c", &format!("command -v {binary}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+        "{binary} is missing: install the Debian package `{package}` (scripts/test does)"
+    );
+}
+
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{EdgePorts, TestCa, free_port};
+use super::{EdgePorts, TestCa, free_port, need};
 
 /// How Pebble should behave.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,22 +39,11 @@ pub struct Pebble {
     pub unbound: Option<super::unbound::Unbound>,
 }
 
-fn need(binary: &str) {
-    assert!(
-        Command::new("sh")
-            .args(["-c", &format!("command -v {binary}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success()),
-        "{binary} is missing: install the Debian package `pebble` (scripts/test does)"
-    );
-}
-
 impl Pebble {
     /// Starts challtestsrv and Pebble, validating against `edge`'s ports.
     pub fn start(edge: &EdgePorts, options: PebbleOptions) -> Self {
-        need("pebble");
-        need("pebble-challtestsrv");
+        need("pebble", "pebble");
+        need("pebble-challtestsrv", "pebble");
         let dir = tempfile::tempdir().unwrap();
         // Pebble's own HTTPS certificate, for localhost / 127.0.0.1.
         let ca = TestCa::new();

@@ -24,14 +24,7 @@ impl Unbound {
         } else {
             "unbound"
         };
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {binary}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success()),
-            "unbound is missing: install the Debian package `unbound` (scripts/test does)"
-        );
+        super::need(binary, "unbound");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = format!(

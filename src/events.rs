@@ -36,10 +36,30 @@ pub struct Event {
     pub node: Option<String>,
 }
 
+/// How webhook delivery is going (the console's events page shows it).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WebhookState {
+    /// Events the webhook accepted (2xx).
+    pub delivered: u64,
+    /// Events given up after every attempt.
+    pub failed: u64,
+    /// Events never sent: the delivery queue was full.
+    pub dropped: u64,
+    /// The last event delivered.
+    pub last_delivered_seq: Option<u64>,
+    /// Why the last failed attempt failed, and when (RFC 3339).
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
 /// The bounded event log.
 #[derive(Debug, Default)]
 pub struct Events {
     inner: Mutex<(u64, VecDeque<Event>)>,
+    /// Woken at every append (long polls of `GET /api/v1/events?wait=`).
+    appended: tokio::sync::Notify,
+    /// `Some` when a webhook is configured.
+    webhook_state: Mutex<Option<WebhookState>>,
     webhook: Option<tokio::sync::mpsc::Sender<Event>>,
     /// The receiving end until `deliver` takes it.
     pending: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
@@ -54,6 +74,7 @@ impl Events {
         Self {
             webhook: Some(tx),
             pending: Mutex::new(Some(rx)),
+            webhook_state: Mutex::new(Some(WebhookState::default())),
             ..Self::default()
         }
     }
@@ -73,10 +94,10 @@ impl Events {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
         let connector = crate::proxy::client::connector(timeout);
         if allow_private {
-            deliver_with(builder.build(connector), queue, url, timeout, cancel).await;
+            deliver_with(self, builder.build(connector), queue, url, timeout, cancel).await;
         } else {
             let connector = crate::proxy::guard::PublicOnly::new(connector);
-            deliver_with(builder.build(connector), queue, url, timeout, cancel).await;
+            deliver_with(self, builder.build(connector), queue, url, timeout, cancel).await;
         }
     }
 
@@ -105,6 +126,8 @@ impl Events {
             && webhook.try_send(event.clone()).is_err()
         {
             tracing::warn!(seq = event.seq, "webhook queue full: event not delivered");
+            self.note_webhook(|state| state.dropped += 1);
+            crate::stats::bump(&crate::stats::STATS.webhook_failures);
         }
         if let Some((_, share)) = fleet
             && share.try_send(event.clone()).is_err()
@@ -131,7 +154,40 @@ impl Events {
             inner.1.pop_front();
         }
         inner.1.push_back(event.clone());
+        drop(inner);
+        self.appended.notify_waiters();
         Some(event)
+    }
+
+    /// Events after `since`, waiting up to `wait` for the first one when there is none yet
+    /// (empty when none came).
+    pub async fn wait_since(&self, since: u64, wait: std::time::Duration) -> Vec<Event> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let events = self.since(since);
+            if !events.is_empty() {
+                return events;
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Vec::new();
+            }
+        }
+    }
+
+    /// How webhook delivery is going; `None` without a webhook.
+    pub fn webhook_state(&self) -> Option<WebhookState> {
+        self.webhook_state.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn note_webhook(&self, change: impl FnOnce(&mut WebhookState)) {
+        if let Ok(mut state) = self.webhook_state.lock()
+            && let Some(state) = state.as_mut()
+        {
+            change(state);
+        }
     }
 
     /// Events after `since` (all with 0), oldest first.
@@ -145,6 +201,7 @@ impl Events {
 
 /// Delivers queued events in order through `client` until `cancel`.
 async fn deliver_with<C>(
+    events: &Events,
     client: hyper_util::client::legacy::Client<C, http_body_util::Full<bytes::Bytes>>,
     mut queue: tokio::sync::mpsc::Receiver<Event>,
     url: http::Uri,
@@ -162,6 +219,7 @@ async fn deliver_with<C>(
             },
         };
         let body = bytes::Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
+        let mut delivered = false;
         for attempt in 1..=WEBHOOK_ATTEMPTS {
             let request = http::Request::post(url.clone())
                 .header(http::header::CONTENT_TYPE, "application/json")
@@ -170,7 +228,10 @@ async fn deliver_with<C>(
             let Ok(request) = request else { break };
             let outcome = tokio::time::timeout(timeout, client.request(request)).await;
             match outcome {
-                Ok(Ok(response)) if response.status().is_success() => break,
+                Ok(Ok(response)) if response.status().is_success() => {
+                    delivered = true;
+                    break;
+                }
                 other => {
                     let why = match other {
                         Ok(Ok(response)) => format!("HTTP {}", response.status()),
@@ -178,12 +239,26 @@ async fn deliver_with<C>(
                         Err(_) => "timed out".to_owned(),
                     };
                     tracing::warn!(webhook = %url, seq = event.seq, attempt, reason = %why, "webhook delivery failed");
+                    events.note_webhook(|state| {
+                        state.last_error = Some(format!("event {}: {why}", event.seq));
+                        state.last_error_at =
+                            Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+                    });
                     if attempt < WEBHOOK_ATTEMPTS {
                         tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt)))
                             .await;
                     }
                 }
             }
+        }
+        if delivered {
+            events.note_webhook(|state| {
+                state.delivered += 1;
+                state.last_delivered_seq = Some(event.seq);
+            });
+        } else {
+            events.note_webhook(|state| state.failed += 1);
+            crate::stats::bump(&crate::stats::STATS.webhook_failures);
         }
     }
 }
@@ -202,5 +277,38 @@ mod tests {
         assert_eq!(all.len(), CAPACITY);
         assert_eq!(all[0].seq, 6);
         assert_eq!(events.since(all[CAPACITY - 2].seq).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_returns_at_the_first_new_event_or_empty_at_its_deadline() {
+        let events = std::sync::Arc::new(Events::default());
+        events.record("site.verified", "a.example", "ok");
+        // Something after `since` already: no wait.
+        assert_eq!(
+            events
+                .wait_since(0, std::time::Duration::from_secs(30))
+                .await
+                .len(),
+            1
+        );
+        let recorder = events.clone();
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            recorder.record("site.active", "a.example", "served");
+        });
+        let started = std::time::Instant::now();
+        let got = events
+            .wait_since(1, std::time::Duration::from_secs(30))
+            .await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].kind, "site.active");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        later.await.unwrap();
+        assert!(
+            events
+                .wait_since(2, std::time::Duration::from_millis(20))
+                .await
+                .is_empty()
+        );
     }
 }

@@ -23,6 +23,8 @@ pub struct Stats {
     pub refused_connections: AtomicU64,
     /// Connections closed for moving too little (transfer timeout) or idle tunnels.
     pub stalled_connections: AtomicU64,
+    /// Webhook deliveries given up after every attempt, or dropped from a full queue.
+    pub webhook_failures: AtomicU64,
 }
 
 /// The one instance.
@@ -38,6 +40,7 @@ pub static STATS: Stats = Stats {
     self_check_failures: AtomicU64::new(0),
     refused_connections: AtomicU64::new(0),
     stalled_connections: AtomicU64::new(0),
+    webhook_failures: AtomicU64::new(0),
 };
 
 /// Adds one to `counter`.

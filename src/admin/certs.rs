@@ -21,10 +21,23 @@ pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
     let served = site.served_cert();
     let now = SystemTime::now();
     let (state, source) = api.edge.certificates.state(site, record.as_deref(), now);
-    let mut entry = json!({ "names": names, "state": state, "source": source });
+    let origins: Vec<String> = site
+        .config()
+        .origins
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut entry = json!({
+        "names": names,
+        "state": state,
+        "source": source,
+        "configured": !site.config().registered,
+        "origins": origins,
+    });
     if let Some(cert) = &served {
         let info = &cert.bundle.info;
         entry["serial"] = json!(info.serial);
+        entry["issuer"] = json!(cert.bundle.chain.issuer());
         entry["not_before"] = json!(humantime::format_rfc3339_seconds(info.not_before).to_string());
         entry["not_after"] = json!(humantime::format_rfc3339_seconds(info.not_after).to_string());
         let left = unix(info.not_after).saturating_sub(unix(now));
@@ -151,17 +164,36 @@ pub(crate) async fn list(
     query: super::page::PageRequest,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = super::page::Page::of(query)?;
-    let sites = api
-        .edge
-        .table
-        .first_after(page.after.as_deref(), page.ask());
+    let now = SystemTime::now();
+    let certificates = &api.edge.certificates;
+    let (sites, matching) =
+        api.edge
+            .table
+            .first_after_matching(page.after.as_deref(), page.ask(), |site| {
+                page.configured
+                    .is_none_or(|configured| configured != site.config().registered)
+                    && page.keeps(
+                        || {
+                            let record = certificates.status(site.hosts());
+                            certificates
+                                .state(site, record.as_deref(), now)
+                                .0
+                                .to_string()
+                        },
+                        site.hosts().iter().map(|h| h.as_str()),
+                    )
+            });
     let (sites, next) = page.cut(sites, |s| s.name().to_owned());
     let certs: Vec<_> = sites.iter().map(|s| describe(&api, s)).collect();
-    Ok(Json(json!({
+    let mut body = json!({
         "certificates": certs,
         "next": next,
         "total": api.edge.table.len(),
-    })))
+    });
+    if page.filtered() {
+        body["matching"] = json!(matching);
+    }
+    Ok(Json(body))
 }
 
 fn site_for(api: &Api, host: &str) -> Result<std::sync::Arc<Site>, ApiError> {

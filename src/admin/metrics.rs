@@ -1,7 +1,7 @@
 //! `/metrics` in the Prometheus text format: sites by status, certificates by state and
-//! source, seconds to the earliest expiry, and lifecycle events by kind.
+//! source, seconds to the earliest expiry, lifecycle events by kind, the process counters
+//! and the CA's limits (the counts come from `summary.rs`, shared with the console).
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::SystemTime;
 
@@ -10,38 +10,24 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
 use super::Api;
+use super::summary;
 use crate::certs::record::unix;
 
 pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
     let mut out = String::new();
-    let sites = api.edge.onboarding.count_by_status();
+    let summary = summary::read(&api);
     let _ = writeln!(
         out,
         "# HELP onehttps_sites Registered sites by onboarding status.\n# TYPE onehttps_sites gauge"
     );
-    for (status, n) in &sites {
+    for (status, n) in &summary.sites {
         let _ = writeln!(out, "onehttps_sites{{status=\"{status}\"}} {n}");
-    }
-
-    let mut states: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let mut earliest: Option<u64> = None;
-    let now = SystemTime::now();
-    let certificates = &api.edge.certificates;
-    for site in api.edge.table.sites() {
-        let record = certificates.status(site.hosts());
-        let (state, source) = certificates.state(&site, record.as_deref(), now);
-        let source = source.map_or_else(|| "none".to_owned(), |s| s.to_string());
-        *states.entry((state.to_string(), source)).or_default() += 1;
-        if let Some(cert) = site.served_cert() {
-            let at = unix(cert.bundle.info.not_after);
-            earliest = Some(earliest.map_or(at, |e| e.min(at)));
-        }
     }
     let _ = writeln!(
         out,
         "# HELP onehttps_certificates Certificates by state and source.\n# TYPE onehttps_certificates gauge"
     );
-    for ((state, source), n) in &states {
+    for ((state, source), n) in &summary.certificates {
         let _ = writeln!(
             out,
             "onehttps_certificates{{state=\"{state}\",source=\"{source}\"}} {n}"
@@ -52,74 +38,17 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
         "# HELP onehttps_certificate_earliest_expiry_seconds Seconds until the first certificate in service expires.\n# TYPE onehttps_certificate_earliest_expiry_seconds gauge"
     );
     let now = unix(SystemTime::now());
-    let left = earliest.map_or(0, |e| e.saturating_sub(now));
+    let left = summary.earliest_expiry.map_or(0, |e| e.saturating_sub(now));
     let _ = writeln!(out, "onehttps_certificate_earliest_expiry_seconds {left}");
-
-    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
-    for event in api.edge.events.since(0) {
-        *kinds.entry(event.kind).or_default() += 1;
-    }
     let _ = writeln!(
         out,
         "# HELP onehttps_events_total Lifecycle events recorded (issuance attempts, failures, renewals…).\n# TYPE onehttps_events_total counter"
     );
-    for (kind, n) in &kinds {
+    for (kind, n) in &summary.events {
         let _ = writeln!(out, "onehttps_events_total{{kind=\"{kind}\"}} {n}");
     }
-    use crate::stats::{STATS, get};
-    let counters = [
-        (
-            "onehttps_tls_handshakes_total",
-            "Completed TLS handshakes.",
-            get(&STATS.handshakes),
-        ),
-        (
-            "onehttps_tls_resumptions_total",
-            "Handshakes that resumed a session.",
-            get(&STATS.resumed),
-        ),
-        (
-            "onehttps_origin_errors_total",
-            "Requests that failed at the origin (502/504).",
-            get(&STATS.origin_errors),
-        ),
-        (
-            "onehttps_issuance_attempts_total",
-            "Certificate orders started.",
-            get(&STATS.issuance_attempts),
-        ),
-        (
-            "onehttps_issuance_failures_total",
-            "Certificate orders that failed.",
-            get(&STATS.issuance_failures),
-        ),
-        (
-            "onehttps_issuance_held_total",
-            "Certificate orders held back by the CA's limits, as counted here (no request sent).",
-            get(&STATS.issuance_held),
-        ),
-        (
-            "onehttps_self_checks_total",
-            "Certificate swaps the self-check saw served through server.self_check_address.",
-            get(&STATS.self_checks),
-        ),
-        (
-            "onehttps_self_check_failures_total",
-            "Self-checks that were served another certificate than the one swapped in.",
-            get(&STATS.self_check_failures),
-        ),
-        (
-            "onehttps_refused_connections_total",
-            "Connections closed at accept: over a per-address limit.",
-            get(&STATS.refused_connections),
-        ),
-        (
-            "onehttps_stalled_connections_total",
-            "Connections closed for moving too little data, or idle tunnels.",
-            get(&STATS.stalled_connections),
-        ),
-    ];
-    for (name, help, value) in counters {
+    for counter in summary::counters() {
+        let (name, help, value) = (counter.metric, counter.help, counter.value);
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
@@ -129,12 +58,8 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
         out,
         "# HELP onehttps_requests_total Proxied requests by status class.\n# TYPE onehttps_requests_total counter"
     );
-    for (class, counter) in STATS.requests.iter().enumerate().skip(1) {
-        let _ = writeln!(
-            out,
-            "onehttps_requests_total{{code=\"{class}xx\"}} {}",
-            get(counter)
-        );
+    for (class, n) in summary::requests_by_class() {
+        let _ = writeln!(out, "onehttps_requests_total{{code=\"{class}\"}} {n}");
     }
     if let Some(acme) = api.edge.certificates.acme() {
         let (uses, renewals_waiting, _) = acme.ledger().usage().await;

@@ -1,17 +1,22 @@
 //! The admin API on the `admin` address (loopback by default), under `/api/v1`: sites,
-//! certificates, events, plus `/metrics` (Prometheus text) and `/healthz`. Every route but
-//! `/healthz` needs `Authorization: Bearer <token>` (compared in constant time); the token is
+//! certificates, events, an overview, plus `/metrics` (Prometheus text), `/healthz` and the
+//! console at `/` (`console.rs`). Every route but `/healthz` and the console's assets needs `Authorization: Bearer <token>` (compared in constant time); the token is
 //! `server.admin_token` or generated on first start into `data_dir/admin.token` (0600).
 //! Bad input gets a 4xx with `{"error", "message"}` and changes nothing; bodies are limited
 //! to 64 KiB; no response ever contains a private key. The listener has its own connection
-//! cap and timeouts (`listener.rs`).
+//! cap and timeouts (`listener.rs`); every response carries strict security headers
+//! (`headers.rs`).
 
 mod certs;
+mod console;
 mod errors;
+mod headers;
 mod listener;
 mod metrics;
+mod overview;
 mod page;
 mod sites;
+mod summary;
 
 use std::sync::Arc;
 
@@ -85,14 +90,20 @@ fn router(api: Api) -> Router {
         .route("/api/v1/events", get(sites::events))
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/ca", get(ca))
+        .route("/api/v1/overview", get(overview::show))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::render))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(console::page))
+        .route("/console.js", get(console::script))
+        .route("/console.css", get(console::style))
+        .route("/favicon.svg", get(console::icon))
         .merge(authed)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::map_response(headers::add))
         .with_state(api)
 }
 
@@ -129,7 +140,6 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
     }
 }
 
-/// The fleet's nodes (this one alone on the fs store).
 /// The ACME CA's limits and their use (counted from the store's ledger of orders).
 async fn ca(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let Some(acme) = api.edge.certificates.acme() else {
@@ -148,6 +158,7 @@ async fn ca(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, Api
     })))
 }
 
+/// The fleet's nodes (this one alone on the fs store).
 async fn nodes(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let edge = api.edge.clone();
     let nodes = tokio::task::spawn_blocking(move || crate::fleet::nodes::list(&edge))

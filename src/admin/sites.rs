@@ -64,6 +64,9 @@ fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
     let acme_record = api.edge.onboarding.dns01_record(record);
     if let Some(object) = value.as_object_mut() {
         object.remove("next_check");
+        if let Some(certificate) = served_certificate(api, record) {
+            object.insert("certificate".into(), certificate);
+        }
         if let Some((name, target)) = &acme_record {
             object.insert(
                 "acme_challenge_cname".into(),
@@ -101,6 +104,23 @@ fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
         );
     }
     value
+}
+
+/// The certificate a registered site is served with: serial, notAfter, days left.
+fn served_certificate(api: &Api, record: &SiteRecord) -> Option<serde_json::Value> {
+    let site = api.edge.table.lookup(Some(record.hosts.first()?))?;
+    if site.hosts().first().map(|h| h.as_str()) != record.hosts.first().map(String::as_str) {
+        return None;
+    }
+    let cert = site.served_cert()?;
+    let info = &cert.bundle.info;
+    let left = crate::certs::record::unix(info.not_after)
+        .saturating_sub(crate::certs::record::unix(std::time::SystemTime::now()));
+    Some(json!({
+        "serial": info.serial,
+        "not_after": humantime::format_rfc3339_seconds(info.not_after).to_string(),
+        "days_left": left as f64 / 86_400.0,
+    }))
 }
 
 pub(crate) async fn create(
@@ -190,12 +210,52 @@ pub(crate) async fn list(
     query: super::page::PageRequest,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = super::page::Page::of(query)?;
-    let (records, total) = api.edge.onboarding.page(page.after.as_deref(), page.ask());
+    if page.configured.is_some() {
+        return Err(ApiError::bad_request(
+            "bad_page",
+            "kind applies to /api/v1/certificates; /api/v1/sites lists the registered sites only",
+        ));
+    }
+    let onboarding = &api.edge.onboarding;
+    let (records, total, matching) = if page.filtered() {
+        let (records, matching) =
+            onboarding.page_matching(page.after.as_deref(), page.ask(), |record| {
+                page.keeps(
+                    || record.status.to_string(),
+                    record.hosts.iter().map(String::as_str),
+                )
+            });
+        (records, onboarding.site_count(), Some(matching))
+    } else {
+        let (records, total) = onboarding.page(page.after.as_deref(), page.ask());
+        (records, total, None)
+    };
     let (records, next) = page.cut(records, |r| r.id.clone());
-    let sites: Vec<_> = records.iter().map(|r| describe(&api, r)).collect();
-    Ok(Json(
-        json!({ "sites": sites, "next": next, "total": total }),
-    ))
+    let latest = latest_events(&api);
+    let sites: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let mut site = describe(&api, r);
+            if let Some(event) = latest.get(r.hosts[0].as_str()) {
+                site["last_event"] = json!(event);
+            }
+            site
+        })
+        .collect();
+    let mut body = json!({ "sites": sites, "next": next, "total": total });
+    if let Some(matching) = matching {
+        body["matching"] = json!(matching);
+    }
+    Ok(Json(body))
+}
+
+/// The newest event of each subject in the log (a page of sites shows each one's).
+fn latest_events(api: &Api) -> std::collections::HashMap<String, crate::events::Event> {
+    let mut latest = std::collections::HashMap::new();
+    for event in api.edge.events.since(0) {
+        latest.insert(event.subject.clone(), event);
+    }
+    latest
 }
 
 fn find(api: &Api, host: &str) -> Result<SiteRecord, ApiError> {
@@ -243,19 +303,43 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The longest `GET /api/v1/events?wait=` holds a request open.
+const MAX_EVENT_WAIT_SECONDS: u64 = 25;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Since {
     #[serde(default)]
     since: u64,
+    /// Seconds to wait for the first event after `since` when there is none yet (a long
+    /// poll: the console follows the log with it).
+    #[serde(default)]
+    wait: u64,
 }
 
+/// The events after `since` (a long poll with `wait`), and webhook delivery's state.
 pub(crate) async fn events(
     State(api): State<Api>,
     since: Result<Query<Since>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(since) = since.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
-    Ok(Json(
-        json!({ "events": api.edge.events.since(since.since) }),
-    ))
+    if since.wait > MAX_EVENT_WAIT_SECONDS {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!(
+                "wait is at most {MAX_EVENT_WAIT_SECONDS} seconds, not {}",
+                since.wait
+            ),
+        ));
+    }
+    let events = if since.wait == 0 {
+        api.edge.events.since(since.since)
+    } else {
+        let wait = std::time::Duration::from_secs(since.wait);
+        api.edge.events.wait_since(since.since, wait).await
+    };
+    Ok(Json(json!({
+        "events": events,
+        "webhook": api.edge.events.webhook_state(),
+    })))
 }

@@ -56,6 +56,18 @@ impl Chain {
         chain.extend(self.rest.iter().cloned());
         chain
     }
+
+    /// The leaf's issuer, as its common name or else its whole distinguished name (parsed
+    /// on demand: the inventory keeps no copy per certificate).
+    pub fn issuer(&self) -> Option<String> {
+        let (_, leaf) = x509_parser::parse_x509_certificate(&self.leaf).ok()?;
+        let issuer = leaf.issuer();
+        let common_name = issuer
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok());
+        Some(common_name.map_or_else(|| issuer.to_string(), str::to_owned))
+    }
 }
 
 /// Where the first PEM block of `pem` ends (after its END line).

@@ -282,6 +282,7 @@ impl Edge {
         }
         match crate::admin::token(self) {
             Ok(token) => {
+                self.announce_console(&token);
                 self.tracker.spawn(crate::admin::serve(
                     self.clone(),
                     listeners.admin,
@@ -303,6 +304,29 @@ impl Edge {
                 .run_scheduler(self.certificates.installs(), self.cancel.clone()),
         );
         crate::fleet::start(self);
+    }
+
+    /// Says where the console is. The built-in demo (no config file, a loopback admin
+    /// address) prints its token too, so a newcomer can paste it; a configured edge says
+    /// where the token is instead of writing it to the log.
+    fn announce_console(&self, token: &str) {
+        let server = self.server_settings();
+        let (admin, generated) = (server.admin, server.admin_token.is_none());
+        let demo = self.lock_config().path.is_none();
+        let url = format!("http://{admin}/");
+        if demo && admin.ip().is_loopback() {
+            eprintln!("onehttps console: {url}  (admin token: {token})");
+        }
+        let token_at = if generated {
+            server
+                .data_dir
+                .join(crate::admin::TOKEN_FILE)
+                .display()
+                .to_string()
+        } else {
+            "server.admin_token".to_owned()
+        };
+        tracing::info!(%url, token = %token_at, "console and admin API listening");
     }
 
     /// Serves `[onboarding] acme_zone` (DNS-01 answers) when it is set; a port that cannot

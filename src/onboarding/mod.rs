@@ -194,6 +194,34 @@ impl Onboarding {
         (page, sites.len())
     }
 
+    /// How many sites are registered.
+    pub fn site_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Like [`page`](Self::page), of the sites `keep` accepts, and how many it accepts
+    /// (one pass over every site, under the lock).
+    pub fn page_matching(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&SiteRecord) -> bool,
+    ) -> (Vec<SiteRecord>, usize) {
+        let sites = self.lock();
+        let mut page = Vec::new();
+        let mut matching = 0;
+        for (id, record) in sites.iter() {
+            if !keep(record) {
+                continue;
+            }
+            matching += 1;
+            if page.len() < limit && after.is_none_or(|after| id.as_str() > after) {
+                page.push(record.clone());
+            }
+        }
+        (page, matching)
+    }
+
     /// The site one of whose names is `host`.
     pub fn find(&self, host: &str) -> Option<SiteRecord> {
         self.lock().by_name(host).cloned()

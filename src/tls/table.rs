@@ -187,14 +187,29 @@ impl SiteTable {
         self.routes.load().with_files.clone()
     }
 
-    /// The sites currently published.
     /// Up to `limit` sites in order of their first name, after the name `after` (from the
     /// first when `None`): one pass over the table keeping the `limit` smallest, so a page
     /// costs no sort of a million sites.
     pub fn first_after(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Site>> {
+        self.first_after_matching(after, limit, |_| true).0
+    }
+
+    /// Like [`first_after`](Self::first_after), of the sites `keep` accepts, and how many
+    /// it accepts in the whole table.
+    pub fn first_after_matching(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Site) -> bool,
+    ) -> (Vec<Arc<Site>>, usize) {
         let routes = self.routes.load();
         let mut smallest: std::collections::BTreeMap<&str, &Arc<Site>> = Default::default();
+        let mut matching = 0;
         for site in routes.shards.iter().flat_map(|shard| shard.sites.iter()) {
+            if !keep(site) {
+                continue;
+            }
+            matching += 1;
             let name = site.name();
             if after.is_some_and(|after| name <= after) || limit == 0 {
                 continue;
@@ -209,9 +224,10 @@ impl SiteTable {
             }
             smallest.insert(name, site);
         }
-        smallest.into_values().cloned().collect()
+        (smallest.into_values().cloned().collect(), matching)
     }
 
+    /// The sites currently published.
     pub fn sites(&self) -> Vec<Arc<Site>> {
         let routes = self.routes.load();
         let mut sites = Vec::with_capacity(routes.shards.iter().map(|s| s.sites.len()).sum());

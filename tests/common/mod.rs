@@ -21,6 +21,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod browser;
 pub mod etcd;
 pub mod pebble;
 pub mod unbound;

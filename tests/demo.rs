@@ -1,6 +1,7 @@
 //! The newcomer's first command: `onehttps run` with no config serves the built-in demo over
 //! HTTPS on 127.0.0.1:8443 with a certificate from the internal CA kept under ./onehttps-data,
-//! and `onehttps ca root` prints the root that verifies it.
+//! and `onehttps ca root` prints the root that verifies it; the console address and token it
+//! prints open the dashboard, which shows the demo site active (in headless Chromium).
 
 mod common;
 
@@ -52,6 +53,34 @@ fn run_without_config_serves_the_demo_page() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // The printed console address and token open the dashboard, which shows the demo site
+    // active with its certificate.
+    let log = std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default();
+    let printed = log
+        .lines()
+        .find_map(|line| line.strip_prefix("onehttps console: "))
+        .unwrap_or_else(|| panic!("no console address printed:\n{log}"));
+    let (url, token) = printed
+        .split_once("  (admin token: ")
+        .unwrap_or_else(|| panic!("no token printed: {printed}"));
+    assert_eq!(url, "http://127.0.0.1:9180/");
+    let token = token.trim_end_matches(')');
+    let browser = common::browser::Browser::start();
+    browser.goto(url);
+    browser.type_into("#token-input", token);
+    browser.click("#token-submit");
+    browser.wait_for("#overview .cards", Duration::from_secs(10));
+    browser.click("nav a[data-view=sites]");
+    let row = "#configured-sites tr[data-host='localhost'][data-status=active]";
+    browser.wait_for(row, Duration::from_secs(10));
+    let days = browser.text(&format!("{row} .cert-days"));
+    assert!(days.ends_with(" d"), "{days}");
+    let shots = std::env::var_os("ONEHTTPS_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console"));
+    browser.screenshot(&shots.join("demo-sites.png"));
+    drop(browser);
+
     let data = dir.path().join("onehttps-data");
     // The internal CA's key is sealed inside the one store file.
     let key = data.join("store.redb");

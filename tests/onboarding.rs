@@ -538,6 +538,17 @@ fn a_webhook_gets_the_events_in_order_and_a_dead_one_delays_nothing() {
         ],
         "{events:?}"
     );
+    // The events API reports delivery (what the console's events page shows).
+    let token = w.token();
+    let (code, body) = w.api("GET", "/api/v1/events", None, Some(&token));
+    assert_eq!(code, 200, "{body}");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(state["webhook"]["delivered"].as_u64() >= Some(4), "{state}");
+    assert_eq!(state["webhook"]["failed"], 0, "{state}");
+    assert!(
+        state["webhook"]["last_delivered_seq"].as_u64().is_some(),
+        "{state}"
+    );
 
     // A webhook that accepts connections and never answers.
     let (dead, _) = webhook(&hooks, true);

@@ -43,6 +43,8 @@ pub const TOKEN_FILE: &str = "admin.token";
 pub(crate) struct Api {
     pub(crate) edge: Arc<Edge>,
     token: Arc<str>,
+    /// The overview's last reading of the inventory (`overview.rs`).
+    overview: Arc<overview::Cache>,
 }
 
 /// The admin token: from the config, else read from (or created in) `data_dir/admin.token`.
@@ -117,6 +119,7 @@ pub async fn serve(
     let api = Api {
         edge,
         token: token.into(),
+        overview: Arc::default(),
     };
     listener::serve(listener, router(api), cancel).await;
 }

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::EdgePorts;
 use common::browser::Browser;
 use common::pebble::{Pebble, PebbleOptions};
-use common::{EdgePorts, EdgeProcess};
 
 /// Where screenshots are written.
 fn screenshots() -> PathBuf {
@@ -152,11 +152,7 @@ fn the_console_adds_a_site_follows_it_to_active_renews_and_refuses_bad_input() {
     let (_rt, origin) = common::origin_on_own_runtime("console-origin");
     let ports = EdgePorts::new();
     let pebble = Pebble::start(&ports, PebbleOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ports.server_table(&dir.path().join("data"));
-    config.push_str(&pebble.acme_table("challenges = [\"http-01\"]"));
-    config.push_str(&pebble.onboarding_table());
-    let edge = EdgeProcess::start(dir, &ports, &config);
+    let edge = pebble.start_onboarding_edge(&ports, "");
     let shots = screenshots();
     let console = format!("http://127.0.0.1:{}/", ports.admin);
     let browser = Browser::start();
@@ -270,6 +266,25 @@ fn the_console_adds_a_site_follows_it_to_active_renews_and_refuses_bad_input() {
         "{error}"
     );
     browser.screenshot(&shots.join("upload-error.png"));
+
+    // Fifty more sites: the sites page shows them fifty at a time.
+    for i in 0..50 {
+        let body = serde_json::json!({ "hosts": [format!("page{i}.example.com")], "origins": [origin.url()] });
+        let (code, out) = edge.api("POST", "/api/v1/sites", Some(&body.to_string()));
+        assert_eq!(code, 201, "{out}");
+    }
+    browser.click("nav a[data-view=sites]");
+    browser.wait_until("the first page of 52", Duration::from_secs(10), |b| {
+        b.text(".page-range") == "1–50 of 52"
+    });
+    browser.click(".next-page");
+    browser.wait_until("the second page", Duration::from_secs(10), |b| {
+        b.text(".page-range") == "51–52 of 52"
+    });
+    browser.select_by_value("#site-status", "active");
+    browser.wait_until("the active sites only", Duration::from_secs(10), |b| {
+        b.text(".page-range") == "1–2 of 2"
+    });
 
     // The events page shows the log, live.
     browser.click("nav a[data-view=events]");

@@ -27,12 +27,7 @@ fn world_with(extra: &str) -> World {
     let (rt, origin) = common::origin_on_own_runtime("shop-origin");
     let ports = EdgePorts::new();
     let pebble = Pebble::start(&ports, PebbleOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ports.server_table(&dir.path().join("data"));
-    config.push_str(&pebble.acme_table("challenges = [\"http-01\"]"));
-    config.push_str(&pebble.onboarding_table());
-    config.push_str(extra);
-    let edge = EdgeProcess::start(dir, &ports, &config);
+    let edge = pebble.start_onboarding_edge(&ports, extra);
     World {
         _rt: rt,
         origin,

@@ -7,34 +7,36 @@
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
+/// One compiled-in file with its type.
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    ([(CONTENT_TYPE, content_type)], body)
+}
+
 /// `GET /`.
 pub(crate) async fn page() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/html; charset=utf-8")],
+    asset(
+        "text/html; charset=utf-8",
         include_str!("console/index.html"),
     )
 }
 
 /// `GET /console.js`.
 pub(crate) async fn script() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+    asset(
+        "text/javascript; charset=utf-8",
         include_str!("console/console.js"),
     )
 }
 
 /// `GET /console.css`.
 pub(crate) async fn style() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/css; charset=utf-8")],
+    asset(
+        "text/css; charset=utf-8",
         include_str!("console/console.css"),
     )
 }
 
 /// `GET /favicon.svg`: a padlock.
 pub(crate) async fn icon() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "image/svg+xml")],
-        include_str!("console/favicon.svg"),
-    )
+    asset("image/svg+xml", include_str!("console/favicon.svg"))
 }

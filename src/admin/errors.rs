@@ -49,6 +49,15 @@ impl ApiError {
         }
     }
 
+    /// 500: something inside the edge failed (a worker task panicked); the words say what.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            error.to_string(),
+        )
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -166,13 +166,7 @@ async fn nodes(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, 
     let edge = api.edge.clone();
     let nodes = tokio::task::spawn_blocking(move || crate::fleet::nodes::list(&edge))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                e.to_string(),
-            )
-        })?
+        .map_err(ApiError::internal)?
         .map_err(|e| ApiError::store(&e))?;
     let now = crate::certs::record::unix(std::time::SystemTime::now());
     let nodes: Vec<serde_json::Value> = nodes

@@ -43,13 +43,7 @@ pub(crate) async fn show(State(api): State<Api>) -> Result<Json<serde_json::Valu
             let started = Instant::now();
             let summary = tokio::task::spawn_blocking(move || Arc::new(summary::read(&reading)))
                 .await
-                .map_err(|e| {
-                    ApiError::new(
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        e.to_string(),
-                    )
-                })?;
+                .map_err(ApiError::internal)?;
             api.overview.keep(started, summary.clone());
             summary
         }

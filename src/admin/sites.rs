@@ -190,16 +190,14 @@ pub(crate) async fn create(
                 ApiError::new(StatusCode::CONFLICT, "onboarding_off", e.to_string())
             }
             AddError::Store(store) => ApiError::store(&store),
-            AddError::Id(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            }
+            AddError::Id(_) => ApiError::internal(e),
         })?;
     // Not served until its DNS is verified: only its DNS checks start.
     let edge = api.edge.clone();
     let (id, names) = (record.id.clone(), record.hosts.clone());
     tokio::task::spawn_blocking(move || edge.publish_registered(&id, &names))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(ApiError::internal)?;
     tracing::info!(site = %record.hosts[0], target = %record.cname_target, "site added");
     Ok((StatusCode::CREATED, Json(describe(&api, &record))))
 }
@@ -298,7 +296,7 @@ pub(crate) async fn remove(
         }
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    .map_err(ApiError::internal)?;
     tracing::info!(site = %record.hosts[0], "site removed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -138,51 +138,66 @@ impl Browser {
 
     /// Waits up to `timeout` for `css` to match; its element.
     pub fn wait_for(&self, css: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
+        self.wait_until(&format!("`{css}` appearing"), timeout, |b| {
+            b.find(css).is_some()
+        });
+        self.find(css)
+            .unwrap_or_else(|| panic!("`{css}` appeared, then went"))
+    }
+
+    /// Does `act` on the element `css` matches, finding it again when the page re-rendered
+    /// it in between (the console redraws its tables as data arrives).
+    fn on_element(&self, css: &str, act: impl Fn(&str) -> Result<Value, Value>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(element) = self.find(css) {
-                return element;
+            let element = self.wait_for(css, Duration::from_secs(10));
+            match act(&element) {
+                Ok(value) => return value,
+                Err(e) if e["error"] == "stale element reference" && Instant::now() < deadline => {}
+                Err(e) => panic!("WebDriver on `{css}`: {e}"),
             }
-            assert!(
-                Instant::now() < deadline,
-                "`{css}` never appeared; the page says:\n{}",
-                self.body_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     pub fn click(&self, css: &str) {
-        let element = self.wait_for(css, Duration::from_secs(10));
-        self.call(
-            "POST",
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        );
+        self.on_element(css, |element| {
+            self.try_call(
+                "POST",
+                &format!("/element/{element}/click"),
+                Some(json!({})),
+            )
+        });
     }
 
     /// Clears the field `css` and types `text` into it, key by key.
     pub fn type_into(&self, css: &str, text: &str) {
-        let element = self.wait_for(css, Duration::from_secs(10));
-        self.call(
-            "POST",
-            &format!("/element/{element}/clear"),
-            Some(json!({})),
-        );
-        self.call(
-            "POST",
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        );
+        self.on_element(css, |element| {
+            self.try_call(
+                "POST",
+                &format!("/element/{element}/clear"),
+                Some(json!({})),
+            )?;
+            self.try_call(
+                "POST",
+                &format!("/element/{element}/value"),
+                Some(json!({ "text": text })),
+            )
+        });
+    }
+
+    /// Chooses the option `value` of the select `css` (as a person would: click it).
+    pub fn select_by_value(&self, select: &str, value: &str) {
+        self.click(&format!("{select} option[value='{value}']"));
     }
 
     /// The visible text of `css`.
     pub fn text(&self, css: &str) -> String {
-        let element = self.wait_for(css, Duration::from_secs(10));
-        self.call("GET", &format!("/element/{element}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.on_element(css, |element| {
+            self.try_call("GET", &format!("/element/{element}/text"), None)
+        })
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
     }
 
     /// The page's visible text.

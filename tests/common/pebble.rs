@@ -174,6 +174,17 @@ impl Pebble {
         )
     }
 
+    /// An edge on `ports` issuing from this Pebble over HTTP-01, with CNAME onboarding on and
+    /// `extra` appended to its config.
+    pub fn start_onboarding_edge(&self, ports: &EdgePorts, extra: &str) -> super::EdgeProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ports.server_table(&dir.path().join("data"));
+        config.push_str(&self.acme_table("challenges = [\"http-01\"]"));
+        config.push_str(&self.onboarding_table());
+        config.push_str(extra);
+        super::EdgeProcess::start(dir, ports, &config)
+    }
+
     /// The root Pebble issues under (random per start), PEM, written into `dir`.
     pub fn write_issuing_root(&self, dir: &Path) -> PathBuf {
         let out = Command::new("curl")

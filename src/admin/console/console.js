@@ -355,29 +355,53 @@ function expiryChart(perDay, later) {
   return [chart, el('p', { class: 'hint' }, `${total} expire within 90 days, ${later} later. Red: within 14 days.`)];
 }
 
-// Sites
+// Lists (sites, certificates)
 
-function sitesView(params) {
-  const state = { q: params.get('q') || '', status: params.get('status') || '', cursors: [''] };
-  const search = el('input', { id: 'site-search', type: 'search', placeholder: 'Search host names', value: state.q });
-  const status = el('select', { id: 'site-status' },
-    el('option', { value: '' }, 'every status'),
-    STATUSES.map((s) => el('option', { value: s }, s)));
-  status.value = state.status;
-  const table = el('div', { id: 'sites-table' }, el('p', { class: 'empty' }, 'Loading…'));
-  const pager = el('div', { class: 'pager' });
-  const configured = el('div', { id: 'configured-sites' });
+/** A search box and a status select over a paged list: the filter runs on the edge, the
+ * page restarts from the first, and the address keeps the filter (`#/view?q=&param=`). */
+function listFilters({ params, view, param, prefix, searchLabel, every, options, onChange }) {
+  const state = { q: params.get('q') || '', status: params.get(param) || '', cursors: [''] };
+  const search = el('input', { id: `${prefix}-search`, type: 'search', placeholder: searchLabel, value: state.q });
+  const select = el('select', { id: `${prefix}-${param}` }, el('option', { value: '' }, every),
+    options.map((s) => el('option', { value: s }, s)));
+  select.value = state.status;
   let timer = null;
   const restart = () => {
     state.q = search.value.trim();
-    state.status = status.value;
+    state.status = select.value;
     state.cursors = [''];
-    history.replaceState(null, '', `#/sites${query({ q: state.q, status: state.status })}`);
-    refresh();
+    history.replaceState(null, '', `#/${view}${query({ q: state.q, [param]: state.status })}`);
+    onChange();
   };
   search.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(restart, 250); });
   search.addEventListener('change', restart);
-  status.addEventListener('change', restart);
+  select.addEventListener('change', restart);
+  return { state, search, select };
+}
+
+/** Previous / Next over the API's cursors, and which rows of how many are shown. */
+function fillPager(pager, state, data, shownRows, refresh) {
+  const shown = data.matching !== undefined ? data.matching : data.total;
+  const first = (state.cursors.length - 1) * PAGE_SIZE;
+  fill(pager,
+    el('button', { type: 'button', class: 'prev-page', disabled: state.cursors.length <= 1,
+      onclick: () => { state.cursors.pop(); refresh(); } }, '← Previous'),
+    el('span', { class: 'page-range' }, shownRows ? `${first + 1}–${first + shownRows} of ${shown}` : `0 of ${shown}`),
+    el('button', { type: 'button', class: 'next-page', disabled: !data.next,
+      onclick: () => { state.cursors.push(data.next); refresh(); } }, 'Next →'),
+    data.matching !== undefined ? el('span', { class: 'hint' }, `(${data.total} in all)`) : null);
+}
+
+// Sites
+
+function sitesView(params) {
+  const { state, search, select: status } = listFilters({
+    params, view: 'sites', param: 'status', prefix: 'site', searchLabel: 'Search host names',
+    every: 'every status', options: STATUSES, onChange: () => refresh(),
+  });
+  const table = el('div', { id: 'sites-table' }, el('p', { class: 'empty' }, 'Loading…'));
+  const pager = el('div', { class: 'pager' });
+  const configured = el('div', { id: 'configured-sites' });
   main(
     el('h1', {}, 'Sites'),
     el('div', { class: 'toolbar' }, search, status, el('span', { class: 'grow' }),
@@ -411,21 +435,12 @@ function sitesView(params) {
       el('td', {}, site.last_event
         ? [el('div', {}, site.last_event.kind), el('div', { class: 'sub' }, ago(site.last_event.time))] : '—'),
     ));
-    const shown = data.matching !== undefined ? data.matching : data.total;
-    const first = (state.cursors.length - 1) * PAGE_SIZE;
     fill(table, rows.length
       ? el('table', {}, el('thead', {}, el('tr', {},
         ['Host', 'Status', 'CNAME target', 'Origins', 'Certificate', 'Last event'].map((h) => el('th', {}, h)))),
       el('tbody', {}, rows))
       : el('p', { class: 'empty' }, state.q || state.status ? 'No site matches.' : 'No site yet: add one.'));
-    fill(pager,
-      el('button', { type: 'button', id: 'prev-page', disabled: state.cursors.length <= 1,
-        onclick: () => { state.cursors.pop(); refresh(); } }, '← Previous'),
-      el('span', { id: 'page-range' }, rows.length ? `${first + 1}–${first + rows.length} of ${shown}` : `0 of ${shown}`),
-      el('button', { type: 'button', id: 'next-page', disabled: !data.next,
-        onclick: () => { state.cursors.push(data.next); refresh(); } }, 'Next →'),
-      data.matching !== undefined ? el('span', { class: 'hint' }, `(${data.total} sites in all)`) : null,
-    );
+    fillPager(pager, state, data, rows.length, refresh);
   };
   mountView('sites', refresh, 3000);
 }
@@ -553,26 +568,14 @@ function followSite(site, into) {
 // Certificates
 
 function certificatesView(params) {
-  const state = { q: params.get('q') || '', status: params.get('state') || '', cursors: [''] };
-  const search = el('input', { id: 'cert-search', type: 'search', placeholder: 'Search names', value: state.q });
-  const filter = el('select', { id: 'cert-state' }, el('option', { value: '' }, 'every state'),
-    STATES.map((s) => el('option', { value: s }, s)));
-  filter.value = state.status;
+  const { state, search, select: filter } = listFilters({
+    params, view: 'certificates', param: 'state', prefix: 'cert', searchLabel: 'Search names',
+    every: 'every state', options: STATES, onChange: () => refresh(),
+  });
   const table = el('div', { id: 'certs-table' }, el('p', { class: 'empty' }, 'Loading…'));
   const pager = el('div', { class: 'pager' });
   const chart = el('div', { class: 'card chart', id: 'cert-timeline' }, el('h2', {}, 'Expiries, next 90 days'));
   const notice = el('div', { id: 'cert-notice' });
-  let timer = null;
-  const restart = () => {
-    state.q = search.value.trim();
-    state.status = filter.value;
-    state.cursors = [''];
-    history.replaceState(null, '', `#/certificates${query({ q: state.q, state: state.status })}`);
-    refresh();
-  };
-  search.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(restart, 250); });
-  search.addEventListener('change', restart);
-  filter.addEventListener('change', restart);
   main(
     el('h1', {}, 'Certificates'),
     chart,
@@ -620,18 +623,12 @@ function certificatesView(params) {
         },
       }, 'Renew now')),
     ));
-    const shown = data.matching !== undefined ? data.matching : data.total;
-    const first = (state.cursors.length - 1) * PAGE_SIZE;
     fill(table, rows.length
       ? el('table', {}, el('thead', {}, el('tr', {},
         ['Names', 'Source', 'Issuer', 'State', 'Not before', 'Not after', 'Left', 'Serial', ''].map((h) => el('th', {}, h)))),
       el('tbody', {}, rows))
       : el('p', { class: 'empty' }, 'No certificate matches.'));
-    fill(pager,
-      el('button', { type: 'button', disabled: state.cursors.length <= 1, onclick: () => { state.cursors.pop(); refresh(); } }, '← Previous'),
-      el('span', {}, rows.length ? `${first + 1}–${first + rows.length} of ${shown}` : `0 of ${shown}`),
-      el('button', { type: 'button', disabled: !data.next, onclick: () => { state.cursors.push(data.next); refresh(); } }, 'Next →'),
-    );
+    fillPager(pager, state, data, rows.length, refresh);
   };
   mountView('certificates', refresh, 5000);
 }

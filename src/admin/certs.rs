@@ -14,6 +14,18 @@ use crate::certs::CertState;
 use crate::certs::record::unix;
 use crate::sites::Site;
 
+/// A served certificate's serial, notBefore, notAfter (RFC 3339) and days left at `now`
+/// (the inventory's entries and the sites list both show them).
+pub(crate) fn validity(info: &crate::certs::CertInfo, now: SystemTime) -> serde_json::Value {
+    let left = unix(info.not_after).saturating_sub(unix(now));
+    json!({
+        "serial": info.serial,
+        "not_before": humantime::format_rfc3339_seconds(info.not_before).to_string(),
+        "not_after": humantime::format_rfc3339_seconds(info.not_after).to_string(),
+        "days_left": left as f64 / 86_400.0,
+    })
+}
+
 /// One inventory entry.
 pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
     let names: Vec<&str> = site.hosts().iter().map(|h| h.as_str()).collect();
@@ -35,13 +47,12 @@ pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
         "origins": origins,
     });
     if let Some(cert) = &served {
-        let info = &cert.bundle.info;
-        entry["serial"] = json!(info.serial);
+        if let (Some(entry), serde_json::Value::Object(validity)) =
+            (entry.as_object_mut(), validity(&cert.bundle.info, now))
+        {
+            entry.extend(validity);
+        }
         entry["issuer"] = json!(cert.bundle.chain.issuer());
-        entry["not_before"] = json!(humantime::format_rfc3339_seconds(info.not_before).to_string());
-        entry["not_after"] = json!(humantime::format_rfc3339_seconds(info.not_after).to_string());
-        let left = unix(info.not_after).saturating_sub(unix(now));
-        entry["days_left"] = json!(left as f64 / 86_400.0);
     }
     if let Some(record) = &record {
         entry["failure"] = json!(record.failure);

@@ -106,21 +106,17 @@ fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
     value
 }
 
-/// The certificate a registered site is served with: serial, notAfter, days left.
+/// The certificate a registered site is served with: serial, validity, days left.
 fn served_certificate(api: &Api, record: &SiteRecord) -> Option<serde_json::Value> {
     let site = api.edge.table.lookup(Some(record.hosts.first()?))?;
     if site.hosts().first().map(|h| h.as_str()) != record.hosts.first().map(String::as_str) {
         return None;
     }
     let cert = site.served_cert()?;
-    let info = &cert.bundle.info;
-    let left = crate::certs::record::unix(info.not_after)
-        .saturating_sub(crate::certs::record::unix(std::time::SystemTime::now()));
-    Some(json!({
-        "serial": info.serial,
-        "not_after": humantime::format_rfc3339_seconds(info.not_after).to_string(),
-        "days_left": left as f64 / 86_400.0,
-    }))
+    Some(super::certs::validity(
+        &cert.bundle.info,
+        std::time::SystemTime::now(),
+    ))
 }
 
 pub(crate) async fn create(

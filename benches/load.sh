@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Load benchmark: onehttps beside nginx and haproxy, same ECDSA P-256 certificate, same
-# origin (nginx `return 200`), same clients, on this machine. For each scenario and server it
-# reports throughput, the server's own CPU microseconds per operation (utime+stime of all its
-# processes from /proc: clients share the machine, so this is the figure to compare), latency,
-# and memory per idle TLS connection. Then `cargo bench --bench sites` loads 1k, 100k and 1M
-# sites into one table (RSS per site, start to serving, cold vs cached key). Prints the tables
-# and writes BENCHMARKS.md.
+# origin (nginx `return 200`, and a 64 KiB file), same clients, the same number of worker
+# threads/processes for each server (WORKERS, default: the core count), on this machine. For
+# each scenario and server it reports throughput, the server's own CPU microseconds per
+# operation (utime+stime of all its processes from /proc: clients share the machine, so this
+# is the figure to compare), latency p50/p99, and memory per idle TLS connection. Then (unless
+# SITES is empty) `cargo bench --bench sites` loads 1k, 100k and 1M sites into one table.
+# It rewrites only its own sections of BENCHMARKS.md (between the `load.sh` markers).
 #
-#   benches/load.sh                 # full run (about 6 minutes; the first run also generates
+#   benches/load.sh                 # full run (about 8 minutes; the first run also generates
 #                                   # a million certificates, ~2 minutes, 1.4 GB under target/)
 #   DURATION=3 benches/load.sh      # shorter runs per scenario
-#   SITES="1000 100000" benches/load.sh   # smaller site tables
+#   SITES= FLEET=0 benches/load.sh  # the request scenarios only
+#   SERVERS=onehttps ONLY=HTTP/2 benches/load.sh  # one server, scenarios matching a regex
+#                                   # (prints the table, leaves BENCHMARKS.md alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 IDLE=${IDLE:-2000}
-SITES=${SITES:-1000 100000 1000000}
+SITES=${SITES-1000 100000 1000000}
+FLEET=${FLEET:-1}
+WORKERS=${WORKERS:-$(nproc)}
+SERVERS=${SERVERS:-onehttps nginx haproxy}
+ONLY=${ONLY:-}
 
 declare -A packages=([nginx]=nginx [haproxy]=haproxy [h2load]=nghttp2-client [wrk]=wrk [openssl]=openssl [python3]=python3 [etcd]=etcd-server [etcdctl]=etcd-client [pebble]=pebble [protoc]=protobuf-compiler)
 missing=()
@@ -26,8 +33,9 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-cargo build --release --quiet
+cargo build --release --quiet --bin onehttps --example visitors
 ONEHTTPS=$PWD/target/release/onehttps
+VISITORS=$PWD/target/release/examples/visitors
 
 work=$(mktemp -d)
 pids=()
@@ -38,16 +46,20 @@ trap cleanup EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=localhost \
   -addext subjectAltName=DNS:localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
+mkdir -p "$work/www"
+head -c 65536 /dev/zero | tr '\0' 'x' > "$work/www/64k"
+chmod 755 "$work" "$work/www"   # nginx's workers (www-data) read the file
 
 ORIGIN=18080 EDGE=18443 NGINX=18444 HAPROXY=18445
 cat > "$work/origin.conf" <<EOF
 worker_processes 1; daemon off; pid $work/origin.pid; error_log $work/origin.err;
 events { worker_connections 8192; }
 http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 1000000;
-  location / { return 200 "hello from the origin\n"; } } }
+  location / { return 200 "hello from the origin\n"; }
+  location = /64k { root $work/www; } } }
 EOF
 cat > "$work/nginx.conf" <<EOF
-worker_processes auto; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
+worker_processes $WORKERS; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
 events { worker_connections 16384; }
 http { access_log off;
   upstream origin { server 127.0.0.1:$ORIGIN; keepalive 256; }
@@ -58,7 +70,7 @@ http { access_log off;
 EOF
 cat > "$work/haproxy.cfg" <<EOF
 global
-  nbthread $(nproc)
+  nbthread $WORKERS
   maxconn 8000
 defaults
   mode http
@@ -97,7 +109,7 @@ EOF
 nginx -c "$work/origin.conf" & pids+=($!)
 nginx -c "$work/nginx.conf" & pids+=($!); NGINX_PID=$!
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & pids+=($!); HAPROXY_PID=$!
-"$ONEHTTPS" run --config "$work/onehttps.toml" 2>"$work/onehttps.log" & pids+=($!); EDGE_PID=$!
+TOKIO_WORKER_THREADS=$WORKERS "$ONEHTTPS" run --config "$work/onehttps.toml" 2>"$work/onehttps.log" & pids+=($!); EDGE_PID=$!
 sleep 1.5
 
 # Total CPU ticks and RSS (KiB) of a process and its children.
@@ -111,18 +123,25 @@ results="$work/results.tsv"
 # run NAME PID PORT SCENARIO COMMAND…: runs the client, records ops, CPU µs/op, latency.
 run() {
   local name=$1 pid=$2 scenario=$3; shift 3
+  [[ -z $ONLY || $scenario =~ $ONLY ]] || return 0
+  rm -f "$work/h2load.log"
   local c0; c0=$(cpu "$pid")
   local out; out=$("$@" 2>&1 || true)
   local c1; c1=$(cpu "$pid")
-  python3 - "$name" "$scenario" "$((c1 - c0))" "$TCK" "$out" >> "$results" <<'PY'
-import re, sys
-name, scenario, ticks, tck, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+  echo "$out" > "$work/last.out"; [[ -n ${DEBUG:-} ]] && echo "$out" >&2
+  python3 - "$name" "$scenario" "$((c1 - c0))" "$TCK" "$out" "$work/h2load.log" >> "$results" <<'PY'
+import os, re, sys
+name, scenario, ticks, tck, out, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 ops = rate = p50 = p99 = resumed = None
+def ms(us): return f"{us / 1000:.2f}ms"
 m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
-if m:  # h2load
+if m:  # h2load; per-request times from its --log-file (start µs, status, duration µs)
     ops = int(m.group(2))
     r = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out); rate = float(r.group(1)) if r else None
-    r = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out); p50 = r.group(3) + " (mean)" if r else None
+    if os.path.exists(log):
+        times = sorted(int(l.split("\t")[2]) for l in open(log) if l.count("\t") >= 2)
+        if times:
+            p50, p99 = ms(times[len(times) // 2]), ms(times[min(len(times) - 1, int(len(times) * 0.99))])
 m = re.search(r"(\d+) requests in ([\d.]+)s", out)
 if m and ops is None:  # wrk
     ops = int(m.group(1)); rate = ops / float(m.group(2))
@@ -141,7 +160,7 @@ PY
 }
 
 
-for server in onehttps nginx haproxy; do
+for server in $SERVERS; do
   case $server in
     onehttps) pid=$EDGE_PID port=$EDGE ;;
     nginx) pid=$NGINX_PID port=$NGINX ;;
@@ -154,11 +173,16 @@ for server in onehttps nginx haproxy; do
     exit 1
   fi
   h2load --h1 -n 20000 -c 16 "$url" >/dev/null 2>&1 || true   # warm-up
-  run "$server" "$pid" "keep-alive HTTP/1.1 (h2load --h1 -c16)" h2load --h1 -D "$DURATION" -c 16 -t 1 "$url"
-  run "$server" "$pid" "HTTP/2, 10 streams (h2load -c16 -m10)" h2load -D "$DURATION" -c 16 -m 10 -t 1 "$url"
-  run "$server" "$pid" "new visitor: full TLS handshake + GET (4 clients)" python3 benches/visitors.py "$port" new "$DURATION" 4
-  run "$server" "$pid" "returning visitor: resumed handshake + GET (4 clients)" python3 benches/visitors.py "$port" reuse "$DURATION" 4
+  log=--log-file=$work/h2load.log
+  run "$server" "$pid" "keep-alive HTTP/1.1 (h2load --h1 -c16)" h2load "$log" --h1 -D "$DURATION" -c 16 -t 1 "$url"
+  run "$server" "$pid" "keep-alive HTTP/1.1, 64 KiB responses (h2load --h1 -c16)" h2load "$log" --h1 -D "$DURATION" -c 16 -t 1 "${url}64k"
+  run "$server" "$pid" "HTTP/2, 10 streams (h2load -c16 -m10)" h2load "$log" -D "$DURATION" -c 16 -m 10 -t 1 "$url"
+  run "$server" "$pid" "HTTP/2, 100 streams per connection (h2load -c4 -m100)" h2load "$log" -D "$DURATION" -c 4 -m 100 -t 1 "$url"
+  run "$server" "$pid" "HTTP/2, 64 KiB responses (h2load -c16 -m10)" h2load "$log" -D "$DURATION" -c 16 -m 10 -t 1 "${url}64k"
+  run "$server" "$pid" "new visitor: full TLS handshake + GET (4 clients)" "$VISITORS" "$port" new "$DURATION" 4
+  run "$server" "$pid" "returning visitor: resumed handshake + GET (4 clients)" "$VISITORS" "$port" reuse "$DURATION" 4
   run "$server" "$pid" "returning visitor, wrk Connection: close (-c16)" wrk -t1 -c16 -d"${DURATION}s" --latency -H "Connection: close" "$url"
+  [[ -z $ONLY || "idle TLS connection" =~ $ONLY ]] || continue
   # Idle TLS connections: RSS growth per connection held open after its handshake.
   before=$(rss "$pid")
   rm -f "$work/idle.out"
@@ -184,18 +208,44 @@ PY
     "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN { printf "%.1f", (a - b) / n }')" >> "$results"
 done
 
-python3 - "$results" "$(nproc)" "$(nginx -v 2>&1 | sed 's/.*\///')" "$(haproxy -v | head -1 | awk '{print $3}')" "$("$ONEHTTPS" --version)" <<'PY' | tee BENCHMARKS.md
+# Replaces the section NAME of BENCHMARKS.md (between `<!-- load.sh:NAME -->` and
+# `<!-- /load.sh:NAME -->`) with standard input; appends it when the file has none. The
+# other sections (restart, fleet: written by hand from their benches) stay as they are.
+section() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+name, text = sys.argv[1], sys.argv[2]
+begin, end = f"<!-- load.sh:{name} -->", f"<!-- /load.sh:{name} -->"
+try:
+    doc = open("BENCHMARKS.md").read()
+except FileNotFoundError:
+    doc = "# Benchmarks\n"
+block = f"{begin}\n{text.rstrip()}\n{end}"
+if begin in doc and end in doc:
+    doc = doc[:doc.index(begin)] + block + doc[doc.index(end) + len(end):]
+else:
+    doc = doc.rstrip() + "\n\n" + block + "\n"
+open("BENCHMARKS.md", "w").write(doc)
+PY
+}
+
+table=$(python3 - "$results" "$(nproc)" "$(nginx -v 2>&1 | sed 's/.*\///')" "$(haproxy -v | head -1 | awk '{print $3}')" "$("$ONEHTTPS" --version)" "$WORKERS" "$DURATION" <<'PY'
 import collections, datetime, platform, sys
-path, cores, nginx, haproxy, ours = sys.argv[1:6]
+path, cores, nginx, haproxy, ours, workers, duration = sys.argv[1:8]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 by = collections.OrderedDict()
 for scenario, server, rate, us, p50, p99, resumed in rows:
     by.setdefault(scenario, {})[server] = (rate, us, p50, p99, resumed)
-print(f"# Benchmarks\n\nRun {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC by `benches/load.sh` on {platform.node()} "
-      f"({cores} cores, {platform.machine()}, Linux {platform.release()}); clients on the same machine, loopback.\n"
-      f"Servers: {ours} (release build), nginx {nginx}, haproxy {haproxy}; one ECDSA P-256 certificate; origin: nginx `return 200`.\n"
+print(f"## Requests and handshakes beside nginx and haproxy (`benches/load.sh`)\n\n"
+      f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {platform.node()} "
+      f"({cores} cores, {platform.machine()}, Linux {platform.release()}); clients on the same machine, loopback, {duration} s per scenario.\n"
+      f"Servers: {ours} (release build, {workers} tokio worker threads), nginx {nginx} (`worker_processes {workers}`), "
+      f"haproxy {haproxy} (`nbthread {workers}`); one ECDSA P-256 certificate; origin: nginx `return 200` (23 bytes) or a 64 KiB file.\n"
       "CPU/op is the server's own utime+stime (all its processes) divided by completed operations. "
-      "`resumed`: share of the visitors' connections whose TLS session was resumed (Python's ssl, TLS 1.3 tickets).\n")
+      "Latency: per request from h2load's log (HTTP/2 rows: a request waits behind the others on its connection), "
+      "per connection for the visitors (connect + handshake + GET) and wrk. "
+      "Visitors: `examples/visitors.rs`, 4 threads of blocking rustls clients offering X25519 only (what every server here supports); "
+      "`resumed`: share of their connections resumed with the previous connection's TLS 1.3 ticket.\n")
 print("| scenario | server | ops/s | server CPU µs/op | latency p50 | p99 | resumed |")
 print("|---|---|---|---|---|---|---|")
 for scenario, servers in by.items():
@@ -204,37 +254,50 @@ for scenario, servers in by.items():
             rate, us, p50, p99, resumed = servers[server]
             print(f"| {scenario} | {server} | {rate} | {us} | {p50} | {p99} | {resumed} |")
 PY
+)
+echo "$table"
+if [[ -n $ONLY || $SERVERS != "onehttps nginx haproxy" ]]; then
+  exit 0   # a partial run: BENCHMARKS.md keeps the full one
+fi
+section requests "$table"
 
 # Many sites in one table: memory per site, start to serving, cold vs cached signing key.
-# shellcheck disable=SC2086
-sites_table=$(cargo bench --quiet --bench sites -- $SITES 2>"$work/sites.err") || {
-  cat "$work/sites.err" >&2; exit 1; }
-{
-  echo
-  echo "## Many sites on one node (\`cargo bench --bench sites\`)"
-  echo
-  echo "Each site has its own ECDSA P-256 certificate and key (one local CA, one intermediate), loaded"
-  echo "as the edge loads its store: chain parsed, key opened and sealed again in memory, not decoded."
-  echo "RSS is the growth of the process; start→serving runs from process start to the first handshake"
-  echo "served on a socket with every site in the table; handshakes are in-memory TLS 1.3 full"
-  echo "handshakes (X25519MLKEM768), server-side CPU only, to a site whose key is sealed (cold: opened"
-  echo "and decoded on the spot) or already in the key cache."
-  echo
-  echo "| sites | RSS | RSS/site | start→serving | cold-key handshake | cached-key handshake |"
-  echo "|---|---|---|---|---|---|"
-  echo "$sites_table" | awk -F'|' 'NR > 1 { printf "|%s|%s|%s|%s|%s|%s|\n", $1, $2, $3, $4, $5, $6 }'
-} | tee -a BENCHMARKS.md
+if [[ -n $SITES ]]; then
+  # shellcheck disable=SC2086
+  sites_table=$(cargo bench --quiet --bench sites -- $SITES 2>"$work/sites.err") || {
+    cat "$work/sites.err" >&2; exit 1; }
+  sites_text=$(
+    echo "## Many sites on one node (\`cargo bench --bench sites\`)"
+    echo
+    echo "Each site has its own ECDSA P-256 certificate and key (one local CA, one intermediate), loaded"
+    echo "as the edge loads its store: chain parsed, key opened and sealed again in memory, not decoded."
+    echo "RSS is the growth of the process; start→serving runs from process start to the first handshake"
+    echo "served on a socket with every site in the table; handshakes are in-memory TLS 1.3 full"
+    echo "handshakes (X25519MLKEM768), server-side CPU only, to a site whose key is sealed (cold: opened"
+    echo "and decoded on the spot) or already in the key cache."
+    echo
+    echo "| sites | RSS | RSS/site | start→serving | cold-key handshake | cached-key handshake |"
+    echo "|---|---|---|---|---|---|"
+    echo "$sites_table" | awk -F'|' 'NR > 1 { printf "|%s|%s|%s|%s|%s|%s|\n", $1, $2, $3, $4, $5, $6 }'
+  )
+  echo "$sites_text"
+  section sites "$sites_text"
+fi
 
 # A fleet on etcd: how long a renewed certificate takes from the store to every other node
 # (three edges, a three-member etcd cluster and Pebble, as tests/fleet.rs starts them).
-fleet_line=$(cargo test --release --test fleet -- --ignored --nocapture swap_propagation 2>/dev/null | grep -E 'renewals:|swap propagation')
-{
-  echo
-  echo "## A fleet on etcd (\`cargo test --release --test fleet -- --ignored swap_propagation\`)"
-  echo
-  echo "Three edges on one three-member etcd cluster (all on this machine), thirty forced renewals"
-  echo "through Pebble, each on the next node. Propagation runs from the issuing node's log line"
-  echo "written just before the record goes to etcd to each other node's \"swapped in\" line."
-  echo
-  echo "$fleet_line" | sed 's/^/    /'
-} | tee -a BENCHMARKS.md
+if [[ $FLEET == 1 ]]; then
+  fleet_line=$(cargo test --release --test fleet -- --ignored --nocapture swap_propagation 2>/dev/null | grep -E 'renewals:|swap propagation')
+  fleet_text=$(
+    echo "## Swap propagation through a real renewal (\`cargo test --release --test fleet -- --ignored swap_propagation\`)"
+    echo
+    echo "Three edges on one three-member etcd cluster (all on this machine), thirty forced renewals"
+    echo "through Pebble, each on the next node. Propagation runs from the issuing node's log line"
+    echo "written just before the record goes to etcd to each other node's \"swapped in\" line."
+    echo "($(date -u '+%Y-%m-%d %H:%M'), release build.)"
+    echo
+    echo "$fleet_line" | sed 's/^/    /'
+  )
+  echo "$fleet_text"
+  section fleet "$fleet_text"
+fi

@@ -51,6 +51,7 @@ pub(crate) struct FileServer {
     pub(crate) min_transfer_bytes: Option<Spanned<u32>>,
     pub(crate) max_connections_per_ip: Option<Spanned<u32>>,
     pub(crate) handshakes_per_ip: Option<Spanned<u32>>,
+    pub(crate) workers: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

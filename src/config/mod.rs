@@ -116,6 +116,9 @@ pub struct ServerSettings {
     pub max_connections_per_ip: usize,
     /// TLS handshakes per second per client address (bursts of twice this).
     pub handshakes_per_ip: u32,
+    /// Threads serving client connections, each with its own single-threaded runtime
+    /// (default: one per core).
+    pub workers: usize,
 }
 
 /// TLS protocol versions the edge accepts at the lowest.
@@ -358,6 +361,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
         )
         .try_into()
         .unwrap_or(u32::MAX),
+        workers: positive(s.workers, default_workers(), "server.workers", issues),
         admin_token: s.admin_token.and_then(|t| {
             if t.get_ref().len() < 16 || t.get_ref().chars().any(|c| c.is_whitespace()) {
                 issues.at(
@@ -816,6 +820,11 @@ pub(crate) fn duration(
             default
         }
     }
+}
+
+/// One connection worker per core the process may run on.
+fn default_workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
 }
 
 pub(crate) fn positive(

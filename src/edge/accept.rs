@@ -1,12 +1,12 @@
 //! Accept loops: a connection slot from the global limit, then accept, then admission per
 //! client address (`admission.rs`); errors are logged and backed off, never fatal. Each
-//! connection runs in its own tracked task.
+//! connection runs in its own tracked task, on one of the connection workers (`workers.rs`).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::admission::{Admission, Refused};
@@ -116,10 +116,21 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
             }
         };
         let _ = tcp.set_nodelay(true);
+        // The socket leaves this runtime's reactor for its worker's.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot hand the connection to a worker");
+                continue;
+            }
+        };
         let edge2 = edge.clone();
         let slots = slots.clone();
         let gauge = gauge.clone();
-        edge.tracker.spawn(async move {
+        let connection = edge.tracker.track_future(async move {
+            let Ok(tcp) = TcpStream::from_std(tcp) else {
+                return;
+            };
             // Stage one: no slot until the client sends something.
             let timeout = edge2.server.handshake_timeout;
             let first_bytes = async {
@@ -145,6 +156,7 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
                 Kind::Http => plain_http::serve(edge2, tcp, client, slot).await,
             }
         });
+        edge.workers.spawn(connection);
     }
 }
 

@@ -9,6 +9,7 @@ mod log_limit;
 mod plain_http;
 mod reload;
 mod welcome;
+mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use crate::onboarding::Onboarding;
 use crate::proxy::Proxy;
 use crate::tls::{self, KeyCache, SiteTable, TableResolver};
 pub use reload::ReloadSummary;
+pub(crate) use workers::current as current_worker;
 
 /// Largest number of concurrent HTTP/2 streams per client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -54,6 +56,8 @@ pub enum EdgeError {
     },
     #[error("cannot open the certificate store")]
     Certificates(#[from] crate::managed::ManagerError),
+    #[error("cannot start the connection worker threads")]
+    Workers(#[source] std::io::Error),
     #[error("cannot build the TLS configuration")]
     Tls(#[source] rustls::Error),
     #[error(transparent)]
@@ -119,6 +123,8 @@ pub struct Edge {
     config: Mutex<Config>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// The threads client connections are served on.
+    workers: workers::Workers,
     /// How full the HTTPS listener is; set when its accept loop starts.
     https_gauge: std::sync::OnceLock<Arc<accept::Gauge>>,
     started: std::time::SystemTime,
@@ -167,11 +173,13 @@ impl Edge {
         let tls = tls::server_config::build(&config.tls, Arc::new(resolver), tickets.clone())
             .map_err(EdgeError::Tls)?;
         let tracker = TaskTracker::new();
+        let workers = workers::Workers::start(config.server.workers).map_err(EdgeError::Workers)?;
         let proxy = Arc::new(Proxy::new(
             &config.proxy,
             config.onboarding.allow_private_origins,
             config.log.access,
             tracker.clone(),
+            workers.len(),
         ));
         let server = config.server.clone();
         let edge = Arc::new(Self {
@@ -188,6 +196,7 @@ impl Edge {
             config: Mutex::new(config.clone()),
             cancel: CancellationToken::new(),
             tracker,
+            workers,
             https_gauge: std::sync::OnceLock::new(),
             started: std::time::SystemTime::now(),
             shared_tickets,

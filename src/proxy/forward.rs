@@ -127,9 +127,13 @@ impl ProxyError {
 
 /// Shared state of the request path.
 pub struct Proxy {
-    client: OriginClient,
-    /// For API-registered sites; `None` when `onboarding.allow_private_origins` is on.
-    tenant_client: Option<TenantClient>,
+    /// One client (one pool of origin connections) per connection worker: a request uses
+    /// the origin connections of the thread it runs on, whose reactor they are registered
+    /// with.
+    clients: Vec<OriginClient>,
+    /// For API-registered sites, likewise per worker; empty when
+    /// `onboarding.allow_private_origins` is on.
+    tenant_clients: Vec<TenantClient>,
     response_timeout: Duration,
     access_log: bool,
     /// Upgraded tunnels with nothing moving for this long are closed.
@@ -149,10 +153,19 @@ impl Proxy {
         allow_private_origins: bool,
         access_log: bool,
         tunnels: TaskTracker,
+        workers: usize,
     ) -> Self {
+        let per_worker = 0..workers.max(1);
         Self {
-            client: client::build(settings),
-            tenant_client: (!allow_private_origins).then(|| client::build_tenant(settings)),
+            clients: per_worker
+                .clone()
+                .map(|_| client::build(settings))
+                .collect(),
+            tenant_clients: if allow_private_origins {
+                Vec::new()
+            } else {
+                per_worker.map(|_| client::build_tenant(settings)).collect()
+            },
             response_timeout: settings.response_timeout,
             access_log,
             trusted_proxies: settings.trusted_proxies.clone(),
@@ -341,9 +354,13 @@ impl Proxy {
         *req.headers_mut() = headers;
         let started = Instant::now();
         let origin_name = || origin.to_string();
-        let response = match &self.tenant_client {
+        let worker = crate::edge::current_worker().unwrap_or(0);
+        let response = match self
+            .tenant_clients
+            .get(worker % self.tenant_clients.len().max(1))
+        {
             Some(client) if tenant => client.request(req),
-            _ => self.client.request(req),
+            _ => self.clients[worker % self.clients.len()].request(req),
         };
         tokio::pin!(response);
         // Until the body is sent, only the transfer timeout bounds the exchange.

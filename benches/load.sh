@@ -14,6 +14,8 @@
 #   SITES= FLEET=0 benches/load.sh  # the request scenarios only
 #   SERVERS=onehttps ONLY=HTTP/2 benches/load.sh  # one server, scenarios matching a regex
 #                                   # (prints the table, leaves BENCHMARKS.md alone)
+#   PROFILE=docs/profile SERVERS=onehttps ONLY='HTTP/1.1 \(|10 streams' benches/load.sh
+#                                   # perf call graphs of onehttps per scenario (linux-perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8}
@@ -24,6 +26,7 @@ FLEET=${FLEET:-1}
 WORKERS=${WORKERS:-$(nproc)}
 SERVERS=${SERVERS:-onehttps nginx haproxy}
 ONLY=${ONLY:-}
+PROFILE=${PROFILE:-}   # a directory: perf call graphs of onehttps, one file per scenario
 
 declare -A packages=([nginx]=nginx [haproxy]=haproxy [h2load]=nghttp2-client [wrk]=wrk [openssl]=openssl [python3]=python3 [etcd]=etcd-server [etcdctl]=etcd-client [pebble]=pebble [protoc]=protobuf-compiler)
 missing=()
@@ -126,8 +129,21 @@ run() {
   [[ -z $ONLY || $scenario =~ $ONLY ]] || return 0
   rm -f "$work/h2load.log"
   local c0; c0=$(cpu "$pid")
+  local perf_pid=""
+  if [[ -n $PROFILE && $name == onehttps ]]; then
+    perf record -q -F 499 --call-graph dwarf,16384 -p "$pid" -o "$work/perf.data" -- sleep "$DURATION" 2>/dev/null &
+    perf_pid=$!
+  fi
   local out; out=$("$@" 2>&1 || true)
   local c1; c1=$(cpu "$pid")
+  if [[ -n $perf_pid ]]; then
+    wait "$perf_pid" || true
+    local file; file="$PROFILE/$(echo "$scenario" | tr -c 'A-Za-z0-9\n' '-' | sed 's/--*/-/g; s/-$//').txt"
+    perf report -i "$work/perf.data" --no-children --stdio --percent-limit 0.7 --sort dso,symbol \
+      -g caller,0.5,callee,function,percent --max-stack 12 2>/dev/null > "$file" || true
+    cp "$work/perf.data" "${file%.txt}.perf.data"
+    echo "profile: $file" >&2
+  fi
   echo "$out" > "$work/last.out"; [[ -n ${DEBUG:-} ]] && echo "$out" >&2
   python3 - "$name" "$scenario" "$((c1 - c0))" "$TCK" "$out" "$work/h2load.log" >> "$results" <<'PY'
 import os, re, sys
@@ -148,7 +164,7 @@ if m and ops is None:  # wrk
     r = re.search(r"^\s*50%\s+([\d.]+\w+)", out, re.M); p50 = r.group(1) if r else None
     r = re.search(r"^\s*99%\s+([\d.]+\w+)", out, re.M); p99 = r.group(1) if r else None
 m = re.search(r"(\d+) connections in (\d+) real seconds", out)
-if m and ops is None:  # benches/visitors.py
+if m and ops is None:  # examples/visitors.rs
     ops = int(m.group(1)); rate = ops / int(m.group(2))
     r = re.search(r"resumed (\d+)", out); resumed = f"{int(r.group(1)) / ops:.0%}" if r and ops else None
     r = re.search(r"50% (\S+)", out); p50 = r.group(1) if r else None

@@ -152,7 +152,7 @@ pub(super) async fn accept_loop(edge: Arc<Edge>, listener: TcpListener, kind: Ki
             // The slot lives as long as the connection, or a tunnel upgraded from it.
             let slot: Slot = Arc::new((permit, admitted));
             match kind {
-                Kind::Https => connection::serve_tls(edge2, tcp, client, slot).await,
+                Kind::Https => connection::serve_tls(edge2, tcp, client, Some(slot)).await,
                 Kind::Http => plain_http::serve(edge2, tcp, client, slot).await,
             }
         });

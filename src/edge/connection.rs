@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::{HandshakeKind, ProtocolVersion};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -27,10 +27,15 @@ const CONTROL_FRAME_ALLOWANCE: u64 = 256;
 /// Most TLS records rustls queues for a client that is not reading.
 const TLS_SEND_BUFFER_BYTES: usize = 32 * 1024;
 
-pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr, slot: Slot) {
+/// Serves one client connection: `io` is its TCP connection (or, for benchmarks, any byte
+/// stream); `slot` is what it holds of the listener's limits.
+pub(super) async fn serve_tls<IO>(edge: Arc<Edge>, io: IO, client: SocketAddr, slot: Option<Slot>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let span = tracing::debug_span!("conn", client.addr = %client, tls.sni = tracing::field::Empty);
     async move {
-        let handshake = tls::accept(tcp, &edge.table, &edge.challenges, edge.tls.clone());
+        let handshake = tls::accept(io, &edge.table, &edge.challenges, edge.tls.clone());
         let (mut stream, site) =
             match in_time_unless_pressed(handshake, edge.server.handshake_timeout, || {
                 edge.https_pressed()
@@ -65,7 +70,7 @@ pub(super) async fn serve_tls(edge: Arc<Edge>, tcp: TcpStream, client: SocketAdd
                 version_name(tls_conn.protocol_version()),
                 tls_conn.handshake_kind() == Some(HandshakeKind::Resumed),
             )
-            .with_slot(Some(slot)),
+            .with_slot(slot.map(|s| s as Arc<dyn std::any::Any + Send + Sync>)),
         );
         let proxy = edge.proxy.clone();
         let service_conn = conn.clone();

@@ -136,6 +136,34 @@ impl Edge {
     /// Opens the store, builds every site (stored certificates are served before any CA is
     /// contacted), the table and the TLS config.
     pub fn new(config: Config) -> Result<Arc<Self>, EdgeError> {
+        Self::build(config, None)
+    }
+
+    /// An edge whose every origin is `origin`, in memory: for the request-path benchmark
+    /// (`benches/request_path.rs`), which serves connections with
+    /// [`serve_stream`](Self::serve_stream) and no socket anywhere.
+    #[doc(hidden)]
+    pub fn with_memory_origin(
+        config: Config,
+        origin: crate::proxy::connector::MemoryOrigin,
+    ) -> Result<Arc<Self>, EdgeError> {
+        Self::build(config, Some(origin))
+    }
+
+    /// Serves one client connection over `io` exactly as one accepted on the HTTPS listener
+    /// (TLS handshake, HTTP/1.1 or HTTP/2, timers), without the listener's limits.
+    #[doc(hidden)]
+    pub async fn serve_stream<IO>(self: Arc<Self>, io: IO, client: SocketAddr)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        connection::serve_tls(self, io, client, None).await;
+    }
+
+    fn build(
+        config: Config,
+        memory_origin: Option<crate::proxy::connector::MemoryOrigin>,
+    ) -> Result<Arc<Self>, EdgeError> {
         let challenges = Arc::new(Challenges::default());
         let events = Arc::new(match config.events.webhook {
             Some(_) => Events::with_webhook(),
@@ -180,6 +208,7 @@ impl Edge {
             config.log.access,
             tracker.clone(),
             workers.len(),
+            memory_origin,
         ));
         let server = config.server.clone();
         let edge = Arc::new(Self {

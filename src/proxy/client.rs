@@ -1,34 +1,45 @@
-//! The HTTP/1.1 client to origins: one keep-alive pool for the whole process (keyed by
-//! origin), connect timeout, no proxy-side retries of its own. hyper-util's "legacy" client
-//! lives behind this file only.
+//! The HTTP/1.1 client to origins: a keep-alive pool (keyed by origin; the proxy keeps one
+//! per connection worker), connect timeout, no proxy-side retries of its own. hyper-util's
+//! "legacy" client lives behind this file only.
 
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::ProxyBody;
+use super::connector::{MemoryOrigin, OriginConnector};
 use super::guard::PublicOnly;
 use crate::config::ProxySettings;
 
 /// Most bytes buffered from one origin connection (hyper's minimum is 8 KiB).
 const ORIGIN_READ_BUF_BYTES: usize = 64 * 1024;
 
-/// The shared origin client for configured sites (any address the operator wrote).
-pub type OriginClient = Client<HttpConnector, ProxyBody>;
-/// The client for API-registered sites' origins: public addresses only.
-pub type TenantClient = Client<PublicOnly, ProxyBody>;
+/// A client to origins, with its pool of connections.
+pub type OriginClient = Client<OriginConnector, ProxyBody>;
 
 /// Error from the origin client.
 pub type OriginError = hyper_util::client::legacy::Error;
 
-pub fn build(settings: &ProxySettings) -> OriginClient {
-    builder(settings).build(connector(settings.connect_timeout))
+/// Which origins a client may reach.
+#[derive(Clone)]
+pub enum Reach {
+    /// Any address the operator wrote (configured sites).
+    Any,
+    /// Public addresses only: a connection whose peer is not one is refused before anything
+    /// is sent (API-registered sites).
+    PublicOnly,
+    /// Every origin is this in-memory one (benchmarks).
+    Memory(MemoryOrigin),
 }
 
-/// The client for tenants' origins: the same pool settings, and a connection whose peer
-/// is not a public address is refused before anything is sent.
-pub fn build_tenant(settings: &ProxySettings) -> TenantClient {
-    builder(settings).build(PublicOnly::new(connector(settings.connect_timeout)))
+pub fn build(settings: &ProxySettings, reach: &Reach) -> OriginClient {
+    let tcp = connector(settings.connect_timeout);
+    let connector = match reach {
+        Reach::Any => OriginConnector::Tcp(tcp),
+        Reach::PublicOnly => OriginConnector::PublicOnly(PublicOnly::new(tcp)),
+        Reach::Memory(origin) => OriginConnector::Memory(origin.clone()),
+    };
+    builder(settings).build(connector)
 }
 
 fn builder(settings: &ProxySettings) -> hyper_util::client::legacy::Builder {

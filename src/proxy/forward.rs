@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 
 use super::ProxyBody;
 use super::access_log::{AccessRecord, LoggedBody};
-use super::client::{self, OriginClient, OriginError, TenantClient};
+use super::client::{self, OriginClient, OriginError, Reach};
 use super::conn::ClientConn;
+use super::connector::MemoryOrigin;
 use super::headers::{
     drop_near_miss_framing, is_tunnel_upgrade, join_cookies, set_forwarded, strip_hop_by_hop,
 };
@@ -131,9 +132,9 @@ pub struct Proxy {
     /// the origin connections of the thread it runs on, whose reactor they are registered
     /// with.
     clients: Vec<OriginClient>,
-    /// For API-registered sites, likewise per worker; empty when
+    /// For API-registered sites (public origins only), likewise per worker; empty when
     /// `onboarding.allow_private_origins` is on.
-    tenant_clients: Vec<TenantClient>,
+    tenant_clients: Vec<OriginClient>,
     response_timeout: Duration,
     access_log: bool,
     /// Upgraded tunnels with nothing moving for this long are closed.
@@ -154,17 +155,24 @@ impl Proxy {
         access_log: bool,
         tunnels: TaskTracker,
         workers: usize,
+        memory_origin: Option<MemoryOrigin>,
     ) -> Self {
         let per_worker = 0..workers.max(1);
+        let (any, tenants) = match memory_origin {
+            Some(origin) => (Reach::Memory(origin.clone()), Reach::Memory(origin)),
+            None => (Reach::Any, Reach::PublicOnly),
+        };
         Self {
             clients: per_worker
                 .clone()
-                .map(|_| client::build(settings))
+                .map(|_| client::build(settings, &any))
                 .collect(),
             tenant_clients: if allow_private_origins {
                 Vec::new()
             } else {
-                per_worker.map(|_| client::build_tenant(settings)).collect()
+                per_worker
+                    .map(|_| client::build(settings, &tenants))
+                    .collect()
             },
             response_timeout: settings.response_timeout,
             access_log,

@@ -1,10 +1,12 @@
 //! The reverse proxy: from a decrypted request to an origin and back. Header rewriting,
-//! origin selection, the origin client (and the public-only connector for tenants' origins),
+//! origin selection, the origin client (and its connectors: any address, public only for
+//! tenants' origins, in memory for benchmarks),
 //! error pages and the access log each have a file.
 
 pub mod access_log;
 pub mod client;
 pub mod conn;
+pub mod connector;
 pub mod forward;
 pub mod guard;
 pub mod headers;

@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::server::Acceptor;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
@@ -36,14 +35,15 @@ pub enum HandshakeError {
     Tls(#[source] io::Error),
 }
 
-/// Runs the server side of a handshake on `tcp`; returns the stream and the site it serves.
-pub async fn accept(
-    tcp: TcpStream,
+/// Runs the server side of a handshake on `io` (a TCP connection, or any byte stream);
+/// returns the stream and the site it serves.
+pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: IO,
     table: &SiteTable,
     challenges: &Challenges,
     config: Arc<ServerConfig>,
-) -> Result<(TlsStream<TcpStream>, Arc<Site>), HandshakeError> {
-    let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
+) -> Result<(TlsStream<IO>, Arc<Site>), HandshakeError> {
+    let start = LazyConfigAcceptor::new(Acceptor::default(), io)
         .await
         .map_err(HandshakeError::ClientHello)?;
     let hello = start.client_hello();
@@ -75,11 +75,11 @@ pub async fn accept(
 
 /// Completes a TLS-ALPN-01 validation handshake with the pending challenge certificate for
 /// `name` (or refuses it), then closes: no application data is ever exchanged.
-async fn answer_tls_alpn01(
-    start: StartHandshake<TcpStream>,
+async fn answer_tls_alpn01<IO: AsyncRead + AsyncWrite + Unpin>(
+    start: StartHandshake<IO>,
     challenges: &Challenges,
     name: String,
-) -> Result<(TlsStream<TcpStream>, Arc<Site>), HandshakeError> {
+) -> Result<(TlsStream<IO>, Arc<Site>), HandshakeError> {
     let lower = name.to_ascii_lowercase();
     let Some(cert) = challenges.wait_for(|c| c.tls_alpn01(&lower)).await else {
         let StartHandshake { mut io, .. } = start;

@@ -14,6 +14,7 @@
 #   SITES= FLEET=0 benches/load.sh  # the request scenarios only
 #   SERVERS=onehttps ONLY=HTTP/2 benches/load.sh  # one server, scenarios matching a regex
 #                                   # (prints the table, leaves BENCHMARKS.md alone)
+#   ONEHTTPS=/tmp/onehttps-before SERVERS=onehttps benches/load.sh   # a lever's before/after
 #   PROFILE=docs/profile SERVERS=onehttps ONLY='HTTP/1.1 \(|10 streams' benches/load.sh
 #                                   # perf call graphs of onehttps per scenario (linux-perf)
 set -euo pipefail
@@ -37,7 +38,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 cargo build --release --quiet --bin onehttps --example visitors
-ONEHTTPS=$PWD/target/release/onehttps
+ONEHTTPS=${ONEHTTPS:-$PWD/target/release/onehttps}   # another build, for a before/after
 VISITORS=$PWD/target/release/examples/visitors
 
 work=$(mktemp -d)

@@ -1,6 +1,6 @@
 //! A stream that reports how many bytes each read brought, to a callback: what the client
 //! connection's timers (bytes received) and tunnels (last activity) watch. Writes pass
-//! through untouched.
+//! through untouched. Also: waiting for a stream to become readable without reading it.
 
 use std::io;
 use std::pin::Pin;
@@ -63,5 +63,24 @@ impl<S: AsyncWrite + Unpin, F: Unpin> AsyncWrite for ReadHook<S, F> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A byte stream whose readiness can be awaited without reading (and so without a buffer).
+pub trait WaitReadable {
+    /// Resolves once a read would find data (or the end of the stream).
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+}
+
+impl WaitReadable for tokio::net::TcpStream {
+    async fn readable(&self) -> io::Result<()> {
+        Self::readable(self).await
+    }
+}
+
+/// In-memory streams (benchmarks) are read right away.
+impl WaitReadable for tokio::io::DuplexStream {
+    async fn readable(&self) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use super::accept::{Slot, in_time_unless_pressed};
 use super::{Edge, log_limit};
+use crate::net_io::WaitReadable;
 use crate::proxy::ClientConn;
 use crate::tls;
 
@@ -31,11 +32,18 @@ const TLS_SEND_BUFFER_BYTES: usize = 32 * 1024;
 /// stream); `slot` is what it holds of the listener's limits.
 pub(super) async fn serve_tls<IO>(edge: Arc<Edge>, io: IO, client: SocketAddr, slot: Option<Slot>)
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + Sync + 'static,
 {
     let span = tracing::debug_span!("conn", client.addr = %client, tls.sni = tracing::field::Empty);
     async move {
-        let handshake = tls::accept(io, &edge.table, &edge.challenges, edge.tls.clone());
+        // Boxed, as is the HTTP connection below: a connection's task then holds only what
+        // its current stage needs (an idle one after its handshake: its TLS state).
+        let handshake = Box::pin(tls::accept(
+            io,
+            &edge.table,
+            &edge.challenges,
+            edge.tls.clone(),
+        ));
         let (mut stream, site) =
             match in_time_unless_pressed(handshake, edge.server.handshake_timeout, || {
                 edge.https_pressed()
@@ -72,15 +80,34 @@ where
             )
             .with_slot(slot.map(|s| s as Arc<dyn std::any::Any + Send + Sync>)),
         );
+        // A client that is silent after its handshake holds no HTTP state (hyper allocates its
+        // read and write buffers, 16 KiB, as it starts) until it sends something; its first
+        // request must still come within header_timeout of the handshake, and under pressure
+        // it gives way. Only when rustls holds no decrypted bytes: a request sent with the
+        // handshake's last flight is already inside it, not in the socket.
+        if stream.get_ref().1.wants_read() {
+            let first_bytes = stream.get_ref().0.readable();
+            let sent = tokio::select! {
+                () = edge.cancel.cancelled() => None,
+                sent = in_time_unless_pressed(first_bytes, edge.server.header_timeout, || {
+                    edge.https_pressed()
+                }) => sent,
+            };
+            if !matches!(sent, Some(Ok(()))) {
+                tracing::debug!("no request after the handshake");
+                return;
+            }
+        }
         let proxy = edge.proxy.clone();
         let service_conn = conn.clone();
         let service = service_fn(move |req| proxy.clone().handle(service_conn.clone(), req));
         // Bytes received, for the request-head timer (an HTTP/2 HEADERS block never finished).
         let counted = conn.clone();
         let stream = crate::net_io::ReadHook::new(stream, move |n| counted.received_bytes(n));
-        let http = edge
-            .http
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let http = Box::pin(
+            edge.http
+                .serve_connection_with_upgrades(TokioIo::new(stream), service),
+        );
         let timers = Timers::of(&edge.server, &edge);
         drive(http, Some((&conn, timers)), &edge.cancel).await;
     }
@@ -91,6 +118,12 @@ where
 /// Something hyper can be asked to finish gracefully.
 pub(super) trait Graceful: Future {
     fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<C: Graceful> Graceful for Pin<Box<C>> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.get_mut().as_mut().graceful_shutdown();
+    }
 }
 
 impl<I, S, E> Graceful for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>

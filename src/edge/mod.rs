@@ -155,7 +155,13 @@ impl Edge {
     #[doc(hidden)]
     pub async fn serve_stream<IO>(self: Arc<Self>, io: IO, client: SocketAddr)
     where
-        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + crate::net_io::WaitReadable
+            + Unpin
+            + Send
+            + Sync
+            + 'static,
     {
         connection::serve_tls(self, io, client, None).await;
     }

@@ -282,16 +282,14 @@ impl Edge {
             self.events.clone(),
             self.cancel.clone(),
         ));
-        self.tracker.spawn(accept::accept_loop(
-            self.clone(),
-            listeners.https,
-            accept::Kind::Https,
-        ));
-        self.tracker.spawn(accept::accept_loop(
-            self.clone(),
-            listeners.http,
-            accept::Kind::Http,
-        ));
+        for (listener, kind) in [
+            (listeners.https, accept::Kind::Https),
+            (listeners.http, accept::Kind::Http),
+        ] {
+            if let Err(e) = accept::start(self, listener, kind) {
+                tracing::error!(error = %e, ?kind, "cannot start accepting: connections are not served");
+            }
+        }
         let edge = self.clone();
         self.tracker.spawn(async move {
             loop {

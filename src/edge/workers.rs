@@ -1,13 +1,12 @@
 //! The threads that serve client connections: `server.workers` threads (one per core by
-//! default), each running its own single-threaded tokio runtime. An accepted socket is handed
-//! to one of them, in turn, and everything it needs from then on — TLS, HTTP, the origin
-//! connections it uses, its timers — is registered with that thread's reactor and polled on
-//! that thread: no work-stealing, no wake-up that crosses cores, no lock that two cores take
-//! for one request. The accept loops, the admin API and the certificate work stay on the
-//! main (multi-threaded) runtime.
+//! default), each running its own single-threaded tokio runtime and one accept loop per
+//! listener, all on the same socket. A connection is accepted by the worker that serves it,
+//! and everything it needs — TLS, HTTP, the origin connections it uses, its timers — is
+//! registered with that thread's reactor and polled on that thread: no work-stealing, no
+//! wake-up that crosses cores, no lock that two cores take for one request. The admin API
+//! and the certificate work stay on the main (multi-threaded) runtime.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 /// tasks are left).
 pub(crate) struct Workers {
     handles: Vec<Handle>,
-    next: AtomicUsize,
     stop: CancellationToken,
 }
 
@@ -48,11 +46,7 @@ impl Workers {
                     runtime.block_on(stop.cancelled());
                 })?;
         }
-        Ok(Self {
-            handles,
-            next: AtomicUsize::new(0),
-            stop,
-        })
+        Ok(Self { handles, stop })
     }
 
     /// How many workers there are.
@@ -60,13 +54,12 @@ impl Workers {
         self.handles.len()
     }
 
-    /// Runs `task` on the next worker, round robin.
-    pub(crate) fn spawn<F>(&self, task: F)
+    /// Runs `task` on worker `index` (modulo their number).
+    pub(crate) fn spawn_on<F>(&self, index: usize, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        drop(self.handles[i].spawn(task));
+        drop(self.handles[index % self.handles.len()].spawn(task));
     }
 }
 
@@ -81,12 +74,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tasks_run_on_worker_threads_in_turn() {
+    fn tasks_run_on_the_worker_asked_for() {
         let workers = Workers::start(2).expect("start workers");
         let (tx, rx) = std::sync::mpsc::channel();
-        for _ in 0..4 {
+        for i in 0..4 {
             let tx = tx.clone();
-            workers.spawn(async move {
+            workers.spawn_on(i, async move {
                 let _ = tx.send(current());
             });
         }

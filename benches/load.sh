@@ -99,6 +99,7 @@ max_connections = 20000
 # Every load client is 127.0.0.1: lift the per-address limits for the benchmark.
 max_connections_per_ip = 20000
 handshakes_per_ip = 1000000
+workers = $WORKERS
 [log]
 access = false
 level = "warn"
@@ -113,7 +114,7 @@ EOF
 nginx -c "$work/origin.conf" & pids+=($!)
 nginx -c "$work/nginx.conf" & pids+=($!); NGINX_PID=$!
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & pids+=($!); HAPROXY_PID=$!
-TOKIO_WORKER_THREADS=$WORKERS "$ONEHTTPS" run --config "$work/onehttps.toml" 2>"$work/onehttps.log" & pids+=($!); EDGE_PID=$!
+"$ONEHTTPS" run --config "$work/onehttps.toml" 2>"$work/onehttps.log" & pids+=($!); EDGE_PID=$!
 sleep 1.5
 
 # Total CPU ticks and RSS (KiB) of a process and its children.
@@ -256,7 +257,7 @@ for scenario, server, rate, us, p50, p99, resumed in rows:
 print(f"## Requests and handshakes beside nginx and haproxy (`benches/load.sh`)\n\n"
       f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {platform.node()} "
       f"({cores} cores, {platform.machine()}, Linux {platform.release()}); clients on the same machine, loopback, {duration} s per scenario.\n"
-      f"Servers: {ours} (release build, {workers} tokio worker threads), nginx {nginx} (`worker_processes {workers}`), "
+      f"Servers: {ours} (release build, `server.workers = {workers}`: one single-threaded runtime per worker), nginx {nginx} (`worker_processes {workers}`), "
       f"haproxy {haproxy} (`nbthread {workers}`); one ECDSA P-256 certificate; origin: nginx `return 200` (23 bytes) or a 64 KiB file.\n"
       "CPU/op is the server's own utime+stime (all its processes) divided by completed operations. "
       "Latency: per request from h2load's log (HTTP/2 rows: a request waits behind the others on its connection), "

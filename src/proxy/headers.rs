@@ -2,6 +2,7 @@
 //! `X-Forwarded-*` set from the connection (a client cannot forge its address), HTTP/2
 //! cookie fields joined for HTTP/1.1 (RFC 9113 §8.2.3), upgrade detection.
 
+use std::io::Write;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -118,19 +119,26 @@ pub fn set_forwarded(
     proto: &'static str,
     peer_trusted: bool,
 ) {
-    let client = client.to_string();
     let prior = peer_trusted
         .then(|| joined(headers, &X_FORWARDED_FOR, ", "))
         .flatten();
+    // The usual case, no trusted prior hops: the address is written on the stack, and the
+    // header value is the one allocation.
+    let mut written = [0u8; 64];
     let xff = match prior {
-        Some(prior) => format!("{prior}, {client}"),
-        None => client,
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {client}")),
+        None => {
+            let mut cursor = std::io::Cursor::new(&mut written[..]);
+            let _ = write!(cursor, "{client}");
+            let len = usize::try_from(cursor.position()).unwrap_or(0);
+            HeaderValue::from_bytes(&written[..len])
+        }
     };
     if !peer_trusted {
         headers.remove(header::FORWARDED);
         headers.remove(X_REAL_IP);
     }
-    match HeaderValue::from_str(&xff) {
+    match xff {
         Ok(v) => headers.insert(X_FORWARDED_FOR, v),
         Err(_) => headers.remove(X_FORWARDED_FOR),
     };

@@ -49,6 +49,32 @@ async fn slow_clients_are_cut_off() {
 
     // A request head that trickles in (slowloris).
     let config = client_config(&ca.root_der, ALPN_H1);
+    // Silent after its handshake (the edge builds no HTTP state for it yet): still closed at
+    // header_timeout, not before.
+    let mut silent = tls_connect(edge.https_addr(), Some(HOST), config.clone())
+        .await
+        .unwrap();
+    let took = time_until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "a client silent after its handshake was closed after {took:?}, not at header_timeout (1 s)"
+    );
+    // A request sent a while after the handshake is served (HTTP starts when it arrives).
+    let mut late = tls_connect(edge.https_addr(), Some(HOST), config.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    late.write_all(b"GET / HTTP/1.1\r\nHost: limits.example.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), late.read_to_end(&mut response)).await;
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "late request: {:?}",
+        String::from_utf8_lossy(&response)
+    );
+
     let mut tls = tls_connect(edge.https_addr(), Some(HOST), config.clone())
         .await
         .unwrap();

@@ -146,7 +146,6 @@ run() {
     cp "$work/perf.data" "${file%.txt}.perf.data"
     echo "profile: $file" >&2
   fi
-  echo "$out" > "$work/last.out"; [[ -n ${DEBUG:-} ]] && echo "$out" >&2
   python3 - "$name" "$scenario" "$((c1 - c0))" "$TCK" "$out" "$work/h2load.log" >> "$results" <<'PY'
 import os, re, sys
 name, scenario, ticks, tck, out, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]

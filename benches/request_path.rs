@@ -163,7 +163,7 @@ fn allocations_per_request<F: FnMut()>(n: u32, mut one: F) -> f64 {
 }
 
 fn request_path(c: &mut Criterion) {
-    let rt = Runtime::new_current_thread();
+    let rt = current_thread_runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let _guard = rt.enter();
     let (edge, cert) = edge(dir.path());
@@ -215,17 +215,11 @@ fn request_path(c: &mut Criterion) {
 }
 
 /// A single-threaded runtime: the client, the edge and the origin take turns on one thread.
-trait CurrentThread {
-    fn new_current_thread() -> Self;
-}
-
-impl CurrentThread for Runtime {
-    fn new_current_thread() -> Self {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    }
+fn current_thread_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 criterion_group!(benches, request_path);

@@ -37,11 +37,11 @@ impl ServerCertVerifier for AnyCertificate {
     }
     fn verify_tls12_signature(
         &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
+        self.verify_tls13_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,

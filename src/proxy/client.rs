@@ -7,8 +7,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::ProxyBody;
-use super::connector::{MemoryOrigin, OriginConnector};
-use super::guard::PublicOnly;
+use super::connector::OriginConnector;
 use crate::config::ProxySettings;
 
 /// Most bytes buffered from one origin connection (hyper's minimum is 8 KiB).
@@ -20,25 +19,8 @@ pub type OriginClient = Client<OriginConnector, ProxyBody>;
 /// Error from the origin client.
 pub type OriginError = hyper_util::client::legacy::Error;
 
-/// Which origins a client may reach.
-#[derive(Clone)]
-pub enum Reach {
-    /// Any address the operator wrote (configured sites).
-    Any,
-    /// Public addresses only: a connection whose peer is not one is refused before anything
-    /// is sent (API-registered sites).
-    PublicOnly,
-    /// Every origin is this in-memory one (benchmarks).
-    Memory(MemoryOrigin),
-}
-
-pub fn build(settings: &ProxySettings, reach: &Reach) -> OriginClient {
-    let tcp = connector(settings.connect_timeout);
-    let connector = match reach {
-        Reach::Any => OriginConnector::Tcp(tcp),
-        Reach::PublicOnly => OriginConnector::PublicOnly(PublicOnly::new(tcp)),
-        Reach::Memory(origin) => OriginConnector::Memory(origin.clone()),
-    };
+/// A client (and its pool) over `connector`.
+pub fn build(settings: &ProxySettings, connector: OriginConnector) -> OriginClient {
     builder(settings).build(connector)
 }
 

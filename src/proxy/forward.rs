@@ -16,9 +16,10 @@ use tokio_util::task::TaskTracker;
 
 use super::ProxyBody;
 use super::access_log::{AccessRecord, LoggedBody};
-use super::client::{self, OriginClient, OriginError, Reach};
+use super::client::{self, OriginClient, OriginError};
 use super::conn::ClientConn;
-use super::connector::MemoryOrigin;
+use super::connector::{MemoryOrigin, OriginConnector};
+use super::guard::PublicOnly;
 use super::headers::{
     drop_near_miss_framing, is_tunnel_upgrade, join_cookies, set_forwarded, strip_hop_by_hop,
 };
@@ -159,19 +160,28 @@ impl Proxy {
     ) -> Self {
         let per_worker = 0..workers.max(1);
         let (any, tenants) = match memory_origin {
-            Some(origin) => (Reach::Memory(origin.clone()), Reach::Memory(origin)),
-            None => (Reach::Any, Reach::PublicOnly),
+            Some(origin) => (
+                OriginConnector::Memory(origin.clone()),
+                OriginConnector::Memory(origin),
+            ),
+            None => {
+                let tcp = client::connector(settings.connect_timeout);
+                (
+                    OriginConnector::Tcp(tcp.clone()),
+                    OriginConnector::PublicOnly(PublicOnly::new(tcp)),
+                )
+            }
         };
         Self {
             clients: per_worker
                 .clone()
-                .map(|_| client::build(settings, &any))
+                .map(|_| client::build(settings, any.clone()))
                 .collect(),
             tenant_clients: if allow_private_origins {
                 Vec::new()
             } else {
                 per_worker
-                    .map(|_| client::build(settings, &tenants))
+                    .map(|_| client::build(settings, tenants.clone()))
                     .collect()
             },
             response_timeout: settings.response_timeout,

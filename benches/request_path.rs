@@ -7,7 +7,9 @@
 //!
 //! Also counted: heap allocations per request, through the edge and, as the baseline, with
 //! the same client speaking plain HTTP straight to the same origin; the difference is the
-//! edge's share (TLS both ways, the server, the proxy, the origin client).
+//! edge's share (TLS both ways, the server, the proxy, the origin client). And the origin
+//! client alone: a GET from the edge's pooled client against the same GET on one held
+//! connection (what a pool checkout and return cost per request).
 //!
 //! Run: `cargo bench --bench request_path` (criterion; `-- --quick` for a short run).
 
@@ -30,7 +32,8 @@ use tokio::runtime::Runtime;
 
 use onehttps::config::Config;
 use onehttps::edge::Edge;
-use onehttps::proxy::connector::MemoryOrigin;
+use onehttps::proxy::client::{self, OriginClient};
+use onehttps::proxy::connector::{MemoryOrigin, OriginConnector};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -53,8 +56,17 @@ fn serve_origin(io: DuplexStream) {
     });
 }
 
+/// An in-memory origin connection per call, served by `serve_origin`.
+fn memory_origin() -> MemoryOrigin {
+    MemoryOrigin::new(|| {
+        let (edge_end, origin_end) = tokio::io::duplex(DUPLEX_BYTES);
+        serve_origin(origin_end);
+        edge_end
+    })
+}
+
 /// An edge serving `localhost` (a self-signed certificate) from the in-memory origin.
-fn edge(dir: &Path) -> (Arc<Edge>, CertificateDer<'static>) {
+fn edge(dir: &Path) -> (Arc<Edge>, CertificateDer<'static>, Config) {
     let key = rcgen::KeyPair::generate().expect("generate key");
     let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
         .expect("certificate params")
@@ -82,13 +94,8 @@ managed = false
         dir = dir.display()
     );
     let config = Config::parse(&toml, dir).expect("bench config");
-    let origin = MemoryOrigin::new(|| {
-        let (edge_end, origin_end) = tokio::io::duplex(DUPLEX_BYTES);
-        serve_origin(origin_end);
-        edge_end
-    });
-    let edge = Edge::with_memory_origin(config, origin).expect("bench edge");
-    (edge, cert.der().clone())
+    let edge = Edge::with_memory_origin(config.clone(), memory_origin()).expect("bench edge");
+    (edge, cert.der().clone(), config)
 }
 
 /// A TLS client connection to `edge` over an in-memory stream, offering `alpn`.
@@ -153,6 +160,19 @@ where
     sender
 }
 
+/// One GET from the edge's pooled origin client (a connection checked out of its pool and
+/// returned per request), with the proxy's body type.
+async fn get_pooled(client: &OriginClient) {
+    let req = hyper::Request::builder()
+        .uri("http://127.0.0.1:9/")
+        .header(hyper::header::HOST, "localhost")
+        .body(Empty::new().map_err(|never| match never {}).boxed())
+        .expect("request");
+    let response = client.request(req).await.expect("response");
+    assert!(response.status().is_success(), "{}", response.status());
+    black_box(response.into_body().collect().await.expect("body"));
+}
+
 /// Allocations per request over `n` requests made by `one`.
 fn allocations_per_request<F: FnMut()>(n: u32, mut one: F) -> f64 {
     let region = Region::new(GLOBAL);
@@ -166,7 +186,8 @@ fn request_path(c: &mut Criterion) {
     let rt = current_thread_runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let _guard = rt.enter();
-    let (edge, cert) = edge(dir.path());
+    let (edge, cert, config) = edge(dir.path());
+    let pooled = client::build(&config.proxy, OriginConnector::Memory(memory_origin()));
 
     let mut h1 = rt.block_on(async { h1_over(connect(&edge, &cert, b"http/1.1").await).await });
     let mut h2 = rt.block_on(async {
@@ -188,17 +209,23 @@ fn request_path(c: &mut Criterion) {
         rt.block_on(get_h1(&mut h1));
         rt.block_on(get_h2(&mut h2));
         rt.block_on(get_h1(&mut direct));
+        rt.block_on(get_pooled(&pooled));
     }
     let n = 10_000;
     let through_h1 = allocations_per_request(n, || rt.block_on(get_h1(&mut h1)));
     let through_h2 = allocations_per_request(n, || rt.block_on(get_h2(&mut h2)));
     let baseline = allocations_per_request(n, || rt.block_on(get_h1(&mut direct)));
+    let from_pool = allocations_per_request(n, || rt.block_on(get_pooled(&pooled)));
     println!(
         "allocations per request: HTTP/1.1 through the edge {through_h1:.1}, HTTP/2 through the edge \
          {through_h2:.1}; client straight to the origin {baseline:.1}; the edge's share: \
          HTTP/1.1 {:.1}, HTTP/2 {:.1}",
         through_h1 - baseline,
         through_h2 - baseline
+    );
+    println!(
+        "allocations per request to the origin alone: the pooled origin client {from_pool:.1}, \
+         one held connection {baseline:.1}"
     );
 
     let mut group = c.benchmark_group("request path (in memory)");
@@ -208,8 +235,14 @@ fn request_path(c: &mut Criterion) {
     group.bench_function("HTTP/2 GET through the edge", |b| {
         b.iter(|| rt.block_on(get_h2(&mut h2)));
     });
-    group.bench_function("baseline: HTTP/1.1 GET straight to the origin", |b| {
-        b.iter(|| rt.block_on(get_h1(&mut direct)));
+    group.bench_function(
+        "baseline: HTTP/1.1 GET straight to the origin (one held connection)",
+        |b| {
+            b.iter(|| rt.block_on(get_h1(&mut direct)));
+        },
+    );
+    group.bench_function("origin alone: the edge's pooled origin client", |b| {
+        b.iter(|| rt.block_on(get_pooled(&pooled)));
     });
     group.finish();
 }

@@ -119,6 +119,9 @@ fn random_id(bytes: usize) -> Result<String, String> {
 pub struct Registry {
     sites: std::collections::BTreeMap<String, SiteRecord>,
     by_name: std::collections::HashMap<String, String>,
+    /// Sites whose record changed in memory since it was last stored (bookkeeping only: see
+    /// `Onboarding::update`).
+    unsaved: std::collections::HashSet<String>,
 }
 
 impl Registry {
@@ -133,7 +136,11 @@ impl Registry {
                 by_name.insert(host.clone(), record.id.clone());
             }
         }
-        Self { sites, by_name }
+        Self {
+            sites,
+            by_name,
+            unsaved: std::collections::HashSet::new(),
+        }
     }
 
     /// Adds or replaces the site `record.id`; returns the record it replaced.
@@ -146,7 +153,10 @@ impl Registry {
         previous
     }
 
+    /// Removes the site `id` (with any unsaved change: a replacement is stored by whoever
+    /// inserts it).
     pub fn remove(&mut self, id: &str) -> Option<SiteRecord> {
+        self.unsaved.remove(id);
         let record = self.sites.remove(id)?;
         for host in &record.hosts {
             if self.by_name.get(host).is_some_and(|owner| owner == id) {
@@ -164,6 +174,24 @@ impl Registry {
     /// The site `id`, to change its status (never its names: `insert` a new record for that).
     pub fn get_mut(&mut self, id: &str) -> Option<&mut SiteRecord> {
         self.sites.get_mut(id)
+    }
+
+    /// Notes that site `id`'s record changed in memory only (`true`) or was just stored
+    /// whole (`false`).
+    pub fn set_unsaved(&mut self, id: &str, unsaved: bool) {
+        if unsaved {
+            if self.sites.contains_key(id) && !self.unsaved.contains(id) {
+                self.unsaved.insert(id.to_owned());
+            }
+        } else {
+            self.unsaved.remove(id);
+        }
+    }
+
+    /// The ids of the sites changed in memory only, forgetting them (the caller stores them,
+    /// or marks them unsaved again).
+    pub fn take_unsaved(&mut self) -> Vec<String> {
+        self.unsaved.drain().collect()
     }
 }
 

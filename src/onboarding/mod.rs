@@ -530,17 +530,18 @@ impl Onboarding {
         change(record);
         let record = record.clone();
         if record.status == status {
-            sites.set_unsaved(id, true);
+            sites.mark_unsaved(id);
         } else {
             if let Err(e) = self.store.save_json(&SiteRecord::path(id), &record) {
                 tracing::error!(site = %record.hosts[0], error = %e, "cannot store the site status");
             }
-            sites.set_unsaved(id, false);
+            sites.mark_saved(id);
         }
         Some(record)
     }
 
-    /// Stores, in one write, every record changed in memory only since the last time.
+    /// Stores, in one write, every record changed in memory only since the last time. Under
+    /// the registry's lock, so no newer change of a record can be overwritten by this one.
     pub fn store_unsaved(&self) {
         let mut sites = self.lock();
         let ids = sites.take_unsaved();
@@ -560,7 +561,7 @@ impl Onboarding {
         if let Err(e) = self.store.put_many(&entries) {
             tracing::warn!(sites = entries.len(), error = %e, "cannot store the sites' check bookkeeping; will retry");
             for id in &ids {
-                sites.set_unsaved(id, true);
+                sites.mark_unsaved(id);
             }
         }
     }

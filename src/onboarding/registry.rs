@@ -176,16 +176,16 @@ impl Registry {
         self.sites.get_mut(id)
     }
 
-    /// Notes that site `id`'s record changed in memory only (`true`) or was just stored
-    /// whole (`false`).
-    pub fn set_unsaved(&mut self, id: &str, unsaved: bool) {
-        if unsaved {
-            if self.sites.contains_key(id) && !self.unsaved.contains(id) {
-                self.unsaved.insert(id.to_owned());
-            }
-        } else {
-            self.unsaved.remove(id);
+    /// Notes that site `id`'s record changed in memory only.
+    pub fn mark_unsaved(&mut self, id: &str) {
+        if !self.unsaved.contains(id) {
+            self.unsaved.insert(id.to_owned());
         }
+    }
+
+    /// Notes that site `id`'s record was just stored whole.
+    pub fn mark_saved(&mut self, id: &str) {
+        self.unsaved.remove(id);
     }
 
     /// The ids of the sites changed in memory only, forgetting them (the caller stores them,

@@ -35,10 +35,7 @@ impl Chain {
         let Some(leaf) = items.next().transpose()? else {
             return Ok(None);
         };
-        let rest_pem = &pem[leaf_pem_end(pem)..];
-        let rest = intern_with(digest_of([rest_pem]), || {
-            CertificateDer::pem_slice_iter(rest_pem).collect()
-        })?;
+        let rest = shared_rest(items.remainder())?;
         Ok(Some(Self {
             leaf: leaf.as_ref().into(),
             rest,
@@ -70,12 +67,30 @@ impl Chain {
     }
 }
 
-/// Where the first PEM block of `pem` ends (after its END line).
-fn leaf_pem_end(pem: &[u8]) -> usize {
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    pem.windows(END.len())
-        .position(|w| w == END)
-        .map_or(pem.len(), |at| at + END.len())
+/// The decoded intermediates of `rest_pem` (the PEM text after the leaf). The chain this
+/// thread decoded last is reused when the text is the same — records read in a row mostly
+/// come from one CA, so a restart compares bytes instead of hashing and locking per record —
+/// else the interned one (decoded the first time its text is seen).
+fn shared_rest(
+    rest_pem: &[u8],
+) -> Result<Arc<[CertificateDer<'static>]>, rustls_pki_types::pem::Error> {
+    type Last = Option<(Box<[u8]>, Weak<[CertificateDer<'static>]>)>;
+    thread_local! {
+        static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((text, rest)) = last
+            && **text == *rest_pem
+            && let Some(rest) = rest.upgrade()
+        {
+            return Ok(rest);
+        }
+        let rest = intern_with(digest_of([rest_pem]), || {
+            CertificateDer::pem_slice_iter(rest_pem).collect()
+        })?;
+        *last = Some((rest_pem.into(), Arc::downgrade(&rest)));
+        Ok(rest)
+    })
 }
 
 fn digest_of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {

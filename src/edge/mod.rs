@@ -175,20 +175,33 @@ impl Edge {
             Some(_) => Events::with_webhook(),
             None => Events::default(),
         });
-        let store = crate::store::Store::open_with(&config.storage, &config.server.data_dir)
-            .map_err(crate::managed::ManagerError::from)?;
-        let certificates = CertManager::new(
-            store,
-            &config.acme,
-            &config.internal_names,
-            challenges.clone(),
-            events.clone(),
-        )?;
-        let onboarding = Onboarding::new(
+        let store = Arc::new(
+            crate::store::Store::open_with(&config.storage, &config.server.data_dir)
+                .map_err(crate::managed::ManagerError::from)?,
+        );
+        // The registry is read beside the certificate records: each pass leaves a core idle
+        // at times (its serial steps), the other fills it.
+        let (certificates, registry) = std::thread::scope(|scope| {
+            let registry = scope.spawn(|| Onboarding::read_registry(&store));
+            let certificates = CertManager::new(
+                store.clone(),
+                &config.acme,
+                &config.internal_names,
+                challenges.clone(),
+                events.clone(),
+            );
+            let registry = registry
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (certificates, registry)
+        });
+        let certificates = certificates?;
+        let onboarding = Onboarding::with_registry(
             config.onboarding.clone(),
             config.internal_names.clone(),
             certificates.clone(),
             events.clone(),
+            registry,
         );
         let table = Arc::new(SiteTable::new());
         // A fleet shares its ticket keys, so a ticket from one node resumes on another.

@@ -15,7 +15,7 @@ use crate::sites::Site;
 use crate::tls::Routes;
 
 /// A registered site's issuance gate (open while its DNS points here).
-type Gate = tokio::sync::watch::Receiver<bool>;
+use crate::sites::gate::Gate;
 
 /// What a reload changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

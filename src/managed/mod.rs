@@ -11,7 +11,7 @@ pub mod inventory;
 mod renewal;
 pub mod self_check;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -55,52 +55,46 @@ pub struct CertManager {
 /// Installs not yet taken by a slow subscriber (a lagging one is told it missed some).
 const INSTALLED_BACKLOG: usize = 1024;
 
-/// The certificates read at start, waiting for their sites: shards by record id (a SHA-256
-/// in hex, so its first byte spreads them), so the threads that read the records and the
-/// threads that build the sites rarely wait for each other.
+/// The certificates read at start, waiting for their sites: sorted by record id (as the
+/// store's ordered scan yields them), each taken once by the thread that builds its site, so
+/// the threads that build sites never wait for each other and nothing is rehashed as a
+/// million certificates arrive.
 #[derive(Default)]
 struct Preloaded {
-    shards: [Mutex<HashMap<String, ServedCert, foldhash::fast::RandomState>>; 16],
+    by_id: std::sync::RwLock<Vec<(String, Mutex<Option<ServedCert>>)>>,
 }
 
 impl Preloaded {
-    fn shard(
-        &self,
-        id: &str,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, ServedCert, foldhash::fast::RandomState>> {
-        let index = id
-            .chars()
-            .next()
-            .and_then(|c| c.to_digit(16))
-            .map_or(0, |d| d as usize % self.shards.len());
-        self.lock(index)
-    }
-
-    fn lock(
-        &self,
-        index: usize,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, ServedCert, foldhash::fast::RandomState>> {
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn insert(&self, id: String, served: ServedCert) {
-        self.shard(&id).insert(id, served);
+    /// Puts `entries` (in any order) in place of what was there.
+    fn set(&self, mut entries: Vec<(String, Mutex<Option<ServedCert>>)>) {
+        if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        *self.by_id.write().unwrap_or_else(|e| e.into_inner()) = entries;
     }
 
     fn remove(&self, id: &str) -> Option<ServedCert> {
-        self.shard(id).remove(id)
+        let entries = self.by_id.read().unwrap_or_else(|e| e.into_inner());
+        let at = entries
+            .binary_search_by(|(key, _)| key.as_str().cmp(id))
+            .ok()?;
+        entries[at]
+            .1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     fn len(&self) -> usize {
-        (0..self.shards.len()).map(|i| self.lock(i).len()).sum()
+        let entries = self.by_id.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .filter(|(_, served)| served.lock().is_ok_and(|s| s.is_some()))
+            .count()
     }
 
     fn clear(&self) {
-        for index in 0..self.shards.len() {
-            *self.lock(index) = HashMap::default();
-        }
+        self.set(Vec::new());
     }
 }
 
@@ -119,13 +113,13 @@ pub enum ManagerError {
 impl CertManager {
     /// Takes the opened store and loads the internal CA.
     pub fn new(
-        store: Store,
+        store: impl Into<Arc<Store>>,
         settings: &AcmeSettings,
         local_names: &crate::issue::LocalNames,
         challenges: Arc<Challenges>,
         events: Arc<crate::events::Events>,
     ) -> Result<Arc<Self>, ManagerError> {
-        let store = Arc::new(store);
+        let store = store.into();
         let internal = Arc::new(InternalCa::load_or_create(&store, local_names)?);
         let acme = settings.directory.clone().map(|directory| {
             Arc::new(AcmeIssuer::new(
@@ -159,21 +153,21 @@ impl CertManager {
     /// record is left for [`initial_cert`](Self::initial_cert) to report and set aside.
     fn preload(&self) {
         let started = std::time::Instant::now();
-        let scanned = self.store.scan("certs", ".json", |key, bytes| {
+        let (read, failure) = self.store.scan_map("certs", ".json", |key, bytes| {
             let crate::store::LoadedCert { id, names, record } =
                 match self.store.parse_cert_at(key, bytes) {
                     Ok(loaded) => loaded,
                     Err(e) => {
                         tracing::error!(error = %e, "an unreadable certificate record; its site will report it");
-                        return;
+                        return None;
                     }
                 };
             self.inventory.note(id.clone(), &record);
-            if let Ok(served) = self.servable_trusted(&record, &names, &id) {
-                self.preloaded.insert(id, served);
-            }
+            let served = self.servable_trusted(&record, &names, &id).ok()?;
+            Some((id, Mutex::new(Some(served))))
         });
-        if let Err(e) = scanned {
+        self.preloaded.set(read.into_iter().flatten().collect());
+        if let Some(e) = failure {
             tracing::error!(error = %e, "cannot read every certificate record; the rest are read per site");
         }
         tracing::info!(

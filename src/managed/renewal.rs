@@ -55,14 +55,13 @@ impl Job for RenewalJob {
 
     fn gate(self: Arc<Self>, cancel: CancellationToken) -> JobFuture<bool> {
         Box::pin(async move {
-            let Some(mut gate) = self.site.gate() else {
+            let Some(gate) = self.site.gate() else {
                 return true;
             };
-            let retired = self.site.retired().clone();
             tokio::select! {
                 () = cancel.cancelled() => false,
-                () = retired.cancelled() => false,
-                opened = gate.wait_for(|open| *open) => opened.is_ok(),
+                () = self.site.retired().cancelled() => false,
+                () = gate.opened() => true,
             }
         })
     }
@@ -165,9 +164,7 @@ pub(super) async fn step(
         return Wake::At(now + MAX_SLEEP);
     };
 
-    if let Some(mut gate) = site.gate()
-        && !*gate.borrow_and_update()
-    {
+    if site.gate().is_some_and(|gate| !gate.is_open()) {
         // An onboarded site whose DNS does not point here: never ask a CA for it.
         return Wake::OnGate;
     }

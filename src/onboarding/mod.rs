@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::certs::record::unix;
@@ -21,6 +21,7 @@ use crate::certs::{CertState, HostName};
 use crate::config::{IssuerKind, OnboardingSettings, OriginUrl, SiteConfig};
 use crate::events::Events;
 use crate::schedule::{Job, JobFuture, Scheduler, Wake};
+use crate::sites::gate::Gate;
 use crate::store::Claim;
 use crate::store::Store;
 use crate::tls::SiteTable;
@@ -63,7 +64,7 @@ pub struct Onboarding {
     dns: Option<DnsChecker>,
     events: Arc<Events>,
     sites: Mutex<Registry>,
-    gates: Mutex<HashMap<String, watch::Sender<bool>>>,
+    gates: Mutex<HashMap<String, Gate>>,
     /// Signalled when the set of sites to serve changed (a site verified, or changed by
     /// another node): the edge publishes the sites in `changes`.
     served_changed: Notify,
@@ -130,12 +131,13 @@ impl Onboarding {
         certificates: Arc<crate::managed::CertManager>,
         events: Arc<Events>,
     ) -> Arc<Self> {
-        let store = certificates.store().clone();
-        let dns = settings.cname_zone.as_ref().and_then(|_| {
-            DnsChecker::new(&settings.nameservers)
-                .map_err(|e| tracing::error!(error = %e, "onboarding DNS checks are off"))
-                .ok()
-        });
+        let registry = Self::read_registry(certificates.store());
+        Self::with_registry(settings, local_names, certificates, events, registry)
+    }
+
+    /// Every registered site in `store` (corrupt records are reported and skipped). A start
+    /// reads it beside the certificate records (`edge::Edge::build`).
+    pub fn read_registry(store: &Store) -> Registry {
         let started = std::time::Instant::now();
         let (records, failure) = store.scan_map("sites", ".json", |key, bytes| {
             serde_json::from_slice::<SiteRecord>(bytes)
@@ -145,12 +147,30 @@ impl Onboarding {
         if let Some(e) = failure {
             tracing::error!(error = %e, "cannot read every site record");
         }
-        let sites = Mutex::new(Registry::from_records(records.into_iter().flatten()));
+        let registry = Registry::from_records(records.into_iter().flatten());
         tracing::info!(
-            sites = sites.lock().map_or(0, |r| r.len()),
+            sites = registry.len(),
             took_ms = started.elapsed().as_millis() as u64,
             "registered sites read from the store"
         );
+        registry
+    }
+
+    /// Onboarding over `registry`, as [`read_registry`](Self::read_registry) read it.
+    pub fn with_registry(
+        settings: OnboardingSettings,
+        local_names: crate::issue::LocalNames,
+        certificates: Arc<crate::managed::CertManager>,
+        events: Arc<Events>,
+        registry: Registry,
+    ) -> Arc<Self> {
+        let store = certificates.store().clone();
+        let dns = settings.cname_zone.as_ref().and_then(|_| {
+            DnsChecker::new(&settings.nameservers)
+                .map_err(|e| tracing::error!(error = %e, "onboarding DNS checks are off"))
+                .ok()
+        });
+        let sites = Mutex::new(registry);
         Arc::new_cyclic(|me| Self {
             settings,
             store,
@@ -418,7 +438,7 @@ impl Onboarding {
     /// Every registered site whose DNS has been verified, as a site definition with its
     /// issuance gate. A site still waiting for its DNS is not served at all: it receives no
     /// traffic and changes how no name is answered.
-    pub fn site_configs(&self, hsts: Option<&String>) -> Vec<(SiteConfig, watch::Receiver<bool>)> {
+    pub fn site_configs(&self, hsts: Option<&String>) -> Vec<(SiteConfig, Gate)> {
         // Under the registry's lock, without copying the records, on every core: a restart
         // builds a million definitions here. Gates a site already has are reused; new ones
         // are made alongside and kept afterwards.
@@ -435,12 +455,12 @@ impl Onboarding {
             let open = gate_open(record, &self.settings, now);
             Some(match known.get(&record.id) {
                 Some(gate) => {
-                    gate.send_replace(open);
-                    (config, gate.subscribe(), None)
+                    gate.set(open);
+                    (config, gate.clone(), None)
                 }
                 None => {
-                    let (gate, receiver) = watch::channel(open);
-                    (config, receiver, Some((record.id.clone(), gate)))
+                    let gate = Gate::new(open);
+                    (config, gate.clone(), Some((record.id.clone(), gate)))
                 }
             })
         });
@@ -457,11 +477,7 @@ impl Onboarding {
 
     /// The site definition of registered site `id` with its issuance gate; `None` when it is
     /// not served (unknown, removed, or waiting for its DNS).
-    pub fn site_config(
-        &self,
-        id: &str,
-        hsts: Option<&String>,
-    ) -> Option<(SiteConfig, watch::Receiver<bool>)> {
+    pub fn site_config(&self, id: &str, hsts: Option<&String>) -> Option<(SiteConfig, Gate)> {
         let sites = self.lock();
         let record = sites.get(id)?;
         let config = self.served_definition(record, hsts)?;
@@ -472,9 +488,9 @@ impl Onboarding {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let gate = gates
             .entry(record.id.clone())
-            .or_insert_with(|| watch::channel(open).0);
-        gate.send_replace(open);
-        Some((config, gate.subscribe()))
+            .or_insert_with(|| Gate::new(open));
+        gate.set(open);
+        Some((config, gate.clone()))
     }
 
     /// What `record` is served as, if it is served at all.
@@ -570,7 +586,7 @@ impl Onboarding {
         if let Ok(gates) = self.gates.lock()
             && let Some(gate) = gates.get(id)
         {
-            gate.send_if_modified(|v| std::mem::replace(v, open) != open);
+            gate.set(open);
         }
     }
 
@@ -1098,7 +1114,7 @@ mod tests {
         assert_eq!(now.status, SiteStatus::Issuing);
         assert_eq!(now.checks, 0);
         let (_, gate) = onboarding.site_config(&record.id, None).unwrap();
-        assert!(*gate.borrow());
+        assert!(gate.is_open());
         assert_eq!(kinds(&events), ["site.verified"]);
     }
 
@@ -1124,7 +1140,7 @@ mod tests {
         let moved = onboarding.get(&record.id).unwrap();
         assert_eq!(moved.status, SiteStatus::DnsMoved);
         assert!(moved.moved_since.is_some());
-        assert!(*gate.borrow(), "within the grace period the site renews");
+        assert!(gate.is_open(), "within the grace period the site renews");
         // Past the grace period the gate closes (renewals stop); the site stays served.
         let mut long_ago = moved.clone();
         long_ago.moved_since = Some(unix(SystemTime::now()) - 2 * 3600);
@@ -1132,7 +1148,7 @@ mod tests {
             onboarding.after_check(&long_ago, Verdict::Missing),
             active_recheck
         );
-        assert!(!*gate.borrow(), "past the grace period renewals stop");
+        assert!(!gate.is_open(), "past the grace period renewals stop");
         // Back: active again, the gate opens.
         assert_eq!(
             onboarding.after_check(&moved, Verdict::Verified),
@@ -1141,7 +1157,7 @@ mod tests {
         let back = onboarding.get(&record.id).unwrap();
         assert_eq!(back.status, SiteStatus::Active);
         assert_eq!(back.moved_since, None);
-        assert!(*gate.borrow());
+        assert!(gate.is_open());
         assert_eq!(kinds(&events), ["site.dns_moved", "site.active"]);
     }
 

@@ -1,6 +1,7 @@
 //! Sites: what the edge serves for a set of host names — origins, HSTS policy and the
 //! certificate currently in service — and how they are built from config and kept fresh.
 
+pub mod gate;
 pub mod watch;
 
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ pub struct Site {
     /// Cancelled when a reload removes or replaces the site: its background tasks stop.
     retired: CancellationToken,
     /// For onboarded sites: open while DNS points here, so a certificate may be requested.
-    gate: Option<tokio::sync::watch::Receiver<bool>>,
+    gate: Option<gate::Gate>,
     /// Set by a forced renewal (admin API); taken by the next renewal step, which the
     /// scheduler runs at once (`CertManager::force_renewal`).
     renew_forced: std::sync::atomic::AtomicBool,
@@ -66,7 +67,7 @@ impl Site {
     }
 
     /// Makes issuance for this site wait for `gate` to be open.
-    pub fn with_gate(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
+    pub fn with_gate(mut self, gate: gate::Gate) -> Self {
         self.gate = Some(gate);
         self
     }
@@ -90,8 +91,8 @@ impl Site {
     }
 
     /// The issuance gate (`None`: always open).
-    pub fn gate(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        self.gate.clone()
+    pub fn gate(&self) -> Option<&gate::Gate> {
+        self.gate.as_ref()
     }
 
     /// Every host name of the site (exact and wildcard).

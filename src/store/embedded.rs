@@ -12,9 +12,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 
 use super::StoreError;
+use super::batch::Batch;
 
 /// The one table: store key (`certs/<id>.json`, …) → bytes.
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
@@ -160,27 +164,38 @@ impl EmbeddedBackend {
 
     /// Every entry under `dir/` (at any depth), in key order, `batch` entries at a time
     /// (one read transaction: a consistent snapshot).
+    ///
+    /// `visit` takes each full batch and gives back an empty one to fill next (the same
+    /// buffers, once the caller is done with an earlier batch).
     pub fn scan(
         &self,
         dir: &str,
         batch: usize,
-        mut visit: impl FnMut(&mut Vec<(String, Vec<u8>)>),
+        mut visit: impl FnMut(Batch) -> Batch,
     ) -> Result<(), StoreError> {
         let (start, end) = (format!("{dir}/"), format!("{dir}0"));
         self.with_db("read", |db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(ENTRIES)?;
-            let mut entries = Vec::with_capacity(batch);
+            let mut entries = Batch::default();
             for entry in table.range(start.as_str()..end.as_str())? {
                 let (key, value) = entry?;
-                entries.push((key.value().to_owned(), value.value().to_vec()));
+                entries.push(key.value(), value.value());
                 if entries.len() == batch {
-                    visit(&mut entries);
-                    entries.clear();
+                    entries = visit(entries);
                 }
             }
-            visit(&mut entries);
+            visit(entries);
             Ok(())
+        })
+    }
+
+    /// How many entries the file holds (all directories): an upper bound for a scan.
+    pub fn entry_count(&self) -> Result<u64, StoreError> {
+        self.with_db("read", |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(ENTRIES)?;
+            Ok(table.len()?)
         })
     }
 

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod atomic;
+mod batch;
 pub mod embedded;
 pub mod etcd;
 mod etcd_tls;
@@ -36,6 +37,7 @@ use zeroize::Zeroizing;
 
 use crate::certs::{CertRecord, HostName};
 pub use atomic::write_atomic;
+use batch::Batch;
 pub use seal::{MasterKey, SealError};
 
 /// Why something could not be stored or loaded.
@@ -703,24 +705,40 @@ impl Store {
     ) -> (Vec<T>, Option<StoreError>) {
         const BATCH: usize = 8 * 1024;
         let mut out = Vec::new();
-        let mut map_batch = |batch: Vec<(String, Vec<u8>)>| {
-            out.extend(crate::parallel::map_on_every_core(batch, |(key, bytes)| {
-                map(&key, &bytes)
-            }));
-        };
         let direct = |key: &str| key.ends_with(suffix) && !key[dir.len() + 1..].contains('/');
+        let map_batch = |out: &mut Vec<T>, batch: &Batch| {
+            let entries: Vec<(&str, &[u8])> =
+                batch.entries().filter(|(key, _)| direct(key)).collect();
+            out.extend(crate::parallel::map_on_every_core(
+                entries,
+                |(key, bytes)| map(key, bytes),
+            ));
+        };
         let failure = match &self.backend {
-            // The next batch is read while this one is mapped.
+            // The next batch is read while this one is mapped; mapped batches go back to
+            // the reader to be filled again.
             Backend::Embedded { db, .. } => std::thread::scope(|scope| {
-                let (batches, ready) = std::sync::mpsc::sync_channel::<Vec<(String, Vec<u8>)>>(1);
+                // A directory that fills a whole first batch is a big one (a million sites):
+                // room for every entry of the file is reserved once instead of the output
+                // being copied as it doubles (pages never written are never touched).
+                let entries = db
+                    .entry_count()
+                    .map_or(0, |n| usize::try_from(n).unwrap_or(0));
+                let (full, ready) = std::sync::mpsc::sync_channel::<Batch>(1);
+                let (emptied, recycled) = std::sync::mpsc::channel::<Batch>();
                 let reader = scope.spawn(move || {
                     db.scan(dir, BATCH, |batch| {
-                        let _ = batches.send(std::mem::replace(batch, Vec::with_capacity(BATCH)));
+                        let _ = full.send(batch);
+                        recycled.try_recv().unwrap_or_default()
                     })
                 });
                 for mut batch in ready {
-                    batch.retain(|(key, _)| direct(key));
-                    map_batch(batch);
+                    if out.is_empty() && batch.len() == BATCH {
+                        out.reserve(entries);
+                    }
+                    map_batch(&mut out, &batch);
+                    batch.clear();
+                    let _ = emptied.send(batch);
                 }
                 reader
                     .join()
@@ -729,22 +747,22 @@ impl Store {
             }),
             _ => {
                 let mut first_error = None;
-                let mut batch = Vec::with_capacity(BATCH);
+                let mut batch = Batch::default();
                 for entry in self.list(dir, suffix) {
                     match entry {
                         Ok((path, bytes)) => {
-                            let key = self.key_of(&path).unwrap_or_default();
-                            batch.push((key, bytes));
+                            batch.push(&self.key_of(&path).unwrap_or_default(), &bytes);
                         }
                         Err(e) => {
                             first_error.get_or_insert(e);
                         }
                     }
                     if batch.len() == BATCH {
-                        map_batch(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                        map_batch(&mut out, &batch);
+                        batch.clear();
                     }
                 }
-                map_batch(batch);
+                map_batch(&mut out, &batch);
                 first_error
             }
         };

@@ -58,7 +58,7 @@ fn site(hosts: Vec<HostName>, cert: &BenchCert) -> Arc<Site> {
         registered: false,
     };
     let served = ServedCert::new(cert.bundle.clone(), Source::Uploaded);
-    Arc::new(Site::build(config, Some(served), Duration::ZERO))
+    Arc::new(Site::build(config, Some(Arc::new(served)), Duration::ZERO))
 }
 
 /// A table of `n` sites, each with one exact name, plus one wildcard site.

@@ -220,7 +220,7 @@ fn load_site(store: &Store, stored: &Stored) -> Result<Arc<Site>, Error> {
     let served = ServedCert::new(bundle, Source::Acme);
     Ok(Arc::new(Site::build(
         config,
-        Some(served),
+        Some(Arc::new(served)),
         Duration::from_secs(10),
     )))
 }

@@ -66,6 +66,13 @@ impl Inventory {
             .insert(id, Some(Arc::new(RecordStatus::from(record))));
     }
 
+    /// The records read at start, in one go (the map sized once, its lock taken once).
+    pub fn note_all(&self, read: impl ExactSizeIterator<Item = (String, Arc<RecordStatus>)>) {
+        let mut entries = self.lock();
+        entries.reserve(read.len());
+        entries.extend(read.map(|(id, status)| (id, Some(status))));
+    }
+
     /// `id` has no record (deleted, set aside, or never written).
     pub fn note_absent(&self, id: String) {
         self.lock().insert(id, None);
@@ -97,6 +104,11 @@ mod tests {
         inventory.note("a".into(), &record);
         assert_eq!(
             inventory.get("a").flatten().map(|s| s.state),
+            Some(CertState::Failed)
+        );
+        inventory.note_all([("b".to_owned(), Arc::new(RecordStatus::from(&record)))].into_iter());
+        assert_eq!(
+            inventory.get("b").flatten().map(|s| s.state),
             Some(CertState::Failed)
         );
         inventory.note_absent("a".into());

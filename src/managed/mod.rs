@@ -11,7 +11,7 @@ pub mod inventory;
 mod renewal;
 pub mod self_check;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -55,46 +55,55 @@ pub struct CertManager {
 /// Installs not yet taken by a slow subscriber (a lagging one is told it missed some).
 const INSTALLED_BACKLOG: usize = 1024;
 
-/// The certificates read at start, waiting for their sites: sorted by record id (as the
-/// store's ordered scan yields them), each taken once by the thread that builds its site, so
-/// the threads that build sites never wait for each other and nothing is rehashed as a
-/// million certificates arrive.
+/// The certificates read at start, waiting for their sites: one map by record id, built
+/// once the scan is done (sized once, never rehashed), each certificate taken once by the
+/// thread that builds its site — a lookup is one probe, where the build's order (by site)
+/// would make a search of the scan's order (by record) miss the cache at every step.
 #[derive(Default)]
 struct Preloaded {
-    by_id: std::sync::RwLock<Vec<(String, Mutex<Option<ServedCert>>)>>,
+    by_id: std::sync::RwLock<PreloadedMap>,
 }
 
+type PreloadedMap = HashMap<String, Mutex<Option<Arc<ServedCert>>>, foldhash::fast::RandomState>;
+
+/// A record read at start: its id, its status (for the inventory) and, when it can be
+/// served as it is, its certificate.
+type ReadRecord = (
+    String,
+    Arc<inventory::RecordStatus>,
+    Option<Arc<ServedCert>>,
+);
+
 impl Preloaded {
-    /// Puts `entries` (in any order) in place of what was there.
-    fn set(&self, mut entries: Vec<(String, Mutex<Option<ServedCert>>)>) {
-        if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        }
-        *self.by_id.write().unwrap_or_else(|e| e.into_inner()) = entries;
+    /// Puts the servable certificates of `read` in place of what was there.
+    fn set(&self, read: Vec<ReadRecord>) {
+        let mut map = PreloadedMap::with_capacity_and_hasher(
+            read.iter()
+                .filter(|(_, _, served)| served.is_some())
+                .count(),
+            foldhash::fast::RandomState::default(),
+        );
+        map.extend(
+            read.into_iter()
+                .filter_map(|(id, _, served)| Some((id, Mutex::new(Some(served?))))),
+        );
+        *self.by_id.write().unwrap_or_else(|e| e.into_inner()) = map;
     }
 
-    fn remove(&self, id: &str) -> Option<ServedCert> {
-        let entries = self.by_id.read().unwrap_or_else(|e| e.into_inner());
-        let at = entries
-            .binary_search_by(|(key, _)| key.as_str().cmp(id))
-            .ok()?;
-        entries[at]
-            .1
+    fn remove(&self, id: &str) -> Option<Arc<ServedCert>> {
+        let map = self.by_id.read().unwrap_or_else(|e| e.into_inner());
+        map.get(id)?
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
     }
 
     fn len(&self) -> usize {
-        let entries = self.by_id.read().unwrap_or_else(|e| e.into_inner());
-        entries
-            .iter()
-            .filter(|(_, served)| served.lock().is_ok_and(|s| s.is_some()))
-            .count()
+        self.by_id.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     fn clear(&self) {
-        self.set(Vec::new());
+        *self.by_id.write().unwrap_or_else(|e| e.into_inner()) = PreloadedMap::default();
     }
 }
 
@@ -162,11 +171,16 @@ impl CertManager {
                         return None;
                     }
                 };
-            self.inventory.note(id.clone(), &record);
-            let served = self.servable_trusted(&record, &names, &id).ok()?;
-            Some((id, Mutex::new(Some(served))))
+            let status = Arc::new(inventory::RecordStatus::from(&record));
+            let served = self.servable_trusted(&record, &names, &id).ok().map(Arc::new);
+            Some((id, status, served))
         });
-        self.preloaded.set(read.into_iter().flatten().collect());
+        let read: Vec<ReadRecord> = read.into_iter().flatten().collect();
+        self.inventory.note_all(
+            read.iter()
+                .map(|(id, status, _)| (id.clone(), status.clone())),
+        );
+        self.preloaded.set(read);
         if let Some(e) = failure {
             tracing::error!(error = %e, "cannot read every certificate record; the rest are read per site");
         }
@@ -311,7 +325,7 @@ impl CertManager {
             .records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (!site.retired().is_cancelled()).then(write)
+        (!site.is_retired()).then(write)
     }
 
     /// The state of the managed certificate record for `names`, if any: from memory, read
@@ -377,12 +391,18 @@ impl CertManager {
     }
 
     /// What `site` serves from the start. Blocking (file reads, maybe an internal issuance).
-    pub fn initial_cert(&self, site: &SiteConfig) -> Option<ServedCert> {
+    pub fn initial_cert(&self, site: &SiteConfig) -> Option<Arc<ServedCert>> {
         if site.cert.is_none()
             && let Some(served) = self.preloaded.remove(&Store::cert_id(&site.hosts))
         {
             return Some(served);
         }
+        self.first_cert(site).map(Arc::new)
+    }
+
+    /// What [`initial_cert`](Self::initial_cert) serves for a site whose certificate was not
+    /// preloaded.
+    fn first_cert(&self, site: &SiteConfig) -> Option<ServedCert> {
         let (stored, mut rejected) = match self.load_record(&site.hosts) {
             Ok(record) => (record, None),
             Err(Unreadable::Rejected(reason)) => (None, Some(reason)),
@@ -563,7 +583,7 @@ impl CertManager {
     /// Serves `record`'s certificate in `site` if it is a different one than in service,
     /// not older, and usable (its key opens and matches). Whether it did.
     pub fn adopt(&self, site: &crate::sites::Site, record: &CertRecord) -> bool {
-        if record.chain_pem.is_none() || site.retired().is_cancelled() {
+        if record.chain_pem.is_none() || site.is_retired() {
             return false;
         }
         let current = site.served_cert();

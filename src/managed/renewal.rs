@@ -87,8 +87,7 @@ pub(super) async fn step(
     state: &mut RenewalState,
     cancel: &CancellationToken,
 ) -> Wake {
-    let retired = site.retired().clone();
-    if retired.is_cancelled() || cancel.is_cancelled() {
+    if site.is_retired() || cancel.is_cancelled() {
         return Wake::Never;
     }
     let config = site.config();
@@ -190,7 +189,7 @@ pub(super) async fn step(
     }
     let attempt = tokio::select! {
         () = cancel.cancelled() => return Wake::Never,
-        () = retired.cancelled() => return Wake::Never,
+        () = site.retired().cancelled() => return Wake::Never,
         result = manager.issue_once(&config.hosts, issuer, served.is_some()) => result,
     };
     let Some(attempt) = attempt else {
@@ -251,7 +250,7 @@ impl Outcome<'_> {
         } = *self;
         let config = site.config();
         let attempt = match attempt {
-            result if site.retired().is_cancelled() => {
+            result if site.is_retired() => {
                 tracing::info!(
                     site = site.name(),
                     issued = result.is_ok(),

@@ -29,7 +29,8 @@ pub struct Site {
     /// one (a million registered sites would carry 150 bytes each for nothing).
     pub(crate) watch: Option<Box<Mutex<watch::WatchState>>>,
     /// Cancelled when a reload removes or replaces the site: its background tasks stop.
-    retired: CancellationToken,
+    /// Made on first use (a million sites whose work never waits on it carry none).
+    retired: std::sync::OnceLock<CancellationToken>,
     /// For onboarded sites: open while DNS points here, so a certificate may be requested.
     gate: Option<gate::Gate>,
     /// Set by a forced renewal (admin API); taken by the next renewal step, which the
@@ -41,7 +42,7 @@ impl Site {
     /// Builds a site from its config, serving `initial` (`None`: no certificate yet).
     pub fn build(
         config: SiteConfig,
-        initial: Option<ServedCert>,
+        initial: Option<Arc<ServedCert>>,
         origin_down_for: std::time::Duration,
     ) -> Self {
         let stamps = config
@@ -54,12 +55,12 @@ impl Site {
                 .as_deref()
                 .and_then(|v| HeaderValue::from_str(v).ok()),
             origins: OriginPool::new(&config.origins, origin_down_for),
-            cert: ArcSwapOption::from(initial.map(Arc::new)),
+            cert: ArcSwapOption::from(initial),
             watch: config
                 .cert
                 .is_some()
                 .then(|| Box::new(Mutex::new(watch::WatchState::new(stamps)))),
-            retired: CancellationToken::new(),
+            retired: std::sync::OnceLock::new(),
             gate: None,
             renew_forced: std::sync::atomic::AtomicBool::new(false),
             config,
@@ -151,11 +152,18 @@ impl Site {
 
     /// Cancelled once the site is no longer served (a reload removed or replaced it).
     pub fn retired(&self) -> &CancellationToken {
-        &self.retired
+        self.retired.get_or_init(CancellationToken::new)
+    }
+
+    /// Whether the site was retired (without making its token).
+    pub fn is_retired(&self) -> bool {
+        self.retired
+            .get()
+            .is_some_and(CancellationToken::is_cancelled)
     }
 
     pub fn retire(&self) {
-        self.retired.cancel();
+        self.retired().cancel();
     }
 
     pub fn cert_files(&self) -> Option<&CertFiles> {

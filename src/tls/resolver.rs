@@ -88,7 +88,7 @@ mod tests {
         let served = ServedCert::new(bundle.unwrap(), Source::Uploaded);
         Arc::new(Site::build(
             config,
-            Some(served),
+            Some(Arc::new(served)),
             std::time::Duration::from_secs(1),
         ))
     }

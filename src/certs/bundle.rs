@@ -144,17 +144,13 @@ impl CertBundle {
     /// not parsed again: a tenth of a restart's work).
     pub fn from_stored_with_info(
         chain_pem: &[u8],
-        key: &PrivateKeyDer<'_>,
+        key: SealedKey,
         info: CertInfo,
     ) -> Result<Self, CertError> {
         let chain = Chain::from_pem(chain_pem)
             .map_err(CertError::Pem)?
             .ok_or(CertError::NoCertificate)?;
-        Ok(Self {
-            info,
-            key: SealedKey::seal(key)?,
-            chain,
-        })
+        Ok(Self { info, key, chain })
     }
 
     /// Opens and decodes the signing key: what a handshake serves.

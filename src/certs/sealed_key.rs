@@ -84,8 +84,22 @@ impl PlainKey {
 /// A private key, sealed. Cloning copies the ciphertext.
 #[derive(Clone)]
 pub struct SealedKey {
-    encoding: Encoding,
     sealed: Box<[u8]>,
+    by: Sealer,
+}
+
+/// Which key a [`SealedKey`] is sealed under.
+#[derive(Clone)]
+enum Sealer {
+    /// The process's memory key, with the DER's encoding.
+    Memory(Encoding),
+    /// The store's master key, as the store sealed it for `purpose` (a certificate read at
+    /// start keeps the sealed form it was stored in: a million keys are not opened and
+    /// sealed again before the first handshake needs one).
+    Store {
+        master: Arc<MasterKey>,
+        purpose: Box<str>,
+    },
 }
 
 impl std::fmt::Debug for SealedKey {
@@ -134,18 +148,45 @@ impl SealedKey {
             .seal_raw(&aad(encoding), der)
             .map_err(SealedKeyError::Seal)?;
         Ok(Self {
-            encoding,
             sealed: sealed.into_boxed_slice(),
+            by: Sealer::Memory(encoding),
         })
+    }
+
+    /// A key as the store keeps it: `sealed` (binary) under `master` for `purpose`. Opened
+    /// only when a handshake needs it.
+    pub fn stored(master: Arc<MasterKey>, purpose: String, sealed: Vec<u8>) -> Self {
+        Self {
+            sealed: sealed.into_boxed_slice(),
+            by: Sealer::Store {
+                master,
+                purpose: purpose.into_boxed_str(),
+            },
+        }
     }
 
     /// Opens the key and decodes it into a signing key; the plaintext DER is zeroized.
     pub fn signing_key(&self) -> Result<Arc<dyn SigningKey>, SealedKeyError> {
-        let der = memory_key()?
-            .open_raw(&aad(self.encoding), &self.sealed)
-            .ok_or(SealedKeyError::Open)?;
-        let key = self.encoding.key(&der);
-        rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(SealedKeyError::Decode)
+        let decode = |key: &PrivateKeyDer<'_>| {
+            rustls::crypto::aws_lc_rs::sign::any_supported_type(key).map_err(SealedKeyError::Decode)
+        };
+        match &self.by {
+            Sealer::Memory(encoding) => {
+                let der = memory_key()?
+                    .open_raw(&aad(*encoding), &self.sealed)
+                    .ok_or(SealedKeyError::Open)?;
+                decode(&encoding.key(&der))
+            }
+            Sealer::Store { master, purpose } => {
+                let der = master
+                    .open_raw(purpose.as_bytes(), &self.sealed)
+                    .ok_or(SealedKeyError::Open)?;
+                decode(
+                    &PrivateKeyDer::try_from(der.as_slice())
+                        .map_err(|_| SealedKeyError::Encoding)?,
+                )
+            }
+        }
     }
 }
 
@@ -183,9 +224,26 @@ mod tests {
     fn tampered_or_misdeclared_key_is_refused() {
         let mut sealed = SealedKey::seal(&p256_pkcs8()).unwrap();
         let mut other = sealed.clone();
-        other.encoding = Encoding::Sec1;
+        other.by = Sealer::Memory(Encoding::Sec1);
         assert!(matches!(other.signing_key(), Err(SealedKeyError::Open)));
         sealed.sealed[20] ^= 1;
         assert!(matches!(sealed.signing_key(), Err(SealedKeyError::Open)));
+    }
+
+    #[test]
+    fn a_key_kept_as_the_store_sealed_it_opens_only_for_its_purpose() {
+        let key = p256_pkcs8();
+        let master = Arc::new(MasterKey::from_bytes(&[9; 32]));
+        let raw = master.seal_raw(b"cert-key:a", key.secret_der()).unwrap();
+        let stored = SealedKey::stored(master.clone(), "cert-key:a".into(), raw.clone());
+        assert_eq!(
+            stored.signing_key().unwrap().algorithm(),
+            rustls::SignatureAlgorithm::ECDSA
+        );
+        let elsewhere = SealedKey::stored(master, "cert-key:b".into(), raw.clone());
+        assert!(matches!(elsewhere.signing_key(), Err(SealedKeyError::Open)));
+        let other_master = Arc::new(MasterKey::from_bytes(&[8; 32]));
+        let foreign = SealedKey::stored(other_master, "cert-key:a".into(), raw);
+        assert!(matches!(foreign.signing_key(), Err(SealedKeyError::Open)));
     }
 }

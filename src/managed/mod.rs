@@ -532,17 +532,26 @@ impl CertManager {
         let (Some(chain_pem), Some(sealed)) = (&record.chain_pem, &record.sealed_key) else {
             return Err(Undecodable::Stale);
         };
-        let key_der = self
-            .store
-            .open_cert_key_of(id, sealed)
-            .map_err(|e| Undecodable::Bad(format!("the sealed key does not open ({e})")))?;
-        let key = PrivateKeyDer::try_from(key_der.as_slice())
-            .map_err(|e| Undecodable::Bad(format!("the key does not decode ({e})")))?;
-        let bundle = match recorded_info(record) {
-            Some(info) => CertBundle::from_stored_with_info(chain_pem.as_bytes(), &key, info),
-            None => CertBundle::from_stored(chain_pem.as_bytes(), &key),
-        }
-        .map_err(|e| Undecodable::Bad(format!("the chain is not usable ({e})")))?;
+        let bundle =
+            match recorded_info(record) {
+                // The key stays sealed as stored until a handshake needs it (a million records
+                // load without opening and sealing a million keys again).
+                Some(info) => {
+                    let key = self.store.stored_cert_key(id, sealed).map_err(|e| {
+                        Undecodable::Bad(format!("the sealed key is unusable ({e})"))
+                    })?;
+                    CertBundle::from_stored_with_info(chain_pem.as_bytes(), key, info)
+                }
+                None => {
+                    let key_der = self.store.open_cert_key_of(id, sealed).map_err(|e| {
+                        Undecodable::Bad(format!("the sealed key does not open ({e})"))
+                    })?;
+                    let key = PrivateKeyDer::try_from(key_der.as_slice())
+                        .map_err(|e| Undecodable::Bad(format!("the key does not decode ({e})")))?;
+                    CertBundle::from_stored(chain_pem.as_bytes(), &key)
+                }
+            }
+            .map_err(|e| Undecodable::Bad(format!("the chain is not usable ({e})")))?;
         if record.source == Source::Internal && !self.internal.issued(&bundle.chain.leaf()) {
             tracing::warn!(names = %join(names), "stored certificate is from an earlier internal CA root; issuing from the current one");
             return Err(Undecodable::Stale);

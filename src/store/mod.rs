@@ -153,7 +153,7 @@ fn certificate_blocks(pem: &str) -> String {
 #[derive(Debug)]
 pub struct Store {
     backend: Backend,
-    master: MasterKey,
+    master: std::sync::Arc<MasterKey>,
 }
 
 /// Held while shared things are created on first use (see [`Store::lock`]); released when
@@ -219,7 +219,10 @@ impl Store {
                 Backend::Etcd(Box::new(etcd::EtcdBackend::connect(etcd)?))
             }
         };
-        let store = Self { backend, master };
+        let store = Self {
+            backend,
+            master: std::sync::Arc::new(master),
+        };
         store.verify_master()?;
         store.migrate_records()?;
         Ok(store)
@@ -820,6 +823,25 @@ impl Store {
                 path: self.cert_path(id),
                 reason: e.to_string(),
             })
+    }
+
+    /// The sealed private key of the record with `id`, kept sealed as it was stored (opened
+    /// under the master key when a handshake first needs it); an error when it is not a
+    /// sealed blob at all.
+    pub fn stored_cert_key(
+        &self,
+        id: &str,
+        sealed: &str,
+    ) -> Result<crate::certs::sealed_key::SealedKey, StoreError> {
+        let raw = seal::sealed_bytes(sealed).ok_or_else(|| StoreError::Corrupt {
+            path: self.cert_path(id),
+            reason: "the sealed key is not a sealed blob".into(),
+        })?;
+        Ok(crate::certs::sealed_key::SealedKey::stored(
+            self.master.clone(),
+            format!("cert-key:{id}"),
+            raw,
+        ))
     }
 
     /// Reads and opens the secret at `rel` (relative to `data_dir`); `None` if absent.

@@ -132,8 +132,7 @@ impl MasterKey {
         let corrupt = || SealError::Corrupt {
             purpose: purpose.to_owned(),
         };
-        let encoded = sealed.strip_prefix(SEALED_PREFIX).ok_or_else(corrupt)?;
-        let raw = STANDARD.decode(encoded).map_err(|_| corrupt())?;
+        let raw = sealed_bytes(sealed).ok_or_else(corrupt)?;
         self.open_raw(purpose.as_bytes(), &raw).ok_or_else(corrupt)
     }
 
@@ -172,6 +171,12 @@ impl MasterKey {
         buf.truncate(plain_len);
         Some(buf)
     }
+}
+
+/// The binary form (for [`MasterKey::open_raw`]) of a blob [`MasterKey::seal`] made, still
+/// sealed; `None` when it is not one.
+pub fn sealed_bytes(sealed: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(sealed.strip_prefix(SEALED_PREFIX)?).ok()
 }
 
 /// `bytes` random bytes as hex, for names that must not collide (store keys, probe tokens);

@@ -181,8 +181,18 @@ impl Edge {
         );
         // The registry is read beside the certificate records: each pass leaves a core idle
         // at times (its serial steps), the other fills it.
-        let (certificates, registry) = std::thread::scope(|scope| {
-            let registry = scope.spawn(|| Onboarding::read_registry(&store));
+        // That thread also builds the served sites' definitions, which need nothing else.
+        let (certificates, (registry, definitions)) = std::thread::scope(|scope| {
+            let registry = scope.spawn(|| {
+                let registry = Onboarding::read_registry(&store);
+                let definitions = crate::onboarding::Definitions::of(
+                    &registry,
+                    &config.onboarding,
+                    &config.internal_names,
+                    config.tls.hsts.as_ref(),
+                );
+                (registry, definitions)
+            });
             let certificates = CertManager::new(
                 store.clone(),
                 &config.acme,
@@ -252,7 +262,8 @@ impl Edge {
         edge.check_registered(&config)?;
         let applying = std::time::Instant::now();
         let one_at_a_time = edge.lock_applying();
-        let (summary, fresh) = edge.publish_config(config);
+        let registered = edge.onboarding.adopt(definitions);
+        let (summary, fresh) = edge.publish_config(config, Some(registered));
         drop(one_at_a_time);
         edge.certificates.preload_done();
         tracing::info!(

@@ -41,7 +41,7 @@ impl Edge {
     /// start only; a change to them is reported and waits for a restart.
     pub fn apply(&self, config: Config) -> ReloadSummary {
         let _one_at_a_time = self.lock_applying();
-        let (summary, fresh) = self.publish_config(config);
+        let (summary, fresh) = self.publish_config(config, None);
         self.queue_work(fresh);
         summary
     }
@@ -63,7 +63,13 @@ impl Edge {
     /// [`apply`](Self::apply) up to the table: publishes the sites and retires the ones it
     /// replaced; returns the sites it built, for [`queue_work`](Self::queue_work). The
     /// caller holds [`lock_applying`](Self::lock_applying).
-    pub(super) fn publish_config(&self, config: Config) -> (ReloadSummary, Vec<Arc<Site>>) {
+    /// `registered`: the registered sites' definitions when they were built beforehand (the
+    /// start builds them beside the certificate pass); else they are built here.
+    pub(super) fn publish_config(
+        &self,
+        config: Config,
+        registered: Option<Vec<(SiteConfig, Gate)>>,
+    ) -> (ReloadSummary, Vec<Arc<Site>>) {
         let old = self.table.sites();
         // Indexes of the sites in service, so the diff stays linear in the number of sites.
         let old_by_first: HashMap<&HostName, &Arc<Site>> = old
@@ -72,7 +78,8 @@ impl Edge {
             .collect();
         let old_hosts: HashSet<&HostName> = old.iter().flat_map(|s| s.hosts()).collect();
         let mut summary = ReloadSummary::default();
-        let registered = self.onboarding.site_configs(config.tls.hsts.as_ref());
+        let registered =
+            registered.unwrap_or_else(|| self.onboarding.site_configs(config.tls.hsts.as_ref()));
         let defined = config.sites.len() + registered.len();
         let definitions = config
             .sites

@@ -439,40 +439,32 @@ impl Onboarding {
     /// issuance gate. A site still waiting for its DNS is not served at all: it receives no
     /// traffic and changes how no name is answered.
     pub fn site_configs(&self, hsts: Option<&String>) -> Vec<(SiteConfig, Gate)> {
-        // Under the registry's lock, without copying the records, on every core: a restart
-        // builds a million definitions here. Gates a site already has are reused; new ones
-        // are made alongside and kept afterwards.
+        // Under the registry's lock, without copying the records: a restart builds a million
+        // definitions here (or beforehand, `Definitions::of`). Gates a site already has are
+        // reused; new ones are made alongside and kept afterwards.
         let sites = self.lock();
         let mut gates = self
             .gates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = SystemTime::now();
-        let known = &*gates;
-        let records: Vec<&SiteRecord> = sites.values().collect();
-        let built = crate::parallel::map_on_every_core(records, |record| {
-            let config = self.served_definition(record, hsts)?;
-            let open = gate_open(record, &self.settings, now);
-            Some(match known.get(&record.id) {
-                Some(gate) => {
-                    gate.set(open);
-                    (config, gate.clone(), None)
-                }
-                None => {
-                    let gate = Gate::new(open);
-                    (config, gate.clone(), Some((record.id.clone(), gate)))
-                }
-            })
-        });
-        let mut configs = Vec::with_capacity(built.len());
-        gates.reserve(built.iter().flatten().filter(|b| b.2.is_some()).count());
-        for (config, receiver, new_gate) in built.into_iter().flatten() {
-            if let Some((id, gate)) = new_gate {
-                gates.insert(id, gate);
-            }
-            configs.push((config, receiver));
-        }
-        configs
+        let definitions =
+            Definitions::build(&sites, &self.settings, &self.local_names, hsts, &gates);
+        gates.reserve(definitions.new_gates.len());
+        gates.extend(definitions.new_gates);
+        definitions.configs
+    }
+
+    /// The definitions [`Definitions::of`] made of this node's registry before it was handed
+    /// to [`with_registry`](Self::with_registry) (nothing changed it since): their gates are
+    /// kept as this node's.
+    pub fn adopt(&self, definitions: Definitions) -> Vec<(SiteConfig, Gate)> {
+        let mut gates = self
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        gates.reserve(definitions.new_gates.len());
+        gates.extend(definitions.new_gates);
+        definitions.configs
     }
 
     /// The site definition of registered site `id` with its issuance gate; `None` when it is
@@ -495,41 +487,7 @@ impl Onboarding {
 
     /// What `record` is served as, if it is served at all.
     fn served_definition(&self, record: &SiteRecord, hsts: Option<&String>) -> Option<SiteConfig> {
-        if record.status == SiteStatus::PendingDns {
-            return None;
-        }
-        let hosts: Vec<HostName> = record
-            .hosts
-            .iter()
-            .filter_map(|h| HostName::parse(h).ok())
-            .collect();
-        let origins: Vec<OriginUrl> = record
-            .origins
-            .iter()
-            .filter_map(|o| {
-                o.strip_prefix("http://")?
-                    .parse()
-                    .ok()
-                    .map(|authority| OriginUrl { authority })
-            })
-            .collect();
-        if hosts.is_empty() || origins.is_empty() {
-            return None;
-        }
-        let issuer = if hosts.iter().all(|h| self.local_names.contains(h)) {
-            IssuerKind::Internal
-        } else {
-            IssuerKind::Acme
-        };
-        Some(SiteConfig {
-            hosts,
-            origins,
-            cert: None,
-            hsts: hsts.cloned(),
-            issuer,
-            managed: true,
-            registered: true,
-        })
+        served_definition(&self.local_names, record, hsts)
     }
 
     /// Changes site `id`'s record. A new status is stored at once (one commit, durable when
@@ -1003,6 +961,104 @@ fn site_names(record: &SiteRecord) -> Vec<HostName> {
         .iter()
         .filter_map(|h| HostName::parse(h).ok())
         .collect()
+}
+
+/// What `record` is served as, if it is served at all (`local_names` decide the issuer).
+fn served_definition(
+    local_names: &crate::issue::LocalNames,
+    record: &SiteRecord,
+    hsts: Option<&String>,
+) -> Option<SiteConfig> {
+    if record.status == SiteStatus::PendingDns {
+        return None;
+    }
+    let hosts: Vec<HostName> = record
+        .hosts
+        .iter()
+        .filter_map(|h| HostName::parse(h).ok())
+        .collect();
+    let origins: Vec<OriginUrl> = record
+        .origins
+        .iter()
+        .filter_map(|o| {
+            o.strip_prefix("http://")?
+                .parse()
+                .ok()
+                .map(|authority| OriginUrl { authority })
+        })
+        .collect();
+    if hosts.is_empty() || origins.is_empty() {
+        return None;
+    }
+    let issuer = if hosts.iter().all(|h| local_names.contains(h)) {
+        IssuerKind::Internal
+    } else {
+        IssuerKind::Acme
+    };
+    Some(SiteConfig {
+        hosts,
+        origins,
+        cert: None,
+        hsts: hsts.cloned(),
+        issuer,
+        managed: true,
+        registered: true,
+    })
+}
+
+/// The served definitions of registered sites with their issuance gates.
+pub struct Definitions {
+    configs: Vec<(SiteConfig, Gate)>,
+    /// The gates made for sites that had none, by site id.
+    new_gates: Vec<(String, Gate)>,
+}
+
+impl Definitions {
+    /// The definitions of every site of `registry` (on every core), before any node's
+    /// onboarding holds it: a start builds them on the thread that read the registry while
+    /// the certificate records are still being read.
+    pub fn of(
+        registry: &Registry,
+        settings: &OnboardingSettings,
+        local_names: &crate::issue::LocalNames,
+        hsts: Option<&String>,
+    ) -> Self {
+        Self::build(registry, settings, local_names, hsts, &HashMap::new())
+    }
+
+    /// The definitions of `registry`'s served sites; a site with a gate in `known` keeps it
+    /// (set to what its record says now), the others get new ones.
+    fn build(
+        registry: &Registry,
+        settings: &OnboardingSettings,
+        local_names: &crate::issue::LocalNames,
+        hsts: Option<&String>,
+        known: &HashMap<String, Gate>,
+    ) -> Self {
+        let now = SystemTime::now();
+        let records: Vec<&SiteRecord> = registry.values().collect();
+        let built = crate::parallel::map_on_every_core(records, |record| {
+            let config = served_definition(local_names, record, hsts)?;
+            let open = gate_open(record, settings, now);
+            Some(match known.get(&record.id) {
+                Some(gate) => {
+                    gate.set(open);
+                    (config, gate.clone(), None)
+                }
+                None => {
+                    let gate = Gate::new(open);
+                    (config, gate.clone(), Some((record.id.clone(), gate)))
+                }
+            })
+        });
+        let mut configs = Vec::with_capacity(built.len());
+        let mut new_gates = Vec::new();
+        for (config, gate, new_gate) in built.into_iter().flatten() {
+            new_gates.extend(new_gate);
+            configs.push((config, gate));
+        }
+        Self { configs, new_gates }
+    }
 }
 
 /// Whether a site's certificate may be requested: DNS verified, or moved less than the grace.

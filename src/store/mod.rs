@@ -686,25 +686,11 @@ impl Store {
         }
     }
 
-    /// Runs `visit` on every entry directly in `dir` whose name ends with `suffix`, reading
-    /// in batches and visiting each batch on every core (`visit` gets the entry's key and
-    /// bytes; [`path_of`](Self::path_of) names its location). The whole directory is never
-    /// in memory at once: a million records are read at restart this way. A read failure is
-    /// returned once, after what was visited.
-    pub fn scan(
-        &self,
-        dir: &str,
-        suffix: &str,
-        visit: impl Fn(&str, &[u8]) + Sync,
-    ) -> Result<(), StoreError> {
-        match self.scan_map(dir, suffix, |key, bytes| visit(key, bytes)).1 {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Like [`scan`](Self::scan), keeping what `map` makes of each entry, in key order;
-    /// with the read failure, if one cut the scan short (what was read before it is kept).
+    /// What `map` makes of every entry directly in `dir` whose name ends with `suffix`, in
+    /// key order, reading in batches and mapping each batch on every core (`map` gets the
+    /// entry's key and bytes; [`path_of`](Self::path_of) names its location). The whole
+    /// directory is never in memory at once: a million records are read at restart this way.
+    /// With the read failure, if one cut the scan short (what was read before it is kept).
     pub fn scan_map<T: Send>(
         &self,
         dir: &str,

@@ -1,5 +1,7 @@
 //! Private keys held in memory sealed: AES-256-GCM under a key made at process start and
-//! never written anywhere. A key is opened only to decode a signing key for a handshake
+//! never written anywhere, or — for a certificate read from the store at start — as the
+//! store sealed it, under the master key (a restart then opens and re-seals no key). A key is
+//! opened only to decode a signing key for a handshake
 //! (`tls::key_cache` keeps a bounded number of decoded ones), so a million idle sites cost
 //! ~190 bytes of ciphertext each instead of a decoded key object, and a memory dump of an
 //! idle site shows no key material.

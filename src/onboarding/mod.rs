@@ -447,11 +447,8 @@ impl Onboarding {
             .gates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let definitions =
-            Definitions::build(&sites, &self.settings, &self.local_names, hsts, &gates);
-        gates.reserve(definitions.new_gates.len());
-        gates.extend(definitions.new_gates);
-        definitions.configs
+        Definitions::build(&sites, &self.settings, &self.local_names, hsts, &gates)
+            .keeping_gates_in(&mut gates)
     }
 
     /// The definitions [`Definitions::of`] made of this node's registry before it was handed
@@ -462,9 +459,7 @@ impl Onboarding {
             .gates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        gates.reserve(definitions.new_gates.len());
-        gates.extend(definitions.new_gates);
-        definitions.configs
+        definitions.keeping_gates_in(&mut gates)
     }
 
     /// The site definition of registered site `id` with its issuance gate; `None` when it is
@@ -472,7 +467,7 @@ impl Onboarding {
     pub fn site_config(&self, id: &str, hsts: Option<&String>) -> Option<(SiteConfig, Gate)> {
         let sites = self.lock();
         let record = sites.get(id)?;
-        let config = self.served_definition(record, hsts)?;
+        let config = served_definition(&self.local_names, record, hsts)?;
         let open = gate_open(record, &self.settings, SystemTime::now());
         let mut gates = self
             .gates
@@ -483,11 +478,6 @@ impl Onboarding {
             .or_insert_with(|| Gate::new(open));
         gate.set(open);
         Some((config, gate.clone()))
-    }
-
-    /// What `record` is served as, if it is served at all.
-    fn served_definition(&self, record: &SiteRecord, hsts: Option<&String>) -> Option<SiteConfig> {
-        served_definition(&self.local_names, record, hsts)
     }
 
     /// Changes site `id`'s record. A new status is stored at once (one commit, durable when
@@ -1058,6 +1048,13 @@ impl Definitions {
             configs.push((config, gate));
         }
         Self { configs, new_gates }
+    }
+
+    /// The definitions, the gates made for them kept in `gates` (a node's gates by site id).
+    fn keeping_gates_in(self, gates: &mut HashMap<String, Gate>) -> Vec<(SiteConfig, Gate)> {
+        gates.reserve(self.new_gates.len());
+        gates.extend(self.new_gates);
+        self.configs
     }
 }
 

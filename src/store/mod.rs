@@ -111,6 +111,12 @@ fn record_purpose(id: &str) -> String {
     format!("cert-record:{id}")
 }
 
+/// What the private key of the record with `id` is sealed for (its slot: a key copied to
+/// another record does not open).
+fn cert_key_purpose(id: &str) -> String {
+    format!("cert-key:{id}")
+}
+
 /// SHA-256 of the JSON of `untagged`, a record whose tag is taken out (serde writes fields
 /// in declaration order).
 fn record_digest(untagged: &CertRecord) -> Result<Vec<u8>, StoreError> {
@@ -790,7 +796,7 @@ impl Store {
     pub fn seal_cert_key(&self, names: &[HostName], key_der: &[u8]) -> Result<String, StoreError> {
         Ok(self
             .master
-            .seal(&format!("cert-key:{}", Self::cert_id(names)), key_der)?)
+            .seal(&cert_key_purpose(&Self::cert_id(names)), key_der)?)
     }
 
     /// Opens the sealed private key of `record`.
@@ -809,7 +815,7 @@ impl Store {
         sealed: &str,
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         self.master
-            .open(&format!("cert-key:{id}"), sealed)
+            .open(&cert_key_purpose(id), sealed)
             .map_err(|e| StoreError::Corrupt {
                 path: self.cert_path(id),
                 reason: e.to_string(),
@@ -830,7 +836,7 @@ impl Store {
         })?;
         Ok(crate::certs::sealed_key::SealedKey::stored(
             self.master.clone(),
-            format!("cert-key:{id}"),
+            cert_key_purpose(id),
             raw,
         ))
     }

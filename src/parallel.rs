@@ -12,8 +12,20 @@ pub fn cores() -> usize {
 
 /// `items.map(f)` in order, computed on every core.
 pub fn map_on_every_core<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    if items.len() < WORTH_SPLITTING {
+        return items.into_iter().map(f).collect();
+    }
+    map_each_on_every_core(items, f)
+}
+
+/// [`map_on_every_core`] for a few items that are each much work (the routing table's
+/// shards): split over the cores however short the list.
+pub fn map_each_on_every_core<T: Send, U: Send>(
+    items: Vec<T>,
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
     let threads = cores();
-    if items.len() < WORTH_SPLITTING || threads == 1 {
+    if items.len() < 2 || threads == 1 {
         return items.into_iter().map(f).collect();
     }
     let total = items.len();
@@ -54,6 +66,11 @@ mod tests {
         for n in [0, 3, WORTH_SPLITTING, 10 * WORTH_SPLITTING + 7] {
             let items: Vec<usize> = (0..n).collect();
             let doubled = map_on_every_core(items, |i| i * 2);
+            assert_eq!(doubled, (0..n).map(|i| i * 2).collect::<Vec<_>>());
+        }
+        for n in [0, 1, 2, 3, 257] {
+            let items: Vec<usize> = (0..n).collect();
+            let doubled = map_each_on_every_core(items, |i| i * 2);
             assert_eq!(doubled, (0..n).map(|i| i * 2).collect::<Vec<_>>());
         }
     }

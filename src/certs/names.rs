@@ -47,7 +47,9 @@ impl HostName {
         if name.len() > MAX_NAME_LEN {
             return Err(HostNameError::TooLong);
         }
-        if name.parse::<std::net::IpAddr>().is_ok() {
+        // An IPv4 address fails on its all-numeric last label below; only a name with a colon
+        // can be an IPv6 one (a restart parses a million names).
+        if name.contains(':') && name.parse::<std::net::IpAddr>().is_ok() {
             return Err(HostNameError::IpAddress(name));
         }
         let (is_wildcard, rest) = match name.strip_prefix("*.") {

@@ -35,6 +35,46 @@ struct Shard {
     sites: Vec<Arc<Site>>,
 }
 
+/// One of a site's names (or, as [`FIRST_NAME`], the site itself) sorted into a shard while
+/// [`Routes::new`] builds the shards.
+struct Placed {
+    site: u32,
+    host: u32,
+}
+
+/// [`Placed::host`] of the entry that lists the site in its first name's shard.
+const FIRST_NAME: u32 = u32::MAX;
+
+impl Shard {
+    /// The shard holding `placed`, each map sized once.
+    fn from_placed(sites: &[Arc<Site>], placed: &[Placed]) -> Self {
+        let name = |p: &Placed| &sites[p.site as usize].hosts()[p.host as usize];
+        let listed = placed.iter().filter(|p| p.host == FIRST_NAME).count();
+        let wildcards = placed
+            .iter()
+            .filter(|p| p.host != FIRST_NAME && name(p).is_wildcard())
+            .count();
+        let mut shard = Self {
+            exact: HashMap::with_capacity(placed.len() - listed - wildcards),
+            wildcard: HashMap::with_capacity(wildcards),
+            sites: Vec::with_capacity(listed),
+        };
+        for p in placed {
+            let site = &sites[p.site as usize];
+            if p.host == FIRST_NAME {
+                shard.sites.push(site.clone());
+                continue;
+            }
+            let host = name(p);
+            match host.wildcard_suffix() {
+                Some(suffix) => shard.wildcard.insert(suffix.to_owned(), site.clone()),
+                None => shard.exact.insert(host.to_string(), site.clone()),
+            };
+        }
+        shard
+    }
+}
+
 /// Name → site, exact names and one-label wildcards, plus the site for clients without SNI.
 pub struct Routes {
     shards: Box<[Arc<Shard>]>,
@@ -60,11 +100,40 @@ impl Routes {
     /// Host names are unique across sites (the config checks it); on a duplicate the later
     /// site wins.
     pub fn new(sites: Vec<Arc<Site>>, default_host: Option<&HostName>) -> Self {
-        let empty = Self {
+        // Each site's names are first sorted into their shards (in the sites' order, so the
+        // later site still wins); then every shard is built at its final size, the shards
+        // spread over every core (a million sites at a restart).
+        let mut placed: Vec<Vec<Placed>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        for (index, site) in sites.iter().enumerate() {
+            for (host, name) in site.hosts().iter().enumerate() {
+                let key = name.wildcard_suffix().unwrap_or(name.as_str());
+                placed[shard_of(key)].push(Placed {
+                    site: index as u32,
+                    host: host as u32,
+                });
+            }
+            if let Some(first) = site.hosts().first() {
+                placed[shard_of(first.as_str())].push(Placed {
+                    site: index as u32,
+                    host: FIRST_NAME,
+                });
+            }
+        }
+        let shards = crate::parallel::map_each_on_every_core(placed, |placed| {
+            Arc::new(Shard::from_placed(&sites, &placed))
+        });
+        let mut routes = Self {
+            shards: shards.into(),
             default_host: default_host.cloned(),
-            ..Self::default()
+            default: None,
+            with_files: sites
+                .iter()
+                .filter(|s| s.cert_files().is_some())
+                .cloned()
+                .collect(),
         };
-        empty.changed(&[], &sites)
+        routes.default = routes.find_default();
+        routes
     }
 
     /// These routes with `removed` taken out and `added` put in; only the shards their names
@@ -391,6 +460,36 @@ mod tests {
             Some("a.example")
         );
         assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn built_at_once_routes_as_built_by_changes_and_the_later_duplicate_wins() {
+        let mut sites: Vec<Arc<Site>> = (0..3000)
+            .map(|i| site(&[&format!("s{i}.example"), &format!("*.w{i}.example")]))
+            .collect();
+        let later = site(&["s7.example", "other.example"]);
+        sites.push(later.clone());
+        let at_once = Routes::new(sites.clone(), None);
+        let by_change = Routes::default().changed(&[], &sites);
+        for name in [
+            "s0.example",
+            "s2999.example",
+            "x.w5.example",
+            "other.example",
+        ] {
+            assert!(
+                Arc::ptr_eq(
+                    at_once.find(name).expect(name),
+                    by_change.find(name).expect(name)
+                ),
+                "{name}"
+            );
+        }
+        assert!(Arc::ptr_eq(at_once.find("s7.example").unwrap(), &later));
+        assert!(at_once.find("w5.example").is_none());
+        let count = |r: &Routes| r.shards.iter().map(|s| s.sites.len()).sum::<usize>();
+        assert_eq!(count(&at_once), 3001);
+        assert_eq!(count(&at_once), count(&by_change));
     }
 
     #[test]

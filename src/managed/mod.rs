@@ -222,9 +222,15 @@ impl CertManager {
     }
 
     /// [`schedule`](Self::schedule) for many sites at once (one lock, one wake-up).
+    /// Each site's first step runs when it can have something to do
+    /// ([`renewal::first_step_at`]): a start does not run a million steps at once.
     pub fn schedule_many(&self, sites: Vec<Arc<crate::sites::Site>>) {
-        let jobs = sites.into_iter().map(|site| self.renewal_job(site));
-        self.scheduler.add_many(jobs);
+        let now = SystemTime::now();
+        let jobs = crate::parallel::map_on_every_core(sites, |site| {
+            let at = renewal::first_step_at(self, &site, now);
+            (self.renewal_job(site), at)
+        });
+        self.scheduler.add_many_at(jobs);
     }
 
     fn renewal_job(&self, site: Arc<crate::sites::Site>) -> renewal::RenewalJob {
@@ -892,6 +898,31 @@ mod tests {
             manager.state(&unserved, Some(&other), fresh),
             (CertState::Failed, Some(Source::Acme))
         );
+    }
+
+    #[test]
+    fn a_first_step_is_queued_for_when_it_has_something_to_do() {
+        let (_dir, manager, site) = manager_and_site();
+        let info = site.served_cert().unwrap().bundle.info.clone();
+        let hour = std::time::Duration::from_secs(3600);
+        // Just issued: not due for a long time, so the first look comes within the hour,
+        // spread by the serial (not all million sites in the same second).
+        let fresh = info.not_before;
+        let at = renewal::first_step_at(&manager, &site, fresh);
+        assert!(at > fresh && at <= fresh + hour, "{at:?}");
+        // Due, expired, forced, or nothing served: at once.
+        assert_eq!(
+            renewal::first_step_at(&manager, &site, info.not_after),
+            info.not_after
+        );
+        let unserved = crate::sites::Site::build(
+            site.config().clone(),
+            None,
+            std::time::Duration::from_secs(1),
+        );
+        assert_eq!(renewal::first_step_at(&manager, &unserved, fresh), fresh);
+        site.force_renewal();
+        assert_eq!(renewal::first_step_at(&manager, &site, fresh), fresh);
     }
 
     #[test]

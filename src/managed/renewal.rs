@@ -79,6 +79,65 @@ pub(super) struct RenewalState {
     last_reminder: Option<SystemTime>,
 }
 
+/// The issuer that renews `site`'s certificate; `None` when nothing does (an unmanaged upload
+/// only gets expiry reminders, and so does a site whose issuer is not configured).
+fn renewing_issuer<'a>(manager: &'a CertManager, site: &Site) -> Option<&'a dyn Issuer> {
+    let config = site.config();
+    let replaceable = config.cert.is_none() || config.managed;
+    manager.issuer_for(config).filter(|_| replaceable)
+}
+
+/// When `cert` falls due by its own validity: at a moment spread over the first half of its
+/// renewal window when something renews it, else (a reminder) as the window opens.
+fn own_window(manager: &CertManager, renewed: bool, cert: &ServedCert, spread: f64) -> SystemTime {
+    let info = &cert.bundle.info;
+    let renew_before = manager.settings.renew_before;
+    if renewed {
+        window::renew_at(info.not_before, info.not_after, renew_before, spread)
+    } else {
+        window::window_start(info.not_before, info.not_after, renew_before)
+    }
+}
+
+/// `due`, no earlier than the retry of the last failure or of an order a CA limit holds back.
+fn held_back(due: SystemTime, status: Option<&super::inventory::RecordStatus>) -> SystemTime {
+    let mut due = due;
+    if let Some(failure) = status.and_then(|s| s.failure.as_ref()) {
+        due = due.max(from_unix(failure.next_retry));
+    }
+    if let Some(queued) = status.and_then(|s| s.queued.as_ref()) {
+        due = due.max(from_unix(queued.next_attempt_at));
+    }
+    due
+}
+
+/// When `site`'s first step should run, from what is in memory: at once when it has no
+/// certificate, a renewal was asked for or it is due; else when it falls due, and no later
+/// than a [`MAX_SLEEP`] spread by its serial — when a first step would have looked again
+/// anyway (and asked the CA for its ARI window). A first step that is not due only computes
+/// that moment, so a start queues a million sites at it instead of running a million steps
+/// at once (seconds of both cores, beside the first handshakes and registrations) and then
+/// again all in the same second every hour.
+pub(super) fn first_step_at(manager: &CertManager, site: &Site, now: SystemTime) -> SystemTime {
+    let Some(cert) = site.served_cert() else {
+        return now;
+    };
+    if site.renewal_requested() {
+        return now;
+    }
+    let spread = spread_of(&cert.bundle.info.serial);
+    let renewed = renewing_issuer(manager, site).is_some();
+    let status = manager.status(&site.config().hosts);
+    let due = held_back(
+        own_window(manager, renewed, &cert, spread),
+        status.as_deref(),
+    );
+    if due <= now {
+        return now;
+    }
+    due.min(now + MAX_SLEEP.mul_f64(spread))
+}
+
 /// One step of `site`'s renewal work: decides whether its certificate is due and, if so,
 /// obtains, stores and swaps it (or records the failure). Returns when to look again.
 pub(super) async fn step(
@@ -91,9 +150,7 @@ pub(super) async fn step(
         return Wake::Never;
     }
     let config = site.config();
-    // An unmanaged upload is never replaced: it only gets expiry reminders.
-    let replaceable = config.cert.is_none() || config.managed;
-    let issuer = manager.issuer_for(config).filter(|_| replaceable);
+    let issuer = renewing_issuer(manager, site);
     let served = site.served_cert();
     // The record's status is in memory; the record itself (its chain, for ARI and for the
     // outcome) is read from the store only when it is needed, so a restart with a million
@@ -107,12 +164,7 @@ pub(super) async fn step(
         Some(cert) => {
             let info = &cert.bundle.info;
             let spread = spread_of(&info.serial);
-            let renew_before = manager.settings.renew_before;
-            let mut at = match issuer {
-                // Nothing renews it: report as soon as the window opens.
-                None => window::window_start(info.not_before, info.not_after, renew_before),
-                Some(_) => window::renew_at(info.not_before, info.not_after, renew_before, spread),
-            };
+            let mut at = own_window(manager, issuer.is_some(), cert, spread);
             if let Some(issuer) = issuer
                 && cert.source == Source::Acme
             {
@@ -134,12 +186,7 @@ pub(super) async fn step(
             at
         }
     };
-    if let Some(failure) = status.as_ref().and_then(|s| s.failure.as_ref()) {
-        due = due.max(from_unix(failure.next_retry));
-    }
-    if let Some(queued) = status.as_ref().and_then(|s| s.queued.as_ref()) {
-        due = due.max(from_unix(queued.next_attempt_at));
-    }
+    due = held_back(due, status.as_deref());
     let forced = site.take_forced_renewal();
     if forced {
         tracing::info!(site = site.name(), "renewal forced");

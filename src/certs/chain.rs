@@ -93,8 +93,11 @@ fn leaf_as_the_edge_writes_it(pem: &[u8]) -> Option<(Box<[u8]>, &[u8])> {
     let body = body.strip_suffix(b"\n")?;
     TEXT.with_borrow_mut(|text| {
         text.clear();
-        for line in body.split(|&b| b == b'\n') {
+        let mut line_start = 0;
+        for line_end in memchr::memchr_iter(b'\n', body).chain([body.len()]) {
+            let line = &body[line_start..line_end];
             text.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+            line_start = line_end + 1;
         }
         if text.is_empty() || text.len() % 4 != 0 {
             return None;

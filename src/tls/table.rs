@@ -26,6 +26,12 @@ fn shard_of(name: &str) -> usize {
     hash as usize % SHARDS
 }
 
+/// What `host` is keyed by: the name itself, or a wildcard's suffix (`*.example.com` →
+/// `example.com`).
+fn key_of(host: &HostName) -> &str {
+    host.wildcard_suffix().unwrap_or(host.as_str())
+}
+
 /// The names that fall in one shard, and the sites whose first name does.
 #[derive(Default, Clone)]
 struct Shard {
@@ -65,13 +71,17 @@ impl Shard {
                 shard.sites.push(site.clone());
                 continue;
             }
-            let host = name(p);
-            match host.wildcard_suffix() {
-                Some(suffix) => shard.wildcard.insert(suffix.to_owned(), site.clone()),
-                None => shard.exact.insert(host.to_string(), site.clone()),
-            };
+            shard.route(name(p), site);
         }
         shard
+    }
+
+    /// Routes `host` (which falls in this shard) to `site`.
+    fn route(&mut self, host: &HostName, site: &Arc<Site>) {
+        match host.wildcard_suffix() {
+            Some(suffix) => self.wildcard.insert(suffix.to_owned(), site.clone()),
+            None => self.exact.insert(host.to_string(), site.clone()),
+        };
     }
 }
 
@@ -106,8 +116,7 @@ impl Routes {
         let mut placed: Vec<Vec<Placed>> = (0..SHARDS).map(|_| Vec::new()).collect();
         for (index, site) in sites.iter().enumerate() {
             for (host, name) in site.hosts().iter().enumerate() {
-                let key = name.wildcard_suffix().unwrap_or(name.as_str());
-                placed[shard_of(key)].push(Placed {
+                placed[shard_of(key_of(name))].push(Placed {
                     site: index as u32,
                     host: host as u32,
                 });
@@ -163,14 +172,7 @@ impl Routes {
         }
         for site in added {
             for host in site.hosts() {
-                match host.wildcard_suffix() {
-                    Some(suffix) => Arc::make_mut(&mut shards[shard_of(suffix)])
-                        .wildcard
-                        .insert(suffix.to_owned(), site.clone()),
-                    None => Arc::make_mut(&mut shards[shard_of(host.as_str())])
-                        .exact
-                        .insert(host.to_string(), site.clone()),
-                };
+                Arc::make_mut(&mut shards[shard_of(key_of(host))]).route(host, site);
             }
             if let Some(first) = site.hosts().first() {
                 Arc::make_mut(&mut shards[shard_of(first.as_str())])

@@ -162,7 +162,10 @@ impl CertManager {
     /// record is left for [`initial_cert`](Self::initial_cert) to report and set aside.
     fn preload(&self) {
         let started = std::time::Instant::now();
-        let (read, failure) = self.store.scan_map("certs", ".json", |key, bytes| {
+        let (read, failure) = self.store.scan_map(
+            crate::store::CERTS_DIR,
+            crate::store::RECORD_SUFFIX,
+            |key, bytes| {
             let crate::store::LoadedCert { id, names, record } =
                 match self.store.parse_cert_at(key, bytes) {
                     Ok(loaded) => loaded,

@@ -111,6 +111,10 @@ fn record_purpose(id: &str) -> String {
     format!("cert-record:{id}")
 }
 
+/// The directory (key prefix) of the certificate records, and the ending of a record's name.
+pub const CERTS_DIR: &str = "certs";
+pub const RECORD_SUFFIX: &str = ".json";
+
 /// What the private key of the record with `id` is sealed for (its slot: a key copied to
 /// another record does not open).
 fn cert_key_purpose(id: &str) -> String {
@@ -394,7 +398,7 @@ impl Store {
         if self.read_secret(RECORDS_V2)?.is_some() {
             return Ok(());
         }
-        for (path, bytes) in self.list("certs", ".json").into_iter().flatten() {
+        for (path, bytes) in self.list(CERTS_DIR, RECORD_SUFFIX).into_iter().flatten() {
             let Ok(mut record) = serde_json::from_slice::<CertRecord>(&bytes) else {
                 continue;
             };
@@ -474,14 +478,15 @@ impl Store {
     /// Whether `key` is where the record with `id` lives (what [`cert_rel`](Self::cert_rel)
     /// gives, compared without making it).
     fn is_cert_rel(key: &str, id: &str) -> bool {
-        key.strip_prefix("certs/")
-            .and_then(|rest| rest.strip_suffix(".json"))
+        key.strip_prefix(CERTS_DIR)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .and_then(|rest| rest.strip_suffix(RECORD_SUFFIX))
             == Some(id)
     }
 
     /// Where the record with `id` lives, relative to `data_dir`.
     fn cert_rel(id: &str) -> String {
-        format!("certs/{id}.json")
+        format!("{CERTS_DIR}/{id}{RECORD_SUFFIX}")
     }
 
     fn cert_path(&self, id: &str) -> PathBuf {
@@ -551,7 +556,7 @@ impl Store {
 
     /// Every stored certificate record; corrupt or tampered ones as errors naming their path.
     pub fn load_all_certs(&self) -> Vec<Result<CertRecord, StoreError>> {
-        self.list("certs", ".json")
+        self.list(CERTS_DIR, RECORD_SUFFIX)
             .into_iter()
             .map(|entry| {
                 let (path, bytes) = entry?;

@@ -358,7 +358,8 @@ fn measure(
         let host = site_name(round * (n / SWAPS).max(1) % n);
         let (record, serial) = certificate(ca, store, &host)?;
         let names = [HostName::parse(&host)?];
-        let (key, bytes) = store.encode_cert(&names, &record)?;
+        let (key, bytes) =
+            onehttps::managed::records::CertRecords::new(store).encode(&names, &record)?;
         let stored_at = SystemTime::now();
         store.put_many(&[(key, bytes)])?;
         for node in nodes {

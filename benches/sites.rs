@@ -102,7 +102,8 @@ fn ensure_dataset(n: usize) -> Result<(), Error> {
         let host = site_name(i);
         let leaf = ca.issue(&host)?;
         let names = [HostName::parse(&host)?];
-        let sealed = store.seal_cert_key(&names, &leaf.key_der)?;
+        let sealed =
+            onehttps::managed::records::CertRecords::new(&store).seal_key(&names, &leaf.key_der)?;
         let mut out = Vec::new();
         for field in [
             host.as_bytes(),
@@ -203,7 +204,8 @@ fn load_dataset(dir: &Path, store: &Store, n: usize) -> Result<Vec<Arc<Site>>, E
 /// The edge's path from a stored record to a servable site.
 fn load_site(store: &Store, stored: &Stored) -> Result<Arc<Site>, Error> {
     let names = vec![HostName::parse(&stored.host)?];
-    let key_der = store.open_cert_key(&names, &stored.sealed)?;
+    let key_der =
+        onehttps::managed::records::CertRecords::new(store).open_key(&names, &stored.sealed)?;
     let key = PrivateKeyDer::try_from(key_der.to_vec())?;
     let bundle = CertBundle::from_stored(&stored.chain_pem, &key)?;
     let config = SiteConfig {

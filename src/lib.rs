@@ -3,7 +3,7 @@
 //! Where things live: `config` (the file, checked), `certs` (certificate model), `tls`
 //! (certificate table, resolver, rustls config), `sites` (what is served per host name),
 //! `proxy` (request forwarding), `edge` (listeners, connections, reload, shutdown), `store`
-//! (sealed persistence: fs or etcd), `fleet` (what nodes sharing etcd learn from each other),
+//! (persistence: embedded, fs or etcd), `seal` (AEAD under the master key), `fleet` (what nodes sharing etcd learn from each other),
 //! `issue` (ACME and the internal CA), `managed` (issuance and renewal
 //! per site), `schedule` (the one time-ordered queue of recurring work), `parallel` (start-up passes on every core), `net` (address policy: CIDRs, which addresses tenants may reach), `cli`.
 
@@ -26,6 +26,7 @@ pub mod onboarding;
 pub mod parallel;
 pub mod proxy;
 pub mod schedule;
+pub mod seal;
 pub mod sites;
 pub mod stats;
 pub mod store;

@@ -39,7 +39,7 @@ pub fn onboarded_site(
     let names = [onehttps::certs::HostName::parse(host)?];
     Ok([
         store.encode_json(&SiteRecord::path(&site.id), &site)?,
-        store.encode_cert(&names, &record)?,
+        onehttps::managed::records::CertRecords::new(store).encode(&names, &record)?,
     ])
 }
 
@@ -58,7 +58,8 @@ pub fn certificate(
         &rustls::pki_types::PrivateKeyDer::try_from(leaf.key_der.as_slice())?,
     )?;
     let mut record = CertRecord::pending(&names, Source::Acme);
-    let sealed = store.seal_cert_key(&names, &leaf.key_der)?;
+    let sealed =
+        onehttps::managed::records::CertRecords::new(store).seal_key(&names, &leaf.key_der)?;
     record.set_issued(leaf.chain_pem, sealed, &bundle.info);
     Ok((record, bundle.info.serial.clone()))
 }

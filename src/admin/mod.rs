@@ -65,7 +65,7 @@ pub fn token(edge: &Edge) -> Result<String, std::io::Error> {
             let mut raw = [0u8; 32];
             aws_lc_rs::rand::fill(&mut raw)
                 .map_err(|_| std::io::Error::other("random generator failed"))?;
-            let token = crate::store::seal::to_hex(&raw);
+            let token = crate::seal::to_hex(&raw);
             crate::store::write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
             Ok(token)
         }

@@ -287,7 +287,7 @@ pub(crate) async fn remove(
         // Publishing without it forgets a served site (record and key deleted); one never
         // verified was not served, but may have a record from an earlier life.
         edge.publish_registered(&id, &names);
-        if let Err(e) = edge.certificates.store().remove_cert(&hosts) {
+        if let Err(e) = edge.certificates.records().remove(&hosts) {
             tracing::error!(error = %e, "cannot delete the removed site's certificate");
         }
     })

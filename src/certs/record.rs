@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
 use super::{CertInfo, HostName};
@@ -162,7 +163,62 @@ pub fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The id of the record for `names` (its key in the store, `certs/<id>.json`): the first
+/// name, readable, plus a hash of all of them, so two sites sharing a first name never
+/// collide. Stable: it is what every earlier version stored under.
+pub fn id(names: &[HostName]) -> String {
+    // Built by hand, without `format!` or a joined copy: a restart makes two million.
+    let hash = match names {
+        [one] => digest(&SHA256, one.as_str().as_bytes()),
+        _ => {
+            let mut sorted: Vec<&str> = names.iter().map(HostName::as_str).collect();
+            sorted.sort_unstable();
+            digest(&SHA256, sorted.join(",").as_bytes())
+        }
+    };
+    let first = names.first().map_or("site", HostName::as_str);
+    let mut id = String::with_capacity(first.len() + 13);
+    id.extend(first.chars().map(|c| if c == '*' { '_' } else { c }));
+    id.push('-');
+    crate::seal::push_hex(&mut id, &hash.as_ref()[..6]);
+    id
+}
+
 /// The instant `secs` after the Unix epoch.
 pub fn from_unix(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<HostName> {
+        list.iter().map(|n| HostName::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn cert_ids_are_readable_stable_and_distinct() {
+        let a = id(&names(&["shop.example.com", "example.com"]));
+        let b = id(&names(&["shop.example.com"]));
+        assert!(a.starts_with("shop.example.com-"), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, id(&names(&["shop.example.com", "example.com"])));
+        assert!(id(&names(&["*.example.com"])).starts_with("_.example.com-"));
+    }
+
+    #[test]
+    fn cert_ids_stay_what_earlier_versions_stored() {
+        // The id is a stored record's key: it must never change for the same names.
+        for (list, stored) in [
+            (&["shop.example.com"][..], "shop.example.com-951623a26f8b"),
+            (
+                &["shop.example.com", "example.com"][..],
+                "shop.example.com-8a4cfccf0f33",
+            ),
+            (&["*.example.com"][..], "_.example.com-47287a8f16ec"),
+        ] {
+            assert_eq!(id(&names(list)), stored);
+        }
+    }
 }

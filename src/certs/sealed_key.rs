@@ -13,7 +13,7 @@ use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
 use zeroize::Zeroizing;
 
-use crate::store::{MasterKey, SealError};
+use crate::seal::{MasterKey, SealError};
 
 /// Associated data of every key sealed in memory, followed by the encoding byte.
 const AAD_PREFIX: &[u8] = b"onehttps-memory-key:";

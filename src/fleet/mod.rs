@@ -99,8 +99,7 @@ async fn follow_certs(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {
 
 /// Swaps the certificate of the record at `key` into the site with its names.
 fn adopt_cert(edge: &Edge, key: &str, bytes: &[u8]) {
-    let store = edge.certificates.store();
-    let record = match store.parse_cert_at(key, bytes) {
+    let record = match edge.certificates.records().parse_at(key, bytes) {
         Ok(loaded) => loaded.record,
         Err(e) => {
             tracing::warn!(error = %e, "ignoring a certificate record from the store");

@@ -160,7 +160,7 @@ impl AcmeIssuer {
         renewal: bool,
     ) -> Result<Issued, IssueError> {
         let listed: Vec<String> = names.iter().map(|n| n.as_str().to_owned()).collect();
-        let id = crate::store::Store::cert_id(names);
+        let id = crate::certs::record::id(names);
         // The CA's limits first (cheap, local), then the pre-flight checks (DNS, a probe).
         let placed = match self.ledger.admit(&id, &listed, renewal).await {
             Ok(placed) => placed,
@@ -538,7 +538,7 @@ fn fallback_caa_identities(directory: &str) -> Vec<String> {
 /// A short, stable id of a directory URL (names its account and ledger in the store).
 fn directory_id(directory: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, directory.as_bytes());
-    crate::store::seal::to_hex(&digest.as_ref()[..8])
+    crate::seal::to_hex(&digest.as_ref()[..8])
 }
 
 /// An instant-acme error with context, rate limits and Retry-After recognised.

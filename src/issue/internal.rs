@@ -90,7 +90,7 @@ impl InternalCa {
         let key = KeyPair::generate().map_err(fail)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        let id = crate::store::seal::to_hex(&key.public_key_raw()[1..5]);
+        let id = crate::seal::to_hex(&key.public_key_raw()[1..5]);
         dn.push(DnType::CommonName, format!("onehttps internal CA {id}"));
         dn.push(DnType::OrganizationName, "onehttps");
         params.distinguished_name = dn;

@@ -186,12 +186,7 @@ impl Ledger {
             outcome: Outcome::Placed,
             renewal,
         };
-        let key = format!(
-            "{}/{}-{}.json",
-            self.dir,
-            now,
-            crate::store::seal::random_hex(4)
-        );
+        let key = format!("{}/{}-{}.json", self.dir, now, crate::seal::random_hex(4));
         self.store
             .save_json(&key, &attempt)
             .map_err(|e| self.unreadable(&e))?;

@@ -46,8 +46,8 @@ pub(super) async fn probe(
     address: std::net::IpAddr,
     path: Path,
 ) -> Result<(), String> {
-    let token = crate::store::seal::random_hex(16);
-    let answer = format!("onehttps-probe.{}", crate::store::seal::random_hex(16));
+    let token = crate::seal::random_hex(16);
+    let answer = format!("onehttps-probe.{}", crate::seal::random_hex(16));
     let kind = match path.kind {
         Via::Http01 => ChallengeKind::Http01,
         Via::TlsAlpn01 => ChallengeKind::TlsAlpn01,

@@ -36,7 +36,7 @@ impl From<&CertRecord> for RecordStatus {
     }
 }
 
-/// Record statuses by certificate id (`Store::cert_id`); `None` = known to have no record.
+/// Record statuses by certificate id (`certs::record::id`); `None` = known to have no record.
 #[derive(Debug, Default)]
 pub struct Inventory {
     entries: Mutex<HashMap<String, Option<Arc<RecordStatus>>, foldhash::fast::RandomState>>,

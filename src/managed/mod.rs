@@ -8,6 +8,8 @@
 //! across all sites are bounded by `acme.max_concurrent_orders`.
 
 pub mod inventory;
+mod record_digest;
+pub mod records;
 mod renewal;
 pub mod self_check;
 
@@ -20,12 +22,14 @@ use tokio::sync::Semaphore;
 
 use crate::certs::ServedCert;
 use crate::certs::names::join;
+use crate::certs::record::id as cert_id;
 use crate::certs::{CertBundle, CertRecord, CertState, HostName, Source};
 use crate::config::{AcmeSettings, IssuerKind, SiteConfig};
 use crate::issue::acme::AcmeIssuer;
 use crate::issue::internal::{CaError, InternalCa};
 use crate::issue::{Challenges, IssueError, Issued, Issuer};
 use crate::store::{Claim, Store, StoreError};
+use records::CertRecords;
 
 /// Owns the store, the issuers and the limits on concurrent orders.
 pub struct CertManager {
@@ -37,7 +41,7 @@ pub struct CertManager {
     in_flight: Mutex<HashSet<String>>,
     /// Held while a site is retired and its record deleted, and while an order's outcome is
     /// written: an order that finishes after its site was removed cannot write it back.
-    records: Mutex<()>,
+    writing: Mutex<()>,
     pub(crate) events: Arc<crate::events::Events>,
     /// Every record's status, in memory (see `inventory.rs`).
     inventory: inventory::Inventory,
@@ -129,6 +133,7 @@ impl CertManager {
         events: Arc<crate::events::Events>,
     ) -> Result<Arc<Self>, ManagerError> {
         let store = store.into();
+        CertRecords::new(&store).migrate()?;
         let internal = Arc::new(InternalCa::load_or_create(&store, local_names)?);
         let acme = settings.directory.clone().map(|directory| {
             Arc::new(AcmeIssuer::new(
@@ -144,7 +149,7 @@ impl CertManager {
             acme,
             orders: Semaphore::new(settings.max_concurrent_orders),
             in_flight: Mutex::new(HashSet::new()),
-            records: Mutex::new(()),
+            writing: Mutex::new(()),
             settings: settings.clone(),
             events,
             scheduler: Arc::new(crate::schedule::Scheduler::new(MAX_RENEWAL_STEPS)),
@@ -163,11 +168,11 @@ impl CertManager {
     fn preload(&self) {
         let started = std::time::Instant::now();
         let (read, failure) = self.store.scan_map(
-            crate::store::CERTS_DIR,
-            crate::store::RECORD_SUFFIX,
+            records::CERTS_DIR,
+            records::RECORD_SUFFIX,
             |key, bytes| {
-            let crate::store::LoadedCert { id, names, record } =
-                match self.store.parse_cert_at(key, bytes) {
+            let records::LoadedCert { id, names, record } =
+                match self.records().parse_at(key, bytes) {
                     Ok(loaded) => loaded,
                     Err(e) => {
                         tracing::error!(error = %e, "an unreadable certificate record; its site will report it");
@@ -273,22 +278,27 @@ impl CertManager {
         &self.store
     }
 
+    /// The certificate records in the store.
+    pub fn records(&self) -> CertRecords<'_> {
+        CertRecords::new(&self.store)
+    }
+
     /// Retires `site` (its renewal stops) and deletes its record and sealed key: the site is
     /// gone from the config or the registry and no other site has the same names.
     pub fn forget(&self, site: &Arc<crate::sites::Site>) {
-        let _records = self
-            .records
+        let _writing = self
+            .writing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         site.retire();
         self.unschedule(site);
         if let Some(acme) = &self.acme {
             // A renewal that waited behind a CA limit no longer keeps orders from new sites.
-            acme.ledger().forget_waiting(&Store::cert_id(site.hosts()));
+            acme.ledger().forget_waiting(&cert_id(site.hosts()));
         }
-        match self.store.remove_cert(site.hosts()) {
+        match self.records().remove(site.hosts()) {
             Ok(()) => {
-                self.inventory.note_absent(Store::cert_id(site.hosts()));
+                self.inventory.note_absent(cert_id(site.hosts()));
                 tracing::info!(
                     site = site.name(),
                     "site removed: its certificate record and key are deleted"
@@ -312,12 +322,12 @@ impl CertManager {
         bundle: CertBundle,
     ) -> Result<bool, StoreError> {
         let names = site.hosts();
-        let sealed = self.store.seal_cert_key(names, key.as_der().secret_der())?;
+        let sealed = self.records().seal_key(names, key.as_der().secret_der())?;
         let mut record = CertRecord::pending(names, Source::Uploaded);
         record.set_issued(chain_pem, sealed, &bundle.info);
         let written = self.while_current(site, || -> Result<(), StoreError> {
-            self.store.save_cert(names, &record)?;
-            self.inventory.note(Store::cert_id(names), &record);
+            self.records().save(names, &record)?;
+            self.inventory.note(cert_id(names), &record);
             Ok(())
         });
         let Some(written) = written else {
@@ -330,8 +340,8 @@ impl CertManager {
 
     /// Runs `write` unless `site` was retired (atomically with [`forget`](Self::forget)).
     fn while_current<T>(&self, site: &crate::sites::Site, write: impl FnOnce() -> T) -> Option<T> {
-        let _records = self
-            .records
+        let _writing = self
+            .writing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         (!site.is_retired()).then(write)
@@ -340,7 +350,7 @@ impl CertManager {
     /// The state of the managed certificate record for `names`, if any: from memory, read
     /// from the store only the first time.
     pub fn status(&self, names: &[HostName]) -> Option<Arc<inventory::RecordStatus>> {
-        let id = Store::cert_id(names);
+        let id = cert_id(names);
         if let Some(known) = self.inventory.get(&id) {
             return known;
         }
@@ -402,7 +412,7 @@ impl CertManager {
     /// What `site` serves from the start. Blocking (file reads, maybe an internal issuance).
     pub fn initial_cert(&self, site: &SiteConfig) -> Option<Arc<ServedCert>> {
         if site.cert.is_none()
-            && let Some(served) = self.preloaded.remove(&Store::cert_id(&site.hosts))
+            && let Some(served) = self.preloaded.remove(&cert_id(&site.hosts))
         {
             return Some(served);
         }
@@ -472,8 +482,8 @@ impl CertManager {
     /// The stored record for `names`. A corrupt or tampered one is reported with its path,
     /// set aside (kept for inspection, never loaded again) and its reason returned.
     fn load_record(&self, names: &[HostName]) -> Result<Option<CertRecord>, Unreadable> {
-        let id = Store::cert_id(names);
-        match self.store.load_cert(names) {
+        let id = cert_id(names);
+        match self.records().load(names) {
             Ok(Some(record)) => {
                 self.inventory.note(id, &record);
                 Ok(Some(record))
@@ -516,12 +526,12 @@ impl CertManager {
     /// The certificate a record holds, if it still serves `names` now; a record that cannot
     /// be served is set aside and reported.
     fn servable(&self, record: &CertRecord, names: &[HostName]) -> Result<ServedCert, Unservable> {
-        let id = Store::cert_id(names);
+        let id = cert_id(names);
         self.servable_trusted(record, names, &id)
             .map_err(|e| match e {
                 Undecodable::Stale => Unservable::Stale,
                 Undecodable::Bad(what) => {
-                    let path = self.store.cert_path_of(names);
+                    let path = self.records().path_of(names);
                     Unservable::Bad(
                         self.reject(Some(&path), &format!("{}: {what}", path.display())),
                     )
@@ -546,13 +556,13 @@ impl CertManager {
                 // The key stays sealed as stored until a handshake needs it (a million records
                 // load without opening and sealing a million keys again).
                 Some(info) => {
-                    let key = self.store.stored_cert_key(id, sealed).map_err(|e| {
+                    let key = self.records().stored_key(id, sealed).map_err(|e| {
                         Undecodable::Bad(format!("the sealed key is unusable ({e})"))
                     })?;
                     CertBundle::from_stored_with_info(chain_pem.as_bytes(), key, info)
                 }
                 None => {
-                    let key_der = self.store.open_cert_key_of(id, sealed).map_err(|e| {
+                    let key_der = self.records().open_key_of(id, sealed).map_err(|e| {
                         Undecodable::Bad(format!("the sealed key does not open ({e})"))
                     })?;
                     let key = PrivateKeyDer::try_from(key_der.as_slice())
@@ -581,18 +591,18 @@ impl CertManager {
         mut record: CertRecord,
         issued: &Issued,
     ) -> Result<(), StoreError> {
-        let sealed = self.store.seal_cert_key(names, &issued.key_der)?;
+        let sealed = self.records().seal_key(names, &issued.key_der)?;
         record.set_issued(issued.chain_pem.clone(), sealed, &issued.bundle.info);
         tracing::debug!(names = %join(names), serial = %issued.bundle.info.serial, "storing the certificate");
-        self.store.save_cert_claimed(claim, names, &record)?;
-        self.inventory.note(Store::cert_id(names), &record);
+        self.records().save_claimed(claim, names, &record)?;
+        self.inventory.note(cert_id(names), &record);
         Ok(())
     }
 
     /// Serves the certificate the store holds for `site` when it is newer than the one in
     /// service (another node of the fleet issued or renewed it). Whether it did.
     pub fn adopt_stored(&self, site: &crate::sites::Site) -> bool {
-        match self.store.load_cert(site.hosts()) {
+        match self.records().load(site.hosts()) {
             Ok(Some(record)) => self.adopt(site, &record),
             _ => false,
         }
@@ -654,8 +664,8 @@ impl CertManager {
         };
         update(&mut record);
         record.updated = crate::certs::record::unix(SystemTime::now());
-        match self.store.save_cert_claimed(claim, names, &record) {
-            Ok(()) => self.inventory.note(Store::cert_id(names), &record),
+        match self.records().save_claimed(claim, names, &record) {
+            Ok(()) => self.inventory.note(cert_id(names), &record),
             Err(e) => {
                 tracing::error!(names = %join(names), error = %e, "cannot store the certificate state")
             }
@@ -670,7 +680,7 @@ impl CertManager {
         issuer: &dyn Issuer,
         renewal: bool,
     ) -> Option<Result<Issued, IssueError>> {
-        let id = Store::cert_id(names);
+        let id = cert_id(names);
         {
             let mut in_flight = self.in_flight.lock().ok()?;
             if !in_flight.insert(id.clone()) {
@@ -700,7 +710,7 @@ impl CertManager {
 
 /// The id of `record`'s slot, from its names.
 fn record_id(record: &CertRecord) -> Option<String> {
-    record_names(record).map(|names| Store::cert_id(&names))
+    record_names(record).map(|names| cert_id(&names))
 }
 
 /// The names of a record, parsed.

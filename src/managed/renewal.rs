@@ -264,7 +264,7 @@ pub(super) async fn step(
 
 /// The fleet lock of the order for `names`.
 fn claim_name(names: &[crate::certs::HostName]) -> String {
-    format!("cert/{}", crate::store::Store::cert_id(names))
+    format!("cert/{}", crate::certs::record::id(names))
 }
 
 /// What one order of a site ended with, and what it is applied to.

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::StoreError;
 use super::etcd_tls::{describe, tls_options, with_client_cert_hint};
-use crate::config::EtcdSettings;
+use super::settings::EtcdSettings;
 
 /// One change under a watched directory.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //! etcd-client's transport errors.
 
 use super::StoreError;
-use crate::config::EtcdSettings;
+use super::settings::EtcdSettings;
 
 /// Why an etcd call failed, in words: a TLS failure says which side's certificate is wrong
 /// and which setting to change; anything else is etcd-client's own message.
@@ -107,7 +107,7 @@ pub(super) fn with_client_cert_hint(e: StoreError, settings: &EtcdSettings) -> S
 }
 
 /// TLS to the members: only `ca_pem` is trusted; the client certificate when configured.
-pub(super) fn tls_options(tls: &crate::config::EtcdTls) -> etcd_client::TlsOptions {
+pub(super) fn tls_options(tls: &super::settings::EtcdTls) -> etcd_client::TlsOptions {
     let mut options = etcd_client::TlsOptions::new()
         .ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem));
     if let Some(client) = &tls.client {

@@ -1,11 +1,13 @@
 //! Persistence behind one interface with three backends: `embedded` (the default: every
 //! entry in one transactional file, `data_dir/store.redb`, `embedded.rs`), `fs` (one file per
 //! entry under `data_dir`, every write atomic, `atomic.rs`) and `etcd` for a fleet
-//! (`etcd.rs`). Every private key is
-//! sealed under the master key (`seal.rs`), which never enters the store (each node has it
-//! from `ONEHTTPS_MASTER_KEY` or its own `data_dir/master.key`); every record is
-//! authenticated under it; every file holding a secret is 0600. A corrupt entry is reported
-//! with its location and skipped, never fatal for the rest.
+//! (`etcd.rs`), chosen by its own settings type (`settings.rs`). A store of bytes under
+//! keys, with claims (fenced writes) and leases: it knows nothing of certificates or of
+//! the config (the certificate records' format is `managed::records`'). Secrets are
+//! sealed under the master key (`crate::seal`), which never enters the store (each node has
+//! it from `ONEHTTPS_MASTER_KEY` or its own `data_dir/master.key`, `master_key.rs`); every
+//! file holding a secret is 0600. A corrupt entry is reported with its location and set
+//! aside, never fatal for the rest.
 //!
 //! Layout of `fs` (embedded: the same keys in `store.redb`, 0600; etcd: the same keys under
 //! `storage.prefix`, plus `locks/`, `challenges/` and `nodes/` attached to each node's lease;
@@ -14,8 +16,7 @@
 //! data_dir/            0700
 //!   master.key         0600  the master key (unless ONEHTTPS_MASTER_KEY is set)
 //!   master.check       0600  proves the master key is the one the directory was sealed with
-//!   certs/<id>.json    0600  one managed certificate: names, state, chain, sealed key, and
-//!                            a tag authenticating all of it under the master key
+//!   certs/<id>.json    0600  one managed certificate (written by `managed::records`)
 //!   records-v2.sealed  0600  marks that every record carries a tag (untagged = tampered)
 //!   ca/root.pem        0644  the internal CA's root certificate (trust this)
 //!   ca/root.key.sealed 0600  its key
@@ -27,19 +28,18 @@ mod batch;
 pub mod embedded;
 pub mod etcd;
 mod etcd_tls;
-mod record_digest;
-pub mod seal;
+pub mod master_key;
+pub mod settings;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use aws_lc_rs::digest::{SHA256, digest};
 use zeroize::Zeroizing;
 
-use crate::certs::{CertRecord, HostName};
+use crate::seal::{MasterKey, SealError};
 pub use atomic::write_atomic;
 use batch::Batch;
-pub use seal::{MasterKey, SealError};
+pub use settings::{EtcdSettings, StorageSettings};
 
 /// Why something could not be stored or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -102,64 +102,6 @@ const EMBEDDED_MARK: char = '#';
 /// Marks where an etcd key is reported (in the `path` of an error).
 const ETCD_MARK: &str = "etcd:";
 
-/// Sealed marker: every certificate record carries an authentication tag.
-const RECORDS_V2: &str = "records-v2.sealed";
-
-/// What the tag of the record with `id` is sealed for: its slot, so a tag copied to another
-/// record fails.
-fn record_purpose(id: &str) -> String {
-    format!("cert-record:{id}")
-}
-
-/// The directory (key prefix) of the certificate records, and the ending of a record's name.
-pub const CERTS_DIR: &str = "certs";
-pub const RECORD_SUFFIX: &str = ".json";
-
-/// What the private key of the record with `id` is sealed for (its slot: a key copied to
-/// another record does not open).
-fn cert_key_purpose(id: &str) -> String {
-    format!("cert-key:{id}")
-}
-
-/// SHA-256 of the JSON of `untagged`, a record whose tag is taken out (serde writes fields
-/// in declaration order).
-fn record_digest(untagged: &CertRecord) -> Result<Vec<u8>, StoreError> {
-    debug_assert!(untagged.auth.is_none());
-    let json = serde_json::to_vec(untagged).map_err(|e| StoreError::Corrupt {
-        path: PathBuf::from("certificate record"),
-        reason: e.to_string(),
-    })?;
-    Ok(digest(&SHA256, &json).as_ref().to_vec())
-}
-
-/// An authenticated certificate record as read from the store, with its parsed names and
-/// its id (what [`Store::cert_id`] makes of them).
-#[derive(Debug)]
-pub struct LoadedCert {
-    pub id: String,
-    pub names: Vec<HostName>,
-    pub record: CertRecord,
-}
-
-/// Only the `CERTIFICATE` blocks of a PEM text.
-fn certificate_blocks(pem: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    for line in pem.lines() {
-        if line.trim() == "-----BEGIN CERTIFICATE-----" {
-            inside = true;
-        }
-        if inside {
-            out.push_str(line);
-            out.push('\n');
-        }
-        if line.trim() == "-----END CERTIFICATE-----" {
-            inside = false;
-        }
-    }
-    out
-}
-
 /// The store.
 #[derive(Debug)]
 pub struct Store {
@@ -194,17 +136,13 @@ impl Drop for StoreLock<'_> {
 impl Store {
     /// Opens (creating on first use) the fs store in `dir`; refuses a wrong master key.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_with(&crate::config::StorageSettings::Fs, dir)
+        Self::open_with(&StorageSettings::Fs, dir)
     }
 
     /// Opens the store `settings` choose: the embedded file or fs files in `data_dir`, or
     /// etcd. The master key comes from `ONEHTTPS_MASTER_KEY` or `data_dir/master.key`, never
     /// from the store; a store sealed under another key is refused.
-    pub fn open_with(
-        settings: &crate::config::StorageSettings,
-        data_dir: &Path,
-    ) -> Result<Self, StoreError> {
-        use crate::config::StorageSettings;
+    pub fn open_with(settings: &StorageSettings, data_dir: &Path) -> Result<Self, StoreError> {
         let data_dir_error = |source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
@@ -214,7 +152,7 @@ impl Store {
             .map_err(data_dir_error)?;
         // Held until the store is verified: first opens by two processes agree on one key.
         let _lock = atomic::lock_dir(data_dir).map_err(data_dir_error)?;
-        let master = MasterKey::load_or_create(data_dir)?;
+        let master = master_key::load_or_create(data_dir)?;
         let backend = match settings {
             StorageSettings::Fs => {
                 for sub in ["certs", "ca", "acme", "sites"] {
@@ -235,7 +173,6 @@ impl Store {
             master: std::sync::Arc::new(master),
         };
         store.verify_master()?;
-        store.migrate_records()?;
         Ok(store)
     }
 
@@ -245,6 +182,12 @@ impl Store {
             Backend::Etcd(etcd) => Some(etcd),
             Backend::Fs(_) | Backend::Embedded { .. } => None,
         }
+    }
+
+    /// The master key this store seals under, for what seals its own records with it (the
+    /// certificate records' tags and keys): it never leaves the process.
+    pub fn master_key(&self) -> &std::sync::Arc<MasterKey> {
+        &self.master
     }
 
     /// Opens `master.check` (creating it on first use): a node whose master key is not the
@@ -296,7 +239,7 @@ impl Store {
     }
 
     /// The key of a location [`path_of`](Self::path_of) returned.
-    fn key_of(&self, path: &Path) -> Option<String> {
+    pub fn key_of(&self, path: &Path) -> Option<String> {
         match &self.backend {
             Backend::Fs(dir) => Some(path.strip_prefix(dir).ok()?.to_str()?.to_owned()),
             Backend::Embedded { db, .. } => Some(
@@ -315,7 +258,7 @@ impl Store {
     }
 
     /// The bytes at `key`; `None` if absent.
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Fs(dir) => {
                 let path = dir.join(key);
@@ -358,7 +301,7 @@ impl Store {
     }
 
     /// Every entry directly in `dir` whose name ends with `suffix`: (location, bytes).
-    fn list(&self, dir: &str, suffix: &str) -> Vec<Result<(PathBuf, Vec<u8>), StoreError>> {
+    pub fn list(&self, dir: &str, suffix: &str) -> Vec<Result<(PathBuf, Vec<u8>), StoreError>> {
         match &self.backend {
             Backend::Fs(_) => self
                 .files(dir, suffix)
@@ -389,36 +332,6 @@ impl Store {
                 .collect(),
             Err(e) => vec![Err(e)],
         }
-    }
-
-    /// Once per data directory: records written before they were authenticated get their
-    /// tag (and lose any non-certificate block a chain held: an uploaded chain could carry
-    /// its private key in plaintext). After that an untagged record is refused.
-    fn migrate_records(&self) -> Result<(), StoreError> {
-        if self.read_secret(RECORDS_V2)?.is_some() {
-            return Ok(());
-        }
-        for (path, bytes) in self.list(CERTS_DIR, RECORD_SUFFIX).into_iter().flatten() {
-            let Ok(mut record) = serde_json::from_slice::<CertRecord>(&bytes) else {
-                continue;
-            };
-            if record.auth.is_some() {
-                continue;
-            }
-            if let Some(chain) = &record.chain_pem
-                && crate::certs::bundle::only_certificates(chain.as_bytes()).is_err()
-            {
-                record.chain_pem = Some(certificate_blocks(chain));
-                tracing::warn!(path = %path.display(), "removed non-certificate blocks (a plaintext key?) from a stored chain");
-            }
-            let names: Vec<HostName> = record
-                .names
-                .iter()
-                .filter_map(|n| HostName::parse(n).ok())
-                .collect();
-            self.save_cert(&names, &record)?;
-        }
-        self.write_secret(RECORDS_V2, b"records are authenticated")
     }
 
     /// Exclusive lock for first-use creation of shared things (fs, embedded: `atomic::lock_dir`
@@ -453,116 +366,6 @@ impl Store {
             store: self,
             held: Some(held),
         })
-    }
-
-    /// The file name stem of the record for `names`: the first name, readable, plus a hash
-    /// of all of them, so two sites sharing a first name never collide.
-    pub fn cert_id(names: &[HostName]) -> String {
-        // Built by hand, without `format!` or a joined copy: a restart makes two million.
-        let hash = match names {
-            [one] => digest(&SHA256, one.as_str().as_bytes()),
-            _ => {
-                let mut sorted: Vec<&str> = names.iter().map(HostName::as_str).collect();
-                sorted.sort_unstable();
-                digest(&SHA256, sorted.join(",").as_bytes())
-            }
-        };
-        let first = names.first().map_or("site", HostName::as_str);
-        let mut id = String::with_capacity(first.len() + 13);
-        id.extend(first.chars().map(|c| if c == '*' { '_' } else { c }));
-        id.push('-');
-        seal::push_hex(&mut id, &hash.as_ref()[..6]);
-        id
-    }
-
-    /// Whether `key` is where the record with `id` lives (what [`cert_rel`](Self::cert_rel)
-    /// gives, compared without making it).
-    fn is_cert_rel(key: &str, id: &str) -> bool {
-        key.strip_prefix(CERTS_DIR)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .and_then(|rest| rest.strip_suffix(RECORD_SUFFIX))
-            == Some(id)
-    }
-
-    /// Where the record with `id` lives, relative to `data_dir`.
-    fn cert_rel(id: &str) -> String {
-        format!("{CERTS_DIR}/{id}{RECORD_SUFFIX}")
-    }
-
-    fn cert_path(&self, id: &str) -> PathBuf {
-        self.path_of(&Self::cert_rel(id))
-    }
-
-    /// Where the record for `names` lives.
-    pub fn cert_path_of(&self, names: &[HostName]) -> PathBuf {
-        self.cert_path(&Self::cert_id(names))
-    }
-
-    /// The stored record for `names`, `None` if there is none. A corrupt record, or one
-    /// whose tag does not authenticate it, is an error naming its path; the caller reports
-    /// it, sets it aside and carries on as if there were none.
-    pub fn load_cert(&self, names: &[HostName]) -> Result<Option<CertRecord>, StoreError> {
-        let key = Self::cert_rel(&Self::cert_id(names));
-        match self.get(&key)? {
-            Some(bytes) => self.parse_cert_at(&key, &bytes).map(|l| Some(l.record)),
-            None => Ok(None),
-        }
-    }
-
-    /// Parses and authenticates the record bytes read from `path`.
-    fn parse_cert(&self, path: PathBuf, bytes: &[u8]) -> Result<CertRecord, StoreError> {
-        let key = self.key_of(&path).unwrap_or_default();
-        self.parse_cert_at(&key, bytes).map(|loaded| loaded.record)
-    }
-
-    /// Parses and authenticates the record bytes stored at `key` (a record whose names
-    /// belong to another key is refused). The location is only formatted for an error: a
-    /// restart reads a million records this way.
-    pub fn parse_cert_at(&self, key: &str, bytes: &[u8]) -> Result<LoadedCert, StoreError> {
-        let mut record: CertRecord =
-            serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-                path: self.path_of(key),
-                reason: e.to_string(),
-            })?;
-        let tampered = |reason: &str| StoreError::Tampered {
-            path: self.path_of(key),
-            reason: reason.to_owned(),
-        };
-        let names: Vec<HostName> = record
-            .names
-            .iter()
-            .map(|n| HostName::parse(n))
-            .collect::<Result<_, _>>()
-            .map_err(|_| tampered("a name is not a host name"))?;
-        let id = Self::cert_id(&names);
-        if !Self::is_cert_rel(key, &id) {
-            return Err(tampered("its names belong to another record"));
-        }
-        let tag = record.auth.take().ok_or_else(|| tampered("no tag"))?;
-        let expected = self
-            .master
-            .open(&record_purpose(&id), &tag)
-            .map_err(|_| tampered("the tag does not open"))?;
-        // The digest from the stored bytes as they are; only bytes not laid out as the edge
-        // writes them are digested again from the parsed record.
-        let authentic = record_digest::of_stored(bytes).as_deref() == Some(expected.as_slice())
-            || expected.as_slice() == record_digest(&record)?.as_slice();
-        if !authentic {
-            return Err(tampered("the contents do not match the tag"));
-        }
-        record.auth = Some(tag);
-        Ok(LoadedCert { id, names, record })
-    }
-
-    /// Every stored certificate record; corrupt or tampered ones as errors naming their path.
-    pub fn load_all_certs(&self) -> Vec<Result<CertRecord, StoreError>> {
-        self.list(CERTS_DIR, RECORD_SUFFIX)
-            .into_iter()
-            .map(|entry| {
-                let (path, bytes) = entry?;
-                self.parse_cert(path, &bytes)
-            })
-            .collect()
     }
 
     /// The files of `dir` (fs only) whose names end with `suffix`; never temporaries.
@@ -638,55 +441,6 @@ impl Store {
             Backend::Embedded { db, .. } => db.delete(rel),
             Backend::Etcd(etcd) => etcd.delete(rel),
         }
-    }
-
-    /// Removes the managed certificate record (and so its sealed key) of `names`.
-    pub fn remove_cert(&self, names: &[HostName]) -> Result<(), StoreError> {
-        self.remove(&Self::cert_rel(&Self::cert_id(names)))
-    }
-
-    /// Writes `record` atomically (0600: it holds a sealed key), with a tag that
-    /// authenticates all of it (names, source, state, chain, sealed key, dates, failure).
-    pub fn save_cert(&self, names: &[HostName], record: &CertRecord) -> Result<(), StoreError> {
-        self.save_cert_claimed(&Claim::Local, names, record)
-    }
-
-    /// [`save_cert`](Self::save_cert) while this node holds `claim` (see
-    /// [`save_json_claimed`](Self::save_json_claimed)).
-    pub fn save_cert_claimed(
-        &self,
-        claim: &Claim,
-        names: &[HostName],
-        record: &CertRecord,
-    ) -> Result<(), StoreError> {
-        let mut record = record.clone();
-        self.tag_record(names, &mut record)?;
-        self.save_json_claimed(claim, &Self::cert_rel(&Self::cert_id(names)), &record)
-    }
-
-    /// Sets `record`'s names to `names` and its tag to one authenticating all of it.
-    fn tag_record(&self, names: &[HostName], record: &mut CertRecord) -> Result<(), StoreError> {
-        record.names = names.iter().map(|n| n.as_str().to_owned()).collect();
-        record.auth = None;
-        let digest = record_digest(record)?;
-        record.auth = Some(
-            self.master
-                .seal(&record_purpose(&Self::cert_id(names)), &digest)?,
-        );
-        Ok(())
-    }
-
-    /// The key and bytes [`save_cert`](Self::save_cert) would write, for [`put_many`](Self::put_many).
-    pub fn encode_cert(
-        &self,
-        names: &[HostName],
-        record: &CertRecord,
-    ) -> Result<(String, Vec<u8>), StoreError> {
-        let mut record = record.clone();
-        self.tag_record(names, &mut record)?;
-        let key = Self::cert_rel(&Self::cert_id(names));
-        let bytes = encode_json(&record, || self.path_of(&key))?;
-        Ok((key, bytes))
     }
 
     /// The key and bytes [`save_json`](Self::save_json) would write.
@@ -791,7 +545,9 @@ impl Store {
     /// Moves a corrupt entry out of the way (kept for inspection, never loaded again) and
     /// returns its new location.
     pub fn set_aside(&self, path: &Path) -> Option<PathBuf> {
-        let stamp = crate::certs::record::unix(std::time::SystemTime::now());
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         match &self.backend {
             Backend::Fs(_) => {
                 let mut name = path.file_name()?.to_os_string();
@@ -809,55 +565,6 @@ impl Store {
                 Some(self.path_of(&kept))
             }
         }
-    }
-
-    /// Seals the private key (DER) of the certificate for `names`.
-    pub fn seal_cert_key(&self, names: &[HostName], key_der: &[u8]) -> Result<String, StoreError> {
-        Ok(self
-            .master
-            .seal(&cert_key_purpose(&Self::cert_id(names)), key_der)?)
-    }
-
-    /// Opens the sealed private key of `record`.
-    pub fn open_cert_key(
-        &self,
-        names: &[HostName],
-        sealed: &str,
-    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        self.open_cert_key_of(&Self::cert_id(names), sealed)
-    }
-
-    /// Opens a sealed private key of the record with `id` (see [`Store::cert_id`]).
-    pub fn open_cert_key_of(
-        &self,
-        id: &str,
-        sealed: &str,
-    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        self.master
-            .open(&cert_key_purpose(id), sealed)
-            .map_err(|e| StoreError::Corrupt {
-                path: self.cert_path(id),
-                reason: e.to_string(),
-            })
-    }
-
-    /// The sealed private key of the record with `id`, kept sealed as it was stored (opened
-    /// under the master key when a handshake first needs it); an error when it is not a
-    /// sealed blob at all.
-    pub fn stored_cert_key(
-        &self,
-        id: &str,
-        sealed: &str,
-    ) -> Result<crate::certs::sealed_key::SealedKey, StoreError> {
-        let raw = seal::sealed_bytes(sealed).ok_or_else(|| StoreError::Corrupt {
-            path: self.cert_path(id),
-            reason: "the sealed key is not a sealed blob".into(),
-        })?;
-        Ok(crate::certs::sealed_key::SealedKey::stored(
-            self.master.clone(),
-            cert_key_purpose(id),
-            raw,
-        ))
     }
 
     /// Reads and opens the secret at `rel` (relative to `data_dir`); `None` if absent.
@@ -941,148 +648,6 @@ fn encode_json<T: serde::Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::Source;
-
-    fn names(list: &[&str]) -> Vec<HostName> {
-        list.iter().map(|n| HostName::parse(n).unwrap()).collect()
-    }
-
-    #[test]
-    fn cert_ids_are_readable_stable_and_distinct() {
-        let a = Store::cert_id(&names(&["shop.example.com", "example.com"]));
-        let b = Store::cert_id(&names(&["shop.example.com"]));
-        assert!(a.starts_with("shop.example.com-"), "{a}");
-        assert_ne!(a, b);
-        assert_eq!(
-            a,
-            Store::cert_id(&names(&["shop.example.com", "example.com"]))
-        );
-        assert!(Store::cert_id(&names(&["*.example.com"])).starts_with("_.example.com-"));
-    }
-
-    #[test]
-    fn cert_ids_stay_what_earlier_versions_stored() {
-        // The id is a stored record's key: it must never change for the same names.
-        for (list, id) in [
-            (&["shop.example.com"][..], "shop.example.com-951623a26f8b"),
-            (
-                &["shop.example.com", "example.com"][..],
-                "shop.example.com-8a4cfccf0f33",
-            ),
-            (&["*.example.com"][..], "_.example.com-47287a8f16ec"),
-        ] {
-            assert_eq!(Store::cert_id(&names(list)), id);
-            assert!(Store::is_cert_rel(&Store::cert_rel(id), id));
-        }
-        assert!(!Store::is_cert_rel("certs/a-1.json", "a-2"));
-        assert!(!Store::is_cert_rel("acme/a-1.json", "a-1"));
-    }
-
-    #[test]
-    fn records_round_trip_and_corrupt_ones_are_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let site = names(&["a.test"]);
-        assert!(store.load_cert(&site).unwrap().is_none());
-        let mut record = CertRecord::pending(&site, Source::Internal);
-        record.sealed_key = Some(store.seal_cert_key(&site, b"key bytes").unwrap());
-        store.save_cert(&site, &record).unwrap();
-        let loaded = store.load_cert(&site).unwrap().unwrap();
-        assert_eq!(
-            CertRecord {
-                auth: None,
-                ..loaded.clone()
-            },
-            record
-        );
-        let sealed = loaded.sealed_key.unwrap();
-        assert_eq!(
-            store.open_cert_key(&site, &sealed).unwrap().as_slice(),
-            b"key bytes"
-        );
-        // The key sealed for one site does not open as another's.
-        assert!(store.open_cert_key(&names(&["b.test"]), &sealed).is_err());
-
-        let other = names(&["b.test"]);
-        let path = dir
-            .path()
-            .join("certs")
-            .join(format!("{}.json", Store::cert_id(&other)));
-        std::fs::write(&path, "{ not json").unwrap();
-        let err = store.load_cert(&other).unwrap_err().to_string();
-        assert!(err.contains(&path.display().to_string()), "{err}");
-        let all = store.load_all_certs();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 1);
-    }
-
-    #[test]
-    fn any_change_to_a_record_fails_its_authentication() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let site = names(&["a.test"]);
-        let mut record = CertRecord::pending(&site, Source::Acme);
-        record.chain_pem =
-            Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into());
-        record.sealed_key = Some(store.seal_cert_key(&site, b"key").unwrap());
-        store.save_cert(&site, &record).unwrap();
-        let path = dir
-            .path()
-            .join("certs")
-            .join(format!("{}.json", Store::cert_id(&site)));
-        let original = std::fs::read_to_string(&path).unwrap();
-        for (from, to) in [
-            ("AAAA", "AAAB"),
-            ("\"pending\"", "\"issued\""),
-            ("\"acme\"", "\"uploaded\""),
-        ] {
-            std::fs::write(&path, original.replacen(from, to, 1)).unwrap();
-            let err = store.load_cert(&site).unwrap_err();
-            assert!(matches!(err, StoreError::Tampered { .. }), "{from}: {err}");
-        }
-        // A tag removed, or a whole record copied over another's slot.
-        let mut untagged: serde_json::Value = serde_json::from_str(&original).unwrap();
-        untagged.as_object_mut().unwrap().remove("auth");
-        std::fs::write(&path, untagged.to_string()).unwrap();
-        assert!(matches!(
-            store.load_cert(&site),
-            Err(StoreError::Tampered { .. })
-        ));
-        let other = names(&["b.test"]);
-        let other_path = dir
-            .path()
-            .join("certs")
-            .join(format!("{}.json", Store::cert_id(&other)));
-        std::fs::write(&other_path, &original).unwrap();
-        assert!(matches!(
-            store.load_cert(&other),
-            Err(StoreError::Tampered { .. })
-        ));
-        std::fs::write(&path, &original).unwrap();
-        assert!(store.load_cert(&site).unwrap().is_some());
-    }
-
-    #[test]
-    fn legacy_records_are_tagged_once_and_lose_plaintext_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = names(&["a.test"]);
-        let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let key = "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n";
-        {
-            let store = Store::open(dir.path()).unwrap();
-            std::fs::remove_file(dir.path().join(RECORDS_V2)).unwrap();
-            let mut record = CertRecord::pending(&site, Source::Uploaded);
-            record.chain_pem = Some(format!("{cert}{key}"));
-            store
-                .save_json(&Store::cert_rel(&Store::cert_id(&site)), &record)
-                .unwrap();
-        }
-        let store = Store::open(dir.path()).unwrap();
-        let migrated = store.load_cert(&site).unwrap().unwrap();
-        assert_eq!(migrated.chain_pem.as_deref(), Some(cert));
-        let raw = std::fs::read_to_string(store.cert_path(&Store::cert_id(&site))).unwrap();
-        assert!(!raw.contains("PRIVATE KEY"), "{raw}");
-    }
 
     #[test]
     fn concurrent_first_opens_agree_on_one_master_key() {
@@ -1093,11 +658,12 @@ mod tests {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        let sealed = stores[0].seal_cert_key(&names(&["a.test"]), b"k").unwrap();
+        let sealed = stores[0].master_key().seal("cert-key:a", b"k").unwrap();
         for store in &stores {
             assert_eq!(
                 store
-                    .open_cert_key(&names(&["a.test"]), &sealed)
+                    .master_key()
+                    .open("cert-key:a", &sealed)
                     .unwrap()
                     .as_slice(),
                 b"k"

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::certs::record::unix;
-use crate::store::seal::{parse_hex_key, random_key_bytes, to_hex};
-use crate::store::{MasterKey, Store, StoreError};
+use crate::seal::{MasterKey, parse_hex_key, random_key_bytes, to_hex};
+use crate::store::{Store, StoreError};
 
 /// Where the keys live in the store.
 pub const KEYS: &str = "tickets/keys.sealed";

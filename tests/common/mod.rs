@@ -940,8 +940,9 @@ pub fn open_store(data_dir: &Path) -> onehttps::store::Store {
 
 /// Every certificate record in the edge's embedded store, as JSON.
 pub fn stored_records(data_dir: &Path) -> Vec<serde_json::Value> {
-    open_store(data_dir)
-        .load_all_certs()
+    let store = open_store(data_dir);
+    onehttps::managed::records::CertRecords::new(&store)
+        .load_all()
         .into_iter()
         .map(|r| serde_json::to_value(r.unwrap()).unwrap())
         .collect()

@@ -1,18 +1,16 @@
-//! Sealing secrets at rest: AES-256-GCM under the 256-bit master key, a fresh random nonce per
-//! seal, and the secret's purpose (e.g. `cert-key:shop.example.com-…`) as associated data, so
-//! a sealed blob copied into another slot does not open. The master key comes from the
-//! `ONEHTTPS_MASTER_KEY` environment variable (64 hex digits) or from `data_dir/master.key`
-//! (0600, created on first start). Key bytes are zeroized when dropped.
+//! Sealing secrets: AES-256-GCM under a 256-bit master key, a fresh random nonce per seal,
+//! and the secret's purpose (e.g. `cert-key:shop.example.com-…`) as associated data, so a
+//! sealed blob copied into another slot does not open. A leaf: pure cryptography and hex,
+//! no I/O (where the master key is kept is `store::master_key`'s). Key bytes are zeroized
+//! when dropped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
-
-use super::atomic::write_atomic;
 
 /// Environment variable that carries the master key (64 hex digits), overriding the file.
 pub const MASTER_KEY_ENV: &str = "ONEHTTPS_MASTER_KEY";
@@ -69,18 +67,6 @@ impl MasterKey {
         }
     }
 
-    /// The master key for `data_dir`: from the environment if set, else from
-    /// `data_dir/master.key`, created (0600) when neither exists. The store then checks it
-    /// against its `master.check` ([`sealed_check`](Self::sealed_check)).
-    pub fn load_or_create(data_dir: &Path) -> Result<Self, SealError> {
-        match std::env::var(MASTER_KEY_ENV) {
-            Ok(hex) => Ok(Self::from_bytes(
-                &parse_hex_key(&hex).ok_or(SealError::BadEnvKey)?,
-            )),
-            Err(_) => Self::from_file(&data_dir.join("master.key")),
-        }
-    }
-
     /// What `master.check` holds for this key.
     pub fn sealed_check(&self) -> Result<String, SealError> {
         self.seal(CHECK_PURPOSE, CHECK_PLAINTEXT)
@@ -90,29 +76,6 @@ impl MasterKey {
     pub fn opens_check(&self, sealed: &str) -> bool {
         self.open(CHECK_PURPOSE, sealed)
             .is_ok_and(|plain| plain.as_slice() == CHECK_PLAINTEXT)
-    }
-
-    fn from_file(path: &Path) -> Result<Self, SealError> {
-        let io = |source| SealError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let text = Zeroizing::new(text);
-                let bytes = parse_hex_key(text.trim()).ok_or_else(|| SealError::BadKeyFile {
-                    path: path.to_owned(),
-                })?;
-                Ok(Self::from_bytes(&bytes))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let bytes = random_key_bytes()?;
-                let hex = Zeroizing::new(to_hex(bytes.as_ref()) + "\n");
-                write_atomic(path, hex.as_bytes(), 0o600).map_err(io)?;
-                Ok(Self::from_bytes(&bytes))
-            }
-            Err(e) => Err(io(e)),
-        }
     }
 
     /// A key made from fresh random bytes, never stored: for secrets that live only as long
@@ -262,21 +225,5 @@ mod tests {
         assert!(parse_hex_key("abc").is_none());
         assert!(parse_hex_key(&"zz".repeat(32)).is_none());
         assert_eq!(to_hex(&[0xab, 0x01]), "ab01");
-    }
-
-    #[test]
-    fn key_file_created_once_and_wrong_key_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = MasterKey::from_file(&dir.path().join("master.key")).unwrap();
-        let check = first.sealed_check().unwrap();
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.path().join("master.key"))
-                .unwrap()
-                .permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
-        let again = MasterKey::from_file(&dir.path().join("master.key")).unwrap();
-        assert!(again.opens_check(&check));
-        assert!(!MasterKey::from_bytes(&[1; 32]).opens_check(&check));
     }
 }

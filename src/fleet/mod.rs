@@ -4,7 +4,6 @@
 //! recorded by any node (`events/`, `events.rs`) — and its own heartbeat in `nodes/`
 //! (`nodes.rs`). Nothing here runs on the `fs` store.
 
-pub mod challenges;
 pub mod events;
 pub mod nodes;
 
@@ -27,7 +26,10 @@ pub fn start(edge: &Arc<Edge>) {
     edge.challenges.join_fleet();
     edge.spawn(follow_certs(edge.clone(), certs));
     edge.spawn(follow_sites(edge.clone(), sites));
-    edge.spawn(challenges::follow(edge.challenges.clone(), answers));
+    edge.spawn(crate::issue::shared_answers::follow(
+        edge.challenges.clone(),
+        answers,
+    ));
     edge.spawn(nodes::heartbeat(edge.clone()));
     edge.spawn(events::share(edge.clone()));
     if let Some(tickets) = edge.shared_tickets.clone() {

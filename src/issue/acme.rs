@@ -12,13 +12,11 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
     Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
-use rcgen::{CertificateParams, CustomExtension, KeyPair};
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
 use tokio::sync::Mutex;
 
 use super::acme_http::PacedClient;
-use super::challenges::ChallengeGuard;
+use super::challenges::{ChallengeGuard, tls_alpn01_cert};
 use super::ledger::Ledger;
 use super::ledger::NotNow;
 use super::limits::Outcome;
@@ -185,7 +183,7 @@ impl AcmeIssuer {
         let identities = self.caa_identities().await;
         if let Err(reason) = self.preflight.check(names, &identities).await {
             self.ledger.finish(placed, Outcome::NotPlaced).await;
-            return Err(IssueError::new(reason).unplaced());
+            return Err(IssueError::new(reason.to_string()).unplaced());
         }
         let result = tokio::time::timeout(ORDER_TIMEOUT * 2, self.order(names, key_type))
             .await
@@ -338,15 +336,10 @@ impl AcmeIssuer {
                 ChallengeKind::Dns01 => key_authorization.dns_value(),
                 _ => key_authorization.as_str().to_owned(),
             };
-            let shared = crate::fleet::challenges::share(
-                &self.store,
-                kind,
-                &name,
-                &challenge.token,
-                &answer,
-            )
-            .await
-            .map_err(IssueError::new)?;
+            let shared =
+                super::shared_answers::share(&self.store, kind, &name, &challenge.token, &answer)
+                    .await
+                    .map_err(|e| IssueError::new(e.to_string()))?;
             shared_guards.extend(shared);
             guards.push(match kind {
                 ChallengeKind::Http01 => self.challenges.add_http01(
@@ -355,7 +348,8 @@ impl AcmeIssuer {
                     key_authorization.as_str().to_owned(),
                 ),
                 ChallengeKind::TlsAlpn01 => {
-                    let cert = tls_alpn01_cert(&name, key_authorization.digest().as_ref())?;
+                    let cert = tls_alpn01_cert(&name, key_authorization.digest().as_ref())
+                        .map_err(|e| IssueError::new(e.to_string()))?;
                     self.challenges.add_tls_alpn01(name.clone(), cert)
                 }
                 ChallengeKind::Dns01 => {
@@ -447,24 +441,6 @@ fn challenge_type(kind: ChallengeKind) -> ChallengeType {
         ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
         ChallengeKind::Dns01 => ChallengeType::Dns01,
     }
-}
-
-/// The self-signed certificate a TLS-ALPN-01 validation expects (RFC 8737 §3).
-pub(crate) fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, IssueError> {
-    let fail =
-        |e: rcgen::Error| IssueError::new(format!("cannot make the TLS-ALPN-01 certificate: {e}"));
-    let key = KeyPair::generate().map_err(fail)?;
-    let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(fail)?;
-    params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
-    let cert = params.self_signed(&key).map_err(fail)?;
-    let plain = zeroize::Zeroizing::new(key.serialize_der());
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(plain.as_slice()));
-    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der)
-        .map_err(|e| IssueError::new(format!("TLS-ALPN-01 key unusable: {e}")))?;
-    Ok(Arc::new(CertifiedKey::new(
-        vec![cert.der().clone()],
-        signing,
-    )))
 }
 
 impl AcmeIssuer {

@@ -20,13 +20,61 @@ pub(super) struct CaaRecord {
 /// CAA property tags a CA understands (RFC 8659, RFC 8657's parameters live in the value).
 const KNOWN_TAGS: [&str; 5] = ["issue", "issuewild", "iodef", "issuemail", "issuevmc"];
 
+/// Why the CAA records forbid this edge's CA to issue (each a sentence a site owner can
+/// act on), or could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CaaError {
+    #[error(
+        "not ordered: the CAA records of {at} cannot be looked up ({cause}); the CA refuses to issue until they can"
+    )]
+    Lookup { at: String, cause: NetError },
+    #[error(
+        "not ordered: the CAA records of {at} have a critical `{tag}` property no CA understands, so no CA may issue for {name}: remove that record"
+    )]
+    UnknownCritical {
+        at: String,
+        tag: String,
+        name: String,
+    },
+    #[error(
+        "not ordered: the CAA record of {at} (`{tag}`) allows {} to issue certificates for {name}, not this edge's CA ({}): add `{at}. CAA 0 {tag} \"{}\"` or remove the record that excludes it",
+        who(.allowed), ours_list(.identities), .identities.first().map_or("<your CA>", String::as_str)
+    )]
+    OtherCa {
+        at: String,
+        tag: &'static str,
+        name: String,
+        /// The CAs the record allows (empty: none at all).
+        allowed: Vec<String>,
+        identities: Vec<String>,
+    },
+}
+
+/// Who a CAA record allows, in words.
+fn who(allowed: &[String]) -> String {
+    if allowed.is_empty() {
+        "no CA".to_owned()
+    } else {
+        format!("only {}", allowed.join(", "))
+    }
+}
+
+/// This edge's CA identities, or what to set to name them.
+fn ours_list(identities: &[String]) -> String {
+    if identities.is_empty() {
+        "set acme.caa_identities".to_owned()
+    } else {
+        identities.join(", ")
+    }
+}
+
 /// Whether a CA named `identities` in CAA records may issue for `name`, asking `resolver`;
-/// the reason in words if not.
+/// the reason if not.
 pub(super) async fn check(
     resolver: &TokioResolver,
     name: &HostName,
     identities: &[String],
-) -> Result<(), String> {
+) -> Result<(), CaaError> {
     match relevant_caa(resolver, name.as_str()).await? {
         Some((at, records)) => judge(name.as_str(), &at, &records, identities),
         None => Ok(()),
@@ -38,7 +86,7 @@ pub(super) async fn check(
 async fn relevant_caa(
     resolver: &TokioResolver,
     name: &str,
-) -> Result<Option<(String, Vec<CaaRecord>)>, String> {
+) -> Result<Option<(String, Vec<CaaRecord>)>, CaaError> {
     let mut current = name.trim_start_matches("*.").to_owned();
     loop {
         let records = match resolver
@@ -67,11 +115,7 @@ async fn relevant_caa(
                 tracing::warn!(name, error = %e, "cannot check CAA (is acme.nameservers reachable?); ordering anyway");
                 return Ok(None);
             }
-            Err(e) => {
-                return Err(format!(
-                    "not ordered: the CAA records of {current} cannot be looked up ({e}); the CA refuses to issue until they can"
-                ));
-            }
+            Err(cause) => return Err(CaaError::Lookup { at: current, cause }),
         };
         if !records.is_empty() {
             return Ok(Some((current, records)));
@@ -90,15 +134,16 @@ pub(super) fn judge(
     at: &str,
     records: &[CaaRecord],
     identities: &[String],
-) -> Result<(), String> {
+) -> Result<(), CaaError> {
     if let Some(unknown) = records
         .iter()
         .find(|r| r.critical && !KNOWN_TAGS.contains(&r.tag.as_str()))
     {
-        return Err(format!(
-            "not ordered: the CAA records of {at} have a critical `{}` property no CA understands, so no CA may issue for {name}: remove that record",
-            unknown.tag
-        ));
+        return Err(CaaError::UnknownCritical {
+            at: at.to_owned(),
+            tag: unknown.tag.clone(),
+            name: name.to_owned(),
+        });
     }
     let wildcard = name.starts_with("*.");
     let tag = if wildcard && records.iter().any(|r| r.tag == "issuewild") {
@@ -125,29 +170,18 @@ pub(super) fn judge(
     if issuers.iter().any(|i| identities.contains(i)) {
         return Ok(());
     }
-    let allowed: Vec<&str> = issuers
-        .iter()
-        .filter(|i| !i.is_empty())
-        .map(String::as_str)
-        .collect();
+    let allowed: Vec<String> = issuers.into_iter().filter(|i| !i.is_empty()).collect();
     if identities.is_empty() && !allowed.is_empty() {
         // Who this CA is is unknown: only "no CA at all" can be judged.
         return Ok(());
     }
-    let who = if allowed.is_empty() {
-        "no CA".to_owned()
-    } else {
-        format!("only {}", allowed.join(", "))
-    };
-    let ours = identities.first().map_or("<your CA>", String::as_str);
-    Err(format!(
-        "not ordered: the CAA record of {at} (`{tag}`) allows {who} to issue certificates for {name}, not this edge's CA ({}): add `{at}. CAA 0 {tag} \"{ours}\"` or remove the record that excludes it",
-        if identities.is_empty() {
-            "set acme.caa_identities".to_owned()
-        } else {
-            identities.join(", ")
-        }
-    ))
+    Err(CaaError::OtherCa {
+        at: at.to_owned(),
+        tag,
+        name: name.to_owned(),
+        allowed,
+        identities: identities.to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -174,7 +208,8 @@ mod tests {
             &[caa("issue", "otherca.example; account=1")],
             &ours(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(why.contains("allows only otherca.example"), "{why}");
         assert!(
             why.contains("add `example.com. CAA 0 issue \"letsencrypt.org\"`"),
@@ -205,7 +240,9 @@ mod tests {
             )
             .is_ok()
         );
-        let why = judge("a.example.com", "a.example.com", &[caa("issue", ";")], &[]).unwrap_err();
+        let why = judge("a.example.com", "a.example.com", &[caa("issue", ";")], &[])
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("allows no CA"), "{why}");
         // An unknown CA identity cannot judge a record naming some CA.
         assert!(
@@ -230,7 +267,9 @@ mod tests {
             tag: "tbs".into(),
             value: "x".into(),
         };
-        let why = judge("a.example.com", "example.com", &[critical], &ours()).unwrap_err();
+        let why = judge("a.example.com", "example.com", &[critical], &ours())
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("critical `tbs`"), "{why}");
     }
 }

@@ -14,6 +14,35 @@ pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 /// The ALPN protocol of TLS-ALPN-01 validation connections.
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
+/// Why a TLS-ALPN-01 answer certificate could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerCertError {
+    #[error("cannot make the TLS-ALPN-01 certificate: {0}")]
+    Make(rcgen::Error),
+    #[error("TLS-ALPN-01 key unusable: {0}")]
+    Key(rustls::Error),
+}
+
+/// The self-signed certificate a TLS-ALPN-01 validation expects (RFC 8737 §3): for `name`,
+/// carrying the SHA-256 `digest` of the key authorization in its acmeIdentifier extension.
+pub fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, AnswerCertError> {
+    use rcgen::{CertificateParams, CustomExtension, KeyPair};
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = KeyPair::generate().map_err(AnswerCertError::Make)?;
+    let mut params =
+        CertificateParams::new(vec![name.to_owned()]).map_err(AnswerCertError::Make)?;
+    params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(AnswerCertError::Make)?;
+    let plain = zeroize::Zeroizing::new(key.serialize_der());
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(plain.as_slice()));
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der)
+        .map_err(AnswerCertError::Key)?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
+}
+
 /// Pending challenge answers.
 #[derive(Debug, Default)]
 pub struct Challenges {
@@ -23,7 +52,7 @@ pub struct Challenges {
     tls_alpn01: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     /// token → (the name being validated, without `*.`; TXT value).
     dns01: RwLock<HashMap<String, (String, String)>>,
-    /// Answers other nodes of the fleet published, by token (`fleet/challenges.rs`).
+    /// Answers other nodes of the fleet published, by token (`shared_answers.rs`).
     shared: RwLock<HashMap<String, SharedAnswer>>,
     /// Whether other nodes publish answers (then a miss waits a moment for them).
     fleet: std::sync::atomic::AtomicBool,

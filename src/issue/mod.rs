@@ -1,19 +1,21 @@
 //! Issuers behind one small trait: ACME (`acme.rs`, any RFC 8555 CA) and the internal CA
 //! (`internal.rs`, for names no public CA can validate). Keys and CSRs are made in-process
 //! (`keys.rs`); every issued chain is verified against its key and names before it is
-//! handed back. Challenge answers are shared with the listeners through `challenges.rs`.
+//! handed back. Challenge answers are shared with the listeners through `challenges.rs`, and
+//! with the other nodes of a fleet through `shared_answers.rs`.
 
 pub mod acme;
 mod acme_http;
-mod caa;
+pub mod caa;
 pub mod challenges;
 pub mod internal;
 pub mod keys;
 pub mod ledger;
 pub mod limits;
-mod preflight;
-mod probe;
+pub mod preflight;
+pub mod probe;
 mod registered_domain;
+pub mod shared_answers;
 
 use std::time::{Duration, SystemTime};
 

@@ -13,7 +13,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Challenges;
+use super::challenges::{AnswerCertError, tls_alpn01_cert};
+use super::shared_answers::{ShareError, share};
 use crate::config::ChallengeKind;
+use crate::served_leaf::ReachError;
 use crate::store::Store;
 
 /// Bound of one fetch (connect, request, answer).
@@ -26,16 +29,66 @@ const MAX_ANSWER: usize = 16 * 1024;
 
 /// A challenge whose path can be probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Via {
+pub enum Via {
     Http01,
     TlsAlpn01,
 }
 
 /// Where the CA connects for one challenge kind.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Path {
-    pub(super) kind: Via,
-    pub(super) port: u16,
+pub struct Path {
+    pub kind: Via,
+    pub port: u16,
+}
+
+/// Why the validation path does not lead to this edge, or could not be probed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Share(#[from] ShareError),
+    #[error(transparent)]
+    AnswerCert(#[from] AnswerCertError),
+    #[error(
+        "not ordered: the CA would validate {name} ({}) with {} at {target}, and {found}: make port {} of {} reach this edge, or list only the challenges it can answer in acme.challenges",
+        .path.challenge(), .path.how(name), .target.port(), .target.ip()
+    )]
+    Unreachable {
+        name: String,
+        path: Path,
+        target: SocketAddr,
+        found: Found,
+    },
+}
+
+/// What the last fetch through the validation path found instead of this edge's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Found {
+    #[error(transparent)]
+    Unreachable(#[from] ReachError),
+    #[error(
+        "what answered there (HTTP status {status}) is not this edge: another server is in the way"
+    )]
+    OtherHttpServer { status: String },
+    #[error("what answered there showed another certificate: another server is in the way")]
+    OtherCertificate,
+}
+
+impl Path {
+    /// The challenge's name as the CA's documents spell it.
+    fn challenge(&self) -> &'static str {
+        match self.kind {
+            Via::Http01 => "HTTP-01",
+            Via::TlsAlpn01 => "TLS-ALPN-01",
+        }
+    }
+
+    /// What the CA fetches for `name` along this path.
+    fn how(&self, name: &str) -> String {
+        match self.kind {
+            Via::Http01 => format!("http://{name}/.well-known/acme-challenge/…"),
+            Via::TlsAlpn01 => format!("a TLS handshake for {name}"),
+        }
+    }
 }
 
 /// Publishes a probe answer for `name` and fetches it from `address` as the CA would.
@@ -45,25 +98,24 @@ pub(super) async fn probe(
     name: &str,
     address: std::net::IpAddr,
     path: Path,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let token = crate::seal::random_hex(16);
     let answer = format!("onehttps-probe.{}", crate::seal::random_hex(16));
     let kind = match path.kind {
         Via::Http01 => ChallengeKind::Http01,
         Via::TlsAlpn01 => ChallengeKind::TlsAlpn01,
     };
-    let _shared = crate::fleet::challenges::share(store, kind, name, &token, &answer).await?;
+    let _shared = share(store, kind, name, &token, &answer).await?;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, answer.as_bytes());
     let _local = match path.kind {
         Via::Http01 => challenges.add_http01(name.to_owned(), token.clone(), answer.clone()),
         Via::TlsAlpn01 => {
-            let cert =
-                super::acme::tls_alpn01_cert(name, digest.as_ref()).map_err(|e| e.message)?;
+            let cert = tls_alpn01_cert(name, digest.as_ref())?;
             challenges.add_tls_alpn01(name.to_owned(), cert)
         }
     };
     let target = SocketAddr::new(address, path.port);
-    let mut last = String::new();
+    let mut last = Found::OtherCertificate;
     for attempt in 0..TRIES {
         if attempt > 0 {
             tokio::time::sleep(TRY_GAP).await;
@@ -77,27 +129,12 @@ pub(super) async fn probe(
             Err(why) => last = why,
         }
     }
-    let (challenge, how) = match path.kind {
-        Via::Http01 => (
-            "HTTP-01",
-            format!("http://{name}/.well-known/acme-challenge/…"),
-        ),
-        Via::TlsAlpn01 => ("TLS-ALPN-01", format!("a TLS handshake for {name}")),
-    };
-    Err(format!(
-        "not ordered: the CA would validate {name} ({challenge}) with {how} at {target}, and {last}: make port {} of {address} reach this edge, or list only the challenges it can answer in acme.challenges",
-        path.port
-    ))
-}
-
-/// What a failed connection says, in words.
-fn connect_error(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => {
-            "nothing accepts connections there (connection refused)".to_owned()
-        }
-        _ => format!("the connection failed ({e})"),
-    }
+    Err(ProbeError::Unreachable {
+        name: name.to_owned(),
+        path,
+        target,
+        found: last,
+    })
 }
 
 async fn fetch_http01(
@@ -105,28 +142,28 @@ async fn fetch_http01(
     name: &str,
     token: &str,
     answer: &str,
-) -> Result<(), String> {
+) -> Result<(), Found> {
     let exchange = async {
         let mut tcp = tokio::net::TcpStream::connect(target)
             .await
-            .map_err(|e| connect_error(&e))?;
+            .map_err(ReachError::connect)?;
         let request = format!(
             "GET /.well-known/acme-challenge/{token} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: onehttps-preflight\r\nConnection: close\r\n\r\n"
         );
         tcp.write_all(request.as_bytes())
             .await
-            .map_err(|e| format!("the request could not be sent ({e})"))?;
+            .map_err(ReachError::Send)?;
         let mut body = Vec::new();
         (&mut tcp)
             .take(MAX_ANSWER as u64)
             .read_to_end(&mut body)
             .await
-            .map_err(|e| format!("the answer could not be read ({e})"))?;
-        Ok::<_, String>(String::from_utf8_lossy(&body).into_owned())
+            .map_err(ReachError::Read)?;
+        Ok::<_, ReachError>(String::from_utf8_lossy(&body).into_owned())
     };
     let response = tokio::time::timeout(FETCH_TIMEOUT, exchange)
         .await
-        .map_err(|_| format!("nothing answered within {}s", FETCH_TIMEOUT.as_secs()))??;
+        .map_err(|_| ReachError::Timeout(FETCH_TIMEOUT))??;
     let status = response
         .split_whitespace()
         .nth(1)
@@ -135,21 +172,20 @@ async fn fetch_http01(
     if status == "200" && body.trim() == answer {
         Ok(())
     } else {
-        Err(format!(
-            "what answered there (HTTP status {status}) is not this edge: another server is in the way"
-        ))
+        Err(Found::OtherHttpServer {
+            status: status.to_owned(),
+        })
     }
 }
 
-async fn fetch_tls_alpn01(target: SocketAddr, name: &str, digest: &[u8]) -> Result<(), String> {
-    let mut config = crate::managed::self_check::any_certificate_client(false);
+async fn fetch_tls_alpn01(target: SocketAddr, name: &str, digest: &[u8]) -> Result<(), Found> {
+    let mut config = crate::served_leaf::any_certificate_client(false);
     config.alpn_protocols = vec![super::challenges::ACME_TLS_ALPN.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let leaf =
-        crate::managed::self_check::served_leaf(&connector, target, name, FETCH_TIMEOUT).await?;
+    let leaf = crate::served_leaf::fetch(&connector, target, name, FETCH_TIMEOUT).await?;
     if leaf.windows(digest.len()).any(|w| w == digest) {
         Ok(())
     } else {
-        Err("what answered there showed another certificate: another server is in the way".into())
+        Err(Found::OtherCertificate)
     }
 }

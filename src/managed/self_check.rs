@@ -10,9 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -139,13 +136,12 @@ async fn check_name(
     if current.as_deref() != Some(expected) {
         return Found::Superseded;
     }
-    let served = served_leaf(connector, address, &sni, CHECK_TIMEOUT)
-        .await
-        .and_then(|leaf| {
-            x509_parser::parse_x509_certificate(&leaf)
-                .map(|(_, cert)| cert.raw_serial_as_string())
-                .map_err(|e| format!("the served certificate does not parse: {e}"))
-        });
+    let served = match crate::served_leaf::fetch(connector, address, &sni, CHECK_TIMEOUT).await {
+        Ok(leaf) => x509_parser::parse_x509_certificate(&leaf)
+            .map(|(_, cert)| cert.raw_serial_as_string())
+            .map_err(|e| format!("the served certificate does not parse: {e}")),
+        Err(e) => Err(e.to_string()),
+    };
     match served {
         Ok(got) if got == expected => Found::Same,
         Ok(got) => Found::Mismatch {
@@ -156,132 +152,8 @@ async fn check_name(
     }
 }
 
-/// The leaf certificate `address` shows in a handshake with `sni` (within `timeout`), or
-/// what went wrong, in words.
-pub(crate) async fn served_leaf(
-    connector: &tokio_rustls::TlsConnector,
-    address: SocketAddr,
-    sni: &str,
-    timeout: Duration,
-) -> Result<CertificateDer<'static>, String> {
-    let server_name = ServerName::try_from(sni.to_owned())
-        .map_err(|e| format!("`{sni}` is not a server name ({e})"))?;
-    let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => {
-                    "nothing accepts connections there (connection refused)".to_owned()
-                }
-                _ => format!("the connection failed ({e})"),
-            })?;
-        let tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| format!("the TLS handshake failed ({e})"))?;
-        tls.get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first().cloned())
-            .ok_or_else(|| "no certificate was shown".to_owned())
-    };
-    tokio::time::timeout(timeout, handshake)
-        .await
-        .map_err(|_| format!("nothing answered within {}s", timeout.as_secs()))?
-}
-
 /// A client that takes any certificate (it only reads the serial) but still checks the
 /// handshake signature, so the server really holds the key of what it showed.
 fn client_config() -> rustls::ClientConfig {
-    any_certificate_client(true)
-}
-
-/// A client that takes any certificate; `check_signature`: the handshake's signature is
-/// verified against it (a TLS-ALPN-01 certificate, whose critical acmeIdentifier extension no
-/// certificate parser accepts, can only be read without).
-pub(crate) fn any_certificate_client(check_signature: bool) -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap_or_else(|_| rustls::ClientConfig::builder())
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate {
-            provider,
-            check_signature,
-        }))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config
-}
-
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    check_signature: bool,
-}
-
-/// rustls' signature check of one TLS version.
-type VerifySignature = fn(
-    &[u8],
-    &CertificateDer<'_>,
-    &DigitallySignedStruct,
-    &rustls::crypto::WebPkiSupportedAlgorithms,
-) -> Result<HandshakeSignatureValid, rustls::Error>;
-
-impl AnyCertificate {
-    /// `verify` with the provider's algorithms, or a pass when signatures are not checked.
-    fn signature(
-        &self,
-        verify: VerifySignature,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if !self.check_signature {
-            return Ok(HandshakeSignatureValid::assertion());
-        }
-        verify(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.signature(rustls::crypto::verify_tls12_signature, message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.signature(rustls::crypto::verify_tls13_signature, message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    crate::served_leaf::any_certificate_client(true)
 }

@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 /// Longest CNAME chain followed.
@@ -33,15 +32,15 @@ pub struct DnsChecker {
 }
 
 impl DnsChecker {
-    /// A resolver that asks only `nameservers` (see [`resolver`]).
-    pub fn new(nameservers: &[SocketAddr]) -> Result<Self, String> {
+    /// A resolver that asks only `nameservers` (see [`crate::resolver::build`]).
+    pub fn new(nameservers: &[SocketAddr]) -> Result<Self, crate::resolver::ResolverError> {
         Ok(Self {
-            resolver: resolver(nameservers)?,
+            resolver: crate::resolver::build(nameservers)?,
         })
     }
 
     /// Follows `host`'s CNAME chain; the names it passes through, lowercase, without dots.
-    pub async fn cname_chain(&self, host: &str) -> Result<Vec<String>, String> {
+    pub async fn cname_chain(&self, host: &str) -> Result<Vec<String>, NetError> {
         let mut chain = Vec::new();
         let mut current = host.trim_end_matches('.').to_ascii_lowercase();
         for _ in 0..MAX_CHAIN {
@@ -61,7 +60,7 @@ impl DnsChecker {
                     _ => None,
                 }),
                 Err(e) if e.is_no_records_found() || e.is_nx_domain() => None,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e),
             };
             match next {
                 Some(target) if !chain.contains(&target) => {
@@ -84,7 +83,9 @@ impl DnsChecker {
                 },
                 None => Verdict::Missing,
             },
-            Err(reason) => Verdict::Unavailable { reason },
+            Err(e) => Verdict::Unavailable {
+                reason: e.to_string(),
+            },
         }
     }
 
@@ -151,30 +152,4 @@ impl DnsChecker {
             None => Verdict::Missing,
         }
     }
-}
-
-/// A resolver that asks only `nameservers` (UDP, then TCP), without caching, so a freshly
-/// changed record is seen at the next check.
-pub fn resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, String> {
-    let servers = nameservers
-        .iter()
-        .map(|addr| {
-            let mut udp = ConnectionConfig::udp();
-            udp.port = addr.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = addr.port();
-            NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-        })
-        .collect();
-    let mut options = ResolverOpts::default();
-    options.cache_size = 0;
-    options.attempts = 2;
-    options.timeout = std::time::Duration::from_secs(3);
-    TokioResolver::builder_with_config(
-        ResolverConfig::from_name_servers(servers),
-        TokioRuntimeProvider::default(),
-    )
-    .with_options(options)
-    .build()
-    .map_err(|e| format!("cannot build the DNS resolver: {e}"))
 }

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::Challenges;
+use super::challenges::tls_alpn01_cert;
 use crate::config::ChallengeKind;
-use crate::issue::Challenges;
-use crate::store::Store;
 use crate::store::etcd::Change;
+use crate::store::{Store, StoreError};
 
 /// One answer as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +53,15 @@ fn key_of(token: &str) -> Option<String> {
     ok.then(|| format!("challenges/{token}"))
 }
 
+/// Why an answer could not be shared with the fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    #[error("the CA's token is not base64url")]
+    BadToken,
+    #[error("cannot share the challenge answer with the fleet: {0}")]
+    Store(#[source] StoreError),
+}
+
 /// Publishes an answer to the fleet; `None` on a single node. Fails when the store cannot
 /// take it (the order then fails rather than let the CA find nothing on other nodes).
 pub async fn share(
@@ -60,11 +70,11 @@ pub async fn share(
     name: &str,
     token: &str,
     key_authorization: &str,
-) -> Result<Option<SharedGuard>, String> {
+) -> Result<Option<SharedGuard>, ShareError> {
     let Some(etcd) = store.fleet() else {
         return Ok(None);
     };
-    let key = key_of(token).ok_or("the CA's token is not base64url")?;
+    let key = key_of(token).ok_or(ShareError::BadToken)?;
     let shared = Shared {
         kind: match kind {
             ChallengeKind::Http01 => "http-01",
@@ -76,10 +86,11 @@ pub async fn share(
         token: token.to_owned(),
         key_authorization: key_authorization.to_owned(),
     };
-    let json = serde_json::to_vec(&shared).map_err(|e| e.to_string())?;
+    // A struct of strings always serialises.
+    let json = serde_json::to_vec(&shared).unwrap_or_default();
     etcd.put_leased(&key, &json)
         .await
-        .map_err(|e| format!("cannot share the challenge answer with the fleet: {e}"))?;
+        .map_err(ShareError::Store)?;
     Ok(Some(SharedGuard {
         store: store.clone(),
         key,
@@ -120,10 +131,10 @@ fn add(challenges: &Challenges, bytes: &[u8]) {
                 &aws_lc_rs::digest::SHA256,
                 shared.key_authorization.as_bytes(),
             );
-            match crate::issue::acme::tls_alpn01_cert(&shared.name, digest.as_ref()) {
+            match tls_alpn01_cert(&shared.name, digest.as_ref()) {
                 Ok(cert) => challenges.add_shared_tls_alpn01(shared.name, shared.token, cert),
                 Err(e) => {
-                    tracing::warn!(error = %e.message, "cannot build a shared TLS-ALPN-01 answer")
+                    tracing::warn!(error = %e, "cannot build a shared TLS-ALPN-01 answer")
                 }
             }
         }

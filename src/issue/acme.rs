@@ -15,13 +15,14 @@ use instant_acme::{
 
 use tokio::sync::Mutex;
 
+use super::acme_http::AcmeClientError;
 use super::acme_http::PacedClient;
 use super::challenges::{ChallengeGuard, tls_alpn01_cert};
 use super::ledger::Ledger;
 use super::ledger::NotNow;
 use super::limits::Outcome;
 use super::preflight::Preflight;
-use super::{Challenges, Held, IssueError, Issued, Issuer, KeyType, keys};
+use super::{AcmeStep, Challenges, Held, IssueError, Issued, Issuer, KeyType, keys};
 use crate::certs::names::join;
 use crate::certs::{HostName, Source};
 use crate::config::{AcmeSettings, ChallengeKind};
@@ -50,7 +51,7 @@ pub struct AcmeIssuer {
     /// Checks made before each order (CAA, resolution, the validation path).
     preflight: Preflight,
     /// The one paced HTTP client of this directory (or why it cannot be built).
-    http: Result<PacedClient, String>,
+    http: Result<PacedClient, AcmeClientError>,
 }
 
 impl AcmeIssuer {
@@ -95,7 +96,7 @@ impl AcmeIssuer {
     }
 
     fn builder(&self) -> Result<instant_acme::AccountBuilder, IssueError> {
-        let client = self.http.clone().map_err(IssueError::new)?;
+        let client = self.http.clone()?;
         Ok(Account::builder_with_http(Box::new(client)))
     }
 
@@ -120,20 +121,23 @@ impl AcmeIssuer {
     }
 
     /// The directory's `meta.caaIdentities` (or the fallback when it has none).
-    async fn directory_meta_caa(&self) -> Result<Vec<String>, String> {
+    async fn directory_meta_caa(&self) -> Result<Vec<String>, DirectoryError> {
         use instant_acme::{BodyWrapper, HttpClient};
         let client = self.http.as_ref().map_err(Clone::clone)?;
         let request = http::Request::get(&self.directory)
             .body(BodyWrapper::default())
-            .map_err(|e| e.to_string())?;
-        let mut response = client.request(request).await.map_err(|e| e.to_string())?;
+            .map_err(DirectoryError::Request)?;
+        let mut response = client
+            .request(request)
+            .await
+            .map_err(DirectoryError::Fetch)?;
         let body = response
             .body
             .into_bytes()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(DirectoryError::Read)?;
         let directory: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| format!("the directory is not JSON: {e}"))?;
+            serde_json::from_slice(&body).map_err(DirectoryError::NotJson)?;
         let listed: Vec<String> = directory["meta"]["caaIdentities"]
             .as_array()
             .map(|list| {
@@ -163,35 +167,33 @@ impl AcmeIssuer {
         let placed = match self.ledger.admit(&id, &listed, renewal).await {
             Ok(placed) => placed,
             Err(NotNow::Never { reason }) => {
-                return Err(IssueError::new(format!("not ordered: {reason}")));
+                return Err(IssueError::Refused { reason });
             }
             Err(NotNow::Wait {
                 until,
                 limit,
                 reason,
             }) => {
-                let mut error = IssueError::new(format!("queued: {reason}"));
-                error.held = Some(Held {
+                return Err(IssueError::Held(Held {
                     until,
                     limit: limit.key().to_owned(),
                     reason,
-                });
-                return Err(error);
+                }));
             }
         };
         // An order the CA would refuse is not placed (and counts for nothing).
         let identities = self.caa_identities().await;
         if let Err(reason) = self.preflight.check(names, &identities).await {
             self.ledger.finish(placed, Outcome::NotPlaced).await;
-            return Err(IssueError::new(reason.to_string()).unplaced());
+            return Err(reason.into());
         }
         let result = tokio::time::timeout(ORDER_TIMEOUT * 2, self.order(names, key_type))
             .await
-            .unwrap_or_else(|_| Err(IssueError::new("the ACME order timed out")));
+            .unwrap_or(Err(IssueError::TimedOut));
         let outcome = match &result {
             Ok(_) => Outcome::Issued,
-            Err(e) if e.not_placed => Outcome::NotPlaced,
-            Err(e) if e.failed_validation => Outcome::FailedValidation,
+            Err(e) if e.not_placed() => Outcome::NotPlaced,
+            Err(e) if e.failed_validation() => Outcome::FailedValidation,
             Err(_) => Outcome::Failed,
         };
         self.ledger.finish(placed, outcome).await;
@@ -208,15 +210,15 @@ impl AcmeIssuer {
         let stored = self
             .store
             .read_secret(&path)
-            .map_err(|e| IssueError::new(format!("cannot read the ACME account: {e}")))?;
+            .map_err(IssueError::ReadAccount)?;
         let account = match stored {
             Some(json) => {
-                let credentials: AccountCredentials = serde_json::from_slice(&json)
-                    .map_err(|e| IssueError::new(format!("stored ACME account is corrupt: {e}")))?;
+                let credentials: AccountCredentials =
+                    serde_json::from_slice(&json).map_err(IssueError::CorruptAccount)?;
                 self.builder()?
                     .from_credentials(credentials)
                     .await
-                    .map_err(|e| self.acme_error("cannot load the ACME account", e))?
+                    .map_err(|e| self.acme_error(AcmeStep::LoadAccount, e))?
             }
             None => {
                 let contact: Vec<&str> = self.settings.contact.iter().map(String::as_str).collect();
@@ -237,14 +239,13 @@ impl AcmeIssuer {
                         eab.as_ref(),
                     )
                     .await
-                    .map_err(|e| self.acme_error("cannot create the ACME account", e))?;
+                    .map_err(|e| self.acme_error(AcmeStep::CreateAccount, e))?;
                 let json = zeroize::Zeroizing::new(
-                    serde_json::to_vec(&credentials)
-                        .map_err(|e| IssueError::new(format!("cannot encode the account: {e}")))?,
+                    serde_json::to_vec(&credentials).map_err(IssueError::EncodeAccount)?,
                 );
                 self.store
                     .write_secret(&path, &json)
-                    .map_err(|e| IssueError::new(format!("cannot store the ACME account: {e}")))?;
+                    .map_err(IssueError::StoreAccount)?;
                 tracing::info!(directory = %self.directory, account = account.id(), "ACME account created");
                 account
             }
@@ -269,7 +270,7 @@ impl AcmeIssuer {
         let mut registered_again = false;
         let mut order = loop {
             // Until the CA created the order, nothing counts against its limits.
-            let account = self.account().await.map_err(IssueError::unplaced)?;
+            let account = self.account().await?;
             match account.new_order(&NewOrder::new(&identifiers)).await {
                 Ok(order) => break order,
                 // The CA lost our account (a reset CA, a deactivation): register a new one
@@ -279,7 +280,7 @@ impl AcmeIssuer {
                     registered_again = true;
                 }
                 Err(e) => {
-                    return Err(self.acme_error("the CA refused the order", e).unplaced());
+                    return Err(self.acme_error(AcmeStep::NewOrder, e));
                 }
             }
         };
@@ -290,15 +291,14 @@ impl AcmeIssuer {
         let mut shared_guards = Vec::new();
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
-            let mut authz =
-                authz.map_err(|e| self.acme_error("cannot fetch an authorization", e))?;
+            let mut authz = authz.map_err(|e| self.acme_error(AcmeStep::Authorization, e))?;
             match authz.status {
                 AuthorizationStatus::Valid => continue,
                 AuthorizationStatus::Pending => {}
                 other => {
-                    return Err(IssueError::new(format!(
-                        "authorization is {other:?}, cannot validate"
-                    )));
+                    return Err(IssueError::Authorization {
+                        status: format!("{other:?}"),
+                    });
                 }
             }
             let offered: Vec<ChallengeType> =
@@ -317,18 +317,24 @@ impl AcmeIssuer {
                 .into_iter()
                 .find(|k| offered.contains(&challenge_type(*k)))
             else {
-                return Err(IssueError::new(if wildcard && !self.settings.dns01 {
-                    "a wildcard name is validated over DNS-01 only: set [onboarding] acme_zone and delegate it to this edge".to_owned()
+                return Err(if wildcard && !self.settings.dns01 {
+                    IssueError::WildcardNeedsDns01
                 } else {
-                    format!("the CA offers none of the configured challenges ({offered:?})")
-                }));
+                    IssueError::NoUsableChallenge {
+                        offered: format!("{offered:?}"),
+                    }
+                });
             };
             let mut challenge = authz
                 .challenge(challenge_type(kind))
-                .ok_or_else(|| IssueError::new("challenge disappeared"))?;
+                .ok_or(IssueError::ChallengeMissing)?;
             let name = match challenge.identifier().identifier {
                 Identifier::Dns(name) => name.clone(),
-                other => return Err(IssueError::new(format!("unsupported identifier {other:?}"))),
+                other => {
+                    return Err(IssueError::UnsupportedIdentifier {
+                        identifier: format!("{other:?}"),
+                    });
+                }
             };
             let key_authorization = challenge.key_authorization();
             // What the answer carries: the key authorization, or for DNS-01 its TXT value.
@@ -338,8 +344,7 @@ impl AcmeIssuer {
             };
             let shared =
                 super::shared_answers::share(&self.store, kind, &name, &challenge.token, &answer)
-                    .await
-                    .map_err(|e| IssueError::new(e.to_string()))?;
+                    .await?;
             shared_guards.extend(shared);
             guards.push(match kind {
                 ChallengeKind::Http01 => self.challenges.add_http01(
@@ -348,8 +353,7 @@ impl AcmeIssuer {
                     key_authorization.as_str().to_owned(),
                 ),
                 ChallengeKind::TlsAlpn01 => {
-                    let cert = tls_alpn01_cert(&name, key_authorization.digest().as_ref())
-                        .map_err(|e| IssueError::new(e.to_string()))?;
+                    let cert = tls_alpn01_cert(&name, key_authorization.digest().as_ref())?;
                     self.challenges.add_tls_alpn01(name.clone(), cert)
                 }
                 ChallengeKind::Dns01 => {
@@ -360,7 +364,7 @@ impl AcmeIssuer {
             challenge
                 .set_ready()
                 .await
-                .map_err(|e| self.acme_error("the CA refused the challenge", e))?;
+                .map_err(|e| self.acme_error(AcmeStep::Challenge, e))?;
             tracing::debug!(%name, challenge = ?kind, "challenge ready");
         }
 
@@ -371,25 +375,24 @@ impl AcmeIssuer {
         let status = order
             .poll_ready(&retries)
             .await
-            .map_err(|e| self.acme_error("validation did not complete", e))?;
+            .map_err(|e| self.acme_error(AcmeStep::Validation, e))?;
         drop(guards);
         if status != OrderStatus::Ready {
-            let mut error = IssueError::new(format!(
-                "the CA could not validate {}: order is {status:?}",
-                join(names)
-            ));
-            error.failed_validation = status == OrderStatus::Invalid;
-            return Err(error);
+            return Err(IssueError::NotValidated {
+                names: join(names),
+                status: format!("{status:?}"),
+                invalid: status == OrderStatus::Invalid,
+            });
         }
         let key = keys::generate(key_type)?;
         order
             .finalize_csr(&keys::csr(names, &key)?)
             .await
-            .map_err(|e| self.acme_error("the CA refused the CSR", e))?;
+            .map_err(|e| self.acme_error(AcmeStep::Finalize, e))?;
         let chain_pem = order
             .poll_certificate(&retries)
             .await
-            .map_err(|e| self.acme_error("cannot download the certificate", e))?;
+            .map_err(|e| self.acme_error(AcmeStep::Download, e))?;
         keys::verify(chain_pem, &key, names)
     }
 }
@@ -446,12 +449,11 @@ fn challenge_type(kind: ChallengeKind) -> ChallengeType {
 impl AcmeIssuer {
     /// An instant-acme error with context, rate limits and Retry-After recognised, and a
     /// CA that could not be talked to at all said in words an operator can act on.
-    fn acme_error(&self, what: &str, e: instant_acme::Error) -> IssueError {
-        let mut error = acme_error(what, &e);
-        if let Some(cause) = transport_cause(&e, &self.directory) {
-            error.message = format!("{what}: {cause}");
+    fn acme_error(&self, step: AcmeStep, e: instant_acme::Error) -> IssueError {
+        match transport_cause(&e, &self.directory) {
+            Some(cause) => IssueError::Unreachable { step, cause },
+            None => acme_error(step, &e),
         }
-        error
     }
 }
 
@@ -502,6 +504,21 @@ fn transport_cause(e: &(dyn std::error::Error + 'static), directory: &str) -> Op
     None
 }
 
+/// Why the directory object could not be read.
+#[derive(Debug, thiserror::Error)]
+enum DirectoryError {
+    #[error(transparent)]
+    Client(#[from] AcmeClientError),
+    #[error("cannot ask for the directory: {0}")]
+    Request(http::Error),
+    #[error("cannot fetch the directory: {0}")]
+    Fetch(instant_acme::Error),
+    #[error("cannot read the directory: {0}")]
+    Read(Box<dyn std::error::Error + Send + Sync>),
+    #[error("the directory is not JSON: {0}")]
+    NotJson(serde_json::Error),
+}
+
 /// `letsencrypt.org` for Let's Encrypt's directories; nothing known for any other.
 fn fallback_caa_identities(directory: &str) -> Vec<String> {
     if super::limits::CaLimits::default_for(directory) == super::limits::CaLimits::LETS_ENCRYPT {
@@ -517,27 +534,44 @@ fn directory_id(directory: &str) -> String {
     crate::seal::to_hex(&digest.as_ref()[..8])
 }
 
-/// An instant-acme error with context, rate limits and Retry-After recognised.
-fn acme_error(what: &str, e: &instant_acme::Error) -> IssueError {
-    let mut error = IssueError::new(format!("{what}: {e}"));
+/// An instant-acme error with its step, rate limits and Retry-After recognised.
+fn acme_error(step: AcmeStep, e: &instant_acme::Error) -> IssueError {
+    let mut detail = e.to_string();
     match e {
         instant_acme::Error::Api(problem) => {
-            if problem.r#type.as_deref() == Some(RATE_LIMITED) {
-                error.rate_limited = true;
-                error.retry_after = Some(RATE_LIMIT_WAIT);
-            }
             for sub in &problem.subproblems {
-                if let Some(detail) = &sub.detail {
-                    error.message.push_str(&format!("; {detail}"));
+                if let Some(sub) = &sub.detail {
+                    detail.push_str("; ");
+                    detail.push_str(sub);
                 }
             }
+            if problem.r#type.as_deref() == Some(RATE_LIMITED) {
+                return IssueError::RateLimited {
+                    step,
+                    detail,
+                    retry_after: RATE_LIMIT_WAIT,
+                };
+            }
+            IssueError::Ca {
+                step,
+                problem: problem.r#type.clone(),
+                detail,
+                retry_after: None,
+            }
         }
-        instant_acme::Error::Timeout(Some(when)) => {
-            error.retry_after = Some(when.saturating_duration_since(std::time::Instant::now()));
-        }
-        _ => {}
+        instant_acme::Error::Timeout(Some(when)) => IssueError::Ca {
+            step,
+            problem: None,
+            detail,
+            retry_after: Some(when.saturating_duration_since(std::time::Instant::now())),
+        },
+        _ => IssueError::Ca {
+            step,
+            problem: None,
+            detail,
+            retry_after: None,
+        },
     }
-    error
 }
 
 fn is_problem(e: &instant_acme::Error, kind: &str) -> bool {

@@ -32,20 +32,41 @@ pub(super) struct PacedClient {
     next: Arc<tokio::sync::Mutex<Instant>>,
 }
 
+/// Why the ACME client could not be built (kept, and reported at every order).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AcmeClientError {
+    #[error("cannot use acme.ca_roots {}: {cause}", .path.display())]
+    CaRoots {
+        path: std::path::PathBuf,
+        cause: String,
+    },
+    #[error("cannot build the ACME client: {cause}")]
+    Platform { cause: String },
+}
+
+fn path_of(path: Option<&Path>) -> std::path::PathBuf {
+    path.map(Path::to_owned).unwrap_or_default()
+}
+
 impl PacedClient {
     /// A client trusting the platform's roots, or only the PEM roots at `ca_roots`, sending
     /// at most `per_second` requests a second (`None`: no ceiling).
-    pub(super) fn new(ca_roots: Option<&Path>, per_second: Option<u32>) -> Result<Self, String> {
+    pub(super) fn new(
+        ca_roots: Option<&Path>,
+        per_second: Option<u32>,
+    ) -> Result<Self, AcmeClientError> {
+        let bad_roots = |e: &dyn std::fmt::Display| AcmeClientError::CaRoots {
+            path: path_of(ca_roots),
+            cause: e.to_string(),
+        };
         let builder = match ca_roots {
             Some(path) => {
                 let mut roots = rustls::RootCertStore::empty();
                 let certs = CertificateDer::pem_file_iter(path)
                     .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-                    .map_err(|e| format!("cannot use acme.ca_roots {}: {e}", path.display()))?;
+                    .map_err(|e| bad_roots(&e))?;
                 for cert in certs {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("cannot use acme.ca_roots {}: {e}", path.display()))?;
+                    roots.add(cert).map_err(|e| bad_roots(&e))?;
                 }
                 HttpsConnectorBuilder::new().with_tls_config(
                     rustls::ClientConfig::builder()
@@ -55,7 +76,9 @@ impl PacedClient {
             }
             None => HttpsConnectorBuilder::new()
                 .try_with_platform_verifier()
-                .map_err(|e| format!("cannot build the ACME client: {e}"))?,
+                .map_err(|e| AcmeClientError::Platform {
+                    cause: e.to_string(),
+                })?,
         };
         let connector = builder.https_only().enable_http1().enable_http2().build();
         Ok(Self {

@@ -146,9 +146,9 @@ impl InternalCa {
     /// is constrained to them, so anything else would not verify anyway.
     pub fn issue_now(&self, names: &[HostName], key_type: KeyType) -> Result<Issued, IssueError> {
         if let Some(public) = names.iter().find(|n| !self.names.contains(n)) {
-            return Err(IssueError::new(format!(
-                "the internal CA only issues for local names, not `{public}`"
-            )));
+            return Err(IssueError::NotLocal {
+                name: public.to_string(),
+            });
         }
         let key = keys::generate(key_type)?;
         let mut params = keys::params_for(names)?;
@@ -160,7 +160,7 @@ impl InternalCa {
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params
             .signed_by(&key, &self.issuer)
-            .map_err(|e| IssueError::new(format!("internal CA cannot sign: {e}")))?;
+            .map_err(IssueError::InternalSign)?;
         keys::verify(cert.pem(), &key, names)
     }
 }

@@ -35,14 +35,13 @@ pub fn generate(key_type: KeyType) -> Result<KeyPair, IssueError> {
         KeyType::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
         KeyType::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048),
     }
-    .map_err(|e| IssueError::new(format!("cannot generate a {key_type:?} key: {e}")))
+    .map_err(|cause| IssueError::Key { key_type, cause })
 }
 
 /// Certificate parameters naming `names` (subjectAltName; the first also as CN).
 pub fn params_for(names: &[HostName]) -> Result<CertificateParams, IssueError> {
     let sans: Vec<String> = names.iter().map(ToString::to_string).collect();
-    let mut params = CertificateParams::new(sans)
-        .map_err(|e| IssueError::new(format!("cannot name the certificate: {e}")))?;
+    let mut params = CertificateParams::new(sans).map_err(IssueError::Names)?;
     let mut dn = DistinguishedName::new();
     if let Some(first) = names.first() {
         dn.push(rcgen::DnType::CommonName, first.as_str());
@@ -55,7 +54,7 @@ pub fn params_for(names: &[HostName]) -> Result<CertificateParams, IssueError> {
 pub fn csr(names: &[HostName], key: &KeyPair) -> Result<Vec<u8>, IssueError> {
     let request = params_for(names)?
         .serialize_request(key)
-        .map_err(|e| IssueError::new(format!("cannot make the CSR: {e}")))?;
+        .map_err(IssueError::Csr)?;
     Ok(request.der().to_vec())
 }
 
@@ -63,11 +62,19 @@ pub fn csr(names: &[HostName], key: &KeyPair) -> Result<Vec<u8>, IssueError> {
 pub fn verify(chain_pem: String, key: &KeyPair, names: &[HostName]) -> Result<Issued, IssueError> {
     let key_der = Zeroizing::new(key.serialize_der());
     let key_for_bundle = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.as_slice()));
-    let bundle = CertBundle::from_chain_pem(chain_pem.as_bytes(), &key_for_bundle)
-        .map_err(|e| IssueError::invalid("chain or key", &e))?;
+    let bundle =
+        CertBundle::from_chain_pem(chain_pem.as_bytes(), &key_for_bundle).map_err(|cause| {
+            IssueError::Unusable {
+                what: "chain or key",
+                cause,
+            }
+        })?;
     bundle
         .check_serves(names, std::time::SystemTime::now())
-        .map_err(|e| IssueError::invalid("names or validity", &e))?;
+        .map_err(|cause| IssueError::Unusable {
+            what: "names or validity",
+            cause,
+        })?;
     Ok(Issued {
         chain_pem,
         key_der,

@@ -5,9 +5,10 @@
 //! with the other nodes of a fleet through `shared_answers.rs`.
 
 pub mod acme;
-mod acme_http;
+pub mod acme_http;
 pub mod caa;
 pub mod challenges;
+mod error;
 pub mod internal;
 pub mod keys;
 pub mod ledger;
@@ -17,13 +18,14 @@ pub mod probe;
 mod registered_domain;
 pub mod shared_answers;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
 use zeroize::Zeroizing;
 
-use crate::certs::{CertBundle, CertError, HostName, Source};
+use crate::certs::{CertBundle, HostName, Source};
 pub use challenges::Challenges;
+pub use error::{AcmeStep, Held, IssueError};
 pub use keys::KeyType;
 
 /// A certificate freshly issued and verified.
@@ -39,57 +41,6 @@ impl std::fmt::Debug for Issued {
         f.debug_struct("Issued")
             .field("bundle", &self.bundle)
             .finish_non_exhaustive()
-    }
-}
-
-/// Why an issuance failed, and what the CA said about when to come back.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct IssueError {
-    pub message: String,
-    /// The CA asked not to retry before this long (Retry-After or a rate limit).
-    pub retry_after: Option<Duration>,
-    /// The CA refused because a rate limit was hit.
-    pub rate_limited: bool,
-    /// Not attempted: the CA's limits (as counted here) hold the order until then.
-    pub held: Option<Held>,
-    /// Failed before the CA created an order (counts against none of its limits).
-    pub not_placed: bool,
-    /// The CA could not validate the names (counts against its failed-validation limit).
-    pub failed_validation: bool,
-}
-
-/// An order the local model of the CA's limits holds back (`limits.rs`): no request was sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
-    /// Unix seconds of the next attempt.
-    pub until: u64,
-    /// The limit's configuration key (`new_orders_per_3h`, ...).
-    pub limit: String,
-    pub reason: String,
-}
-
-impl IssueError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retry_after: None,
-            rate_limited: false,
-            held: None,
-            not_placed: false,
-            failed_validation: false,
-        }
-    }
-
-    /// The same error, marked as failing before the CA created an order.
-    pub fn unplaced(mut self) -> Self {
-        self.not_placed = true;
-        self
-    }
-
-    /// The certificate came back but cannot be served as it is.
-    pub fn invalid(what: &str, e: &CertError) -> Self {
-        Self::new(format!("the issued certificate is unusable ({what}): {e}"))
     }
 }
 

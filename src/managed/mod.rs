@@ -696,7 +696,7 @@ impl CertManager {
             _ => None,
         };
         let result = issuer.issue(names, self.settings.key_type, renewal).await;
-        if result.as_ref().is_err_and(|e| e.held.is_some()) {
+        if result.as_ref().is_err_and(|e| e.held().is_some()) {
             crate::stats::bump(&crate::stats::STATS.issuance_held);
             return Some(result);
         }

@@ -351,9 +351,7 @@ impl Outcome<'_> {
                 manager.log_issued(&config.hosts, issuer.source(), &issued, served.is_some());
                 manager.install(site, ServedCert::new(issued.bundle, issuer.source()));
             }
-            Err(crate::issue::IssueError {
-                held: Some(held), ..
-            }) => {
+            Err(crate::issue::IssueError::Held(held)) => {
                 let first = record.as_ref().is_none_or(|r| r.queued.is_none());
                 let queued = manager.while_current(site, || {
                     manager.set_state_claimed(claim, &config.hosts, issuer.source(), |r| {
@@ -397,7 +395,7 @@ impl Outcome<'_> {
                     manager.settings.retry_max,
                     jitter(),
                 );
-                if let Some(after) = error.retry_after {
+                if let Some(after) = error.retry_after() {
                     delay = delay.max(after);
                 }
                 let next_retry = unix(SystemTime::now() + delay).max(unix(now) + 1);
@@ -406,7 +404,7 @@ impl Outcome<'_> {
                         r.state = CertState::Failed;
                         r.queued = None;
                         r.failure = Some(Failure {
-                            reason: error.message.clone(),
+                            reason: error.to_string(),
                             attempts,
                             next_retry,
                         });
@@ -420,7 +418,7 @@ impl Outcome<'_> {
                     &join(&config.hosts),
                     format!(
                         "attempt {attempts}: {}; next in {} s",
-                        error.message,
+                        error,
                         delay.as_secs()
                     ),
                 );
@@ -438,9 +436,9 @@ impl Outcome<'_> {
                     site = site.name(),
                     names = %join(&config.hosts),
                     attempts,
-                    rate_limited = error.rate_limited,
+                    rate_limited = error.is_rate_limited(),
                     retry_in_s = delay.as_secs(),
-                    reason = %error.message,
+                    reason = %error,
                     event = "failed",
                     "{}",
                     if served.is_some() {

@@ -34,17 +34,26 @@ impl Cidr {
     }
 }
 
-impl FromStr for Cidr {
-    type Err = String;
+/// Why a text is not an IP network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("`{0}` is not an IP network like 10.0.0.0/8")]
+    NotANetwork(String),
+    #[error("`{raw}`: the prefix length must be 0 to {max}")]
+    Prefix { raw: String, max: u8 },
+}
 
-    fn from_str(raw: &str) -> Result<Self, String> {
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(raw: &str) -> Result<Self, CidrError> {
         let (addr, prefix) = raw
             .split_once('/')
             .map_or((raw, None), |(a, p)| (a, Some(p)));
         let network: IpAddr = addr
             .trim()
             .parse()
-            .map_err(|_| format!("`{raw}` is not an IP network like 10.0.0.0/8"))?;
+            .map_err(|_| CidrError::NotANetwork(raw.to_owned()))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -53,7 +62,10 @@ impl FromStr for Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{raw}`: the prefix length must be 0 to {max}"))?,
+                .ok_or_else(|| CidrError::Prefix {
+                    raw: raw.to_owned(),
+                    max,
+                })?,
         };
         Ok(Self {
             network: canonical(network),

@@ -166,8 +166,8 @@ pub(crate) async fn create(
             check_origin(&origin, allow_private, &own)?;
             Ok(origin)
         })
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|m| ApiError::bad_request("bad_origin", m))?;
+        .collect::<Result<Vec<_>, crate::onboarding::policy::OriginRefused>>()
+        .map_err(|e| ApiError::bad_request("bad_origin", e.to_string()))?;
     let table = api.edge.table.clone();
     let record = api
         .edge

@@ -462,7 +462,9 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
                 .iter()
                 .filter_map(|raw| {
                     raw.parse()
-                        .map_err(|why| issues.at(span.clone(), "proxy.trusted_proxies", why))
+                        .map_err(|why: crate::net::CidrError| {
+                            issues.at(span.clone(), "proxy.trusted_proxies", why.to_string());
+                        })
                         .ok()
                 })
                 .collect()
@@ -512,7 +514,7 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
             .and_then(|w| match webhook_url(w.get_ref(), &onboarding) {
                 Ok(uri) => Some(uri),
                 Err(why) => {
-                    issues.at(w.span(), "events.webhook", why);
+                    issues.at(w.span(), "events.webhook", why.to_string());
                     None
                 }
             }),
@@ -870,7 +872,7 @@ fn host(value: &Spanned<String>, key: &str, issues: &mut Issues<'_>) -> Option<H
 
 fn origin(value: &Spanned<String>, key: &str, issues: &mut Issues<'_>) -> Option<OriginUrl> {
     OriginUrl::parse(value.get_ref())
-        .map_err(|why| issues.at(value.span(), key, why))
+        .map_err(|why| issues.at(value.span(), key, why.to_string()))
         .ok()
 }
 
@@ -890,33 +892,32 @@ impl OriginUrl {
 
     /// `http://host:port`, nothing else: no path, no query, no fragment, no credentials, a
     /// port in 1-65535.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let fail = |why: &str| format!("`{raw}` {why}");
+    pub fn parse(raw: &str) -> Result<Self, OriginUrlError> {
+        let fail = |why| OriginUrlError {
+            raw: raw.to_owned(),
+            why,
+        };
         if raw.contains('#') {
-            return Err(fail("must not have a fragment"));
+            return Err(fail(OriginUrlProblem::Fragment));
         }
         let uri: http::Uri = raw
             .parse()
-            .map_err(|e| fail(&format!("is not a URL: {e}")))?;
+            .map_err(|e| fail(OriginUrlProblem::NotAUrl(e)))?;
         if uri.scheme_str() != Some("http") {
-            return Err(fail(
-                "must start with http:// (origins are reached over plain HTTP)",
-            ));
+            return Err(fail(OriginUrlProblem::NotHttp));
         }
         if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-            return Err(fail(
-                "must not have a path or query: requests keep their own path",
-            ));
+            return Err(fail(OriginUrlProblem::Path));
         }
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| fail("has no host"))?;
+            .ok_or_else(|| fail(OriginUrlProblem::NoHost))?;
         if authority.as_str().contains('@') {
-            return Err(fail("must not carry credentials"));
+            return Err(fail(OriginUrlProblem::Credentials));
         }
         if authority.host().is_empty() {
-            return Err(fail("has no host"));
+            return Err(fail(OriginUrlProblem::NoHost));
         }
         // `http` drops a port it cannot read as u16 (`:99999`), so look at the text.
         let text = authority.as_str();
@@ -924,27 +925,67 @@ impl OriginUrl {
             .then(|| text.rsplit_once(':').map(|(_, port)| port))
             .flatten();
         if port.is_some_and(|p| !p.parse::<u16>().is_ok_and(|p| p > 0)) {
-            return Err(fail("has a port outside 1-65535"));
+            return Err(fail(OriginUrlProblem::Port));
         }
         Ok(Self { authority })
     }
 }
 
+/// Why a text is not an origin URL: the text, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("`{raw}` {why}")]
+pub struct OriginUrlError {
+    pub raw: String,
+    pub why: OriginUrlProblem,
+}
+
+/// What is wrong with an origin URL.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginUrlProblem {
+    #[error("must not have a fragment")]
+    Fragment,
+    #[error("is not a URL: {0}")]
+    NotAUrl(http::uri::InvalidUri),
+    #[error("must start with http:// (origins are reached over plain HTTP)")]
+    NotHttp,
+    #[error("must not have a path or query: requests keep their own path")]
+    Path,
+    #[error("has no host")]
+    NoHost,
+    #[error("must not carry credentials")]
+    Credentials,
+    #[error("has a port outside 1-65535")]
+    Port,
+}
+
+/// Why a webhook URL is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookUrlError {
+    #[error("`{0}` is not an http:// URL")]
+    NotHttp(String),
+    #[error("webhook {0}")]
+    Origin(OriginUrlError),
+    #[error("`{0}` must not have a fragment")]
+    Fragment(String),
+    #[error("`{raw}` is {why}: set onboarding.allow_private_origins = true to send events there")]
+    NotPublic { raw: String, why: &'static str },
+}
+
 /// The webhook: an `http://host:port/path` URL (no fragment, no credentials, a valid port);
 /// a private, loopback or link-local IP only with `onboarding.allow_private_origins`.
-fn webhook_url(raw: &str, onboarding: &OnboardingSettings) -> Result<http::Uri, String> {
+fn webhook_url(raw: &str, onboarding: &OnboardingSettings) -> Result<http::Uri, WebhookUrlError> {
     let uri: http::Uri = raw
         .parse()
         .ok()
         .filter(|u: &http::Uri| u.scheme_str() == Some("http"))
-        .ok_or_else(|| format!("`{raw}` is not an http:// URL"))?;
+        .ok_or_else(|| WebhookUrlError::NotHttp(raw.to_owned()))?;
     let origin = OriginUrl::parse(&format!(
         "http://{}",
         uri.authority().map_or("", http::uri::Authority::as_str)
     ))
-    .map_err(|why| format!("webhook {why}"))?;
+    .map_err(WebhookUrlError::Origin)?;
     if raw.contains('#') {
-        return Err(format!("`{raw}` must not have a fragment"));
+        return Err(WebhookUrlError::Fragment(raw.to_owned()));
     }
     if !onboarding.allow_private_origins
         && let Some(why) = origin
@@ -953,9 +994,10 @@ fn webhook_url(raw: &str, onboarding: &OnboardingSettings) -> Result<http::Uri, 
             .ok()
             .and_then(crate::net::non_public_reason)
     {
-        return Err(format!(
-            "`{raw}` is {why}: set onboarding.allow_private_origins = true to send events there"
-        ));
+        return Err(WebhookUrlError::NotPublic {
+            raw: raw.to_owned(),
+            why,
+        });
     }
     Ok(uri)
 }

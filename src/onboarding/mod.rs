@@ -38,7 +38,7 @@ pub enum AddError {
     #[error("`{host}` is inside the edge's own zone `{zone}`")]
     OwnZone { host: String, zone: String },
     #[error("cannot make the site's id: {0}")]
-    Id(String),
+    Id(crate::seal::SealError),
     #[error("cannot store the site")]
     Store(#[source] crate::store::StoreError),
 }

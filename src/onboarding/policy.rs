@@ -7,6 +7,25 @@ use std::net::{IpAddr, SocketAddr};
 use crate::certs::HostName;
 use crate::config::OriginUrl;
 
+/// Why an origin given through the API is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginRefused {
+    #[error(transparent)]
+    Malformed(#[from] crate::config::OriginUrlError),
+    #[error("`{0}` is one of the edge's own listeners")]
+    OwnListener(OriginUrl),
+    #[error("`{0}` is this machine (a loopback name)")]
+    Loopback(OriginUrl),
+    #[error(
+        "`{origin}` is {why}; origins must be public addresses (the operator can allow \
+         private ones with onboarding.allow_private_origins)"
+    )]
+    NotPublic {
+        origin: OriginUrl,
+        why: &'static str,
+    },
+}
+
 /// Why an origin given through the API is refused; `Ok` when it may be used.
 /// `own` are the edge's listener addresses: never an origin, even where private addresses
 /// are allowed (a site proxied to the admin API or to the edge itself).
@@ -14,7 +33,7 @@ pub fn check_origin(
     origin: &OriginUrl,
     allow_private: bool,
     own: &[SocketAddr],
-) -> Result<(), String> {
+) -> Result<(), OriginRefused> {
     let host = origin.host().to_ascii_lowercase();
     let ip = host.parse::<IpAddr>().ok();
     let local_name = host == "localhost" || host.ends_with(".localhost");
@@ -24,19 +43,19 @@ pub fn check_origin(
                 || ip.is_some_and(|ip| ip == addr.ip() || ip.is_loopback() || ip.is_unspecified()))
     });
     if points_at_self {
-        return Err(format!("`{origin}` is one of the edge's own listeners"));
+        return Err(OriginRefused::OwnListener(origin.clone()));
     }
     if allow_private {
         return Ok(());
     }
     if local_name {
-        return Err(format!("`{origin}` is this machine (a loopback name)"));
+        return Err(OriginRefused::Loopback(origin.clone()));
     }
     match ip.and_then(crate::net::non_public_reason) {
-        Some(why) => Err(format!(
-            "`{origin}` is {why}; origins must be public addresses (the operator can allow \
-             private ones with onboarding.allow_private_origins)"
-        )),
+        Some(why) => Err(OriginRefused::NotPublic {
+            origin: origin.clone(),
+            why,
+        }),
         None => Ok(()),
     }
 }

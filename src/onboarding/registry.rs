@@ -67,7 +67,11 @@ pub struct SiteRecord {
 }
 
 impl SiteRecord {
-    pub fn new(hosts: Vec<String>, origins: Vec<String>, zone: &str) -> Result<Self, String> {
+    pub fn new(
+        hosts: Vec<String>,
+        origins: Vec<String>,
+        zone: &str,
+    ) -> Result<Self, crate::seal::SealError> {
         let id = random_id(16)?;
         Ok(Self {
             cname_target: format!("{id}.{zone}"),
@@ -93,10 +97,10 @@ impl SiteRecord {
 }
 
 /// `bytes` random bytes as lowercase base32 (a DNS label: letters and digits only).
-fn random_id(bytes: usize) -> Result<String, String> {
+fn random_id(bytes: usize) -> Result<String, crate::seal::SealError> {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut raw = vec![0u8; bytes];
-    aws_lc_rs::rand::fill(&mut raw).map_err(|_| "the system random generator failed".to_owned())?;
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| crate::seal::SealError::Random)?;
     let mut out = String::new();
     let (mut acc, mut bits) = (0u32, 0u32);
     for byte in raw {

@@ -68,23 +68,33 @@ impl Members {
 
     /// Runs `op` on the member in use, then on each other one while they fail; each try
     /// waits at most `timeout`.
-    async fn run<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, String>
+    async fn run<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, NoAnswer>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let mut last = String::new();
+        let mut last = NoAnswer::Within(timeout);
         for _ in 0..self.clients.len() {
             let (i, client) = self.pick();
             match tokio::time::timeout(timeout, op(client)).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) => last = describe(&e),
-                Err(_) => last = format!("no answer within {timeout:?}"),
+                Ok(Err(e)) => last = NoAnswer::Failed(describe(&e)),
+                Err(_) => last = NoAnswer::Within(timeout),
             }
             self.failed(i);
         }
         Err(last)
     }
+}
+
+/// Why no member of the cluster answered an operation.
+#[derive(Debug, thiserror::Error)]
+enum NoAnswer {
+    /// The last member tried failed: what it said, in words (`etcd_tls::describe`).
+    #[error("{0}")]
+    Failed(String),
+    #[error("no answer within {0:?}")]
+    Within(Duration),
 }
 
 /// The etcd backend.
@@ -145,7 +155,7 @@ impl EtcdBackend {
             let client = wait(&runtime, settings.timeout, async move {
                 Client::connect([endpoint], Some(options)).await
             })
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(e.to_string()))?;
             clients.push(client);
         }
         let backend = Self {
@@ -205,9 +215,9 @@ impl EtcdBackend {
             members
                 .run(timeout, op)
                 .await
-                .map_err(|reason| StoreError::Unavailable {
+                .map_err(|e| StoreError::Unavailable {
                     what: format!("etcd ({doing})"),
-                    reason,
+                    reason: e.to_string(),
                 })
         }
     }
@@ -764,7 +774,7 @@ fn wait<T: Send + 'static>(
     runtime: &tokio::runtime::Handle,
     timeout: Duration,
     op: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, NoAnswer> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime.spawn(async move {
         let result = tokio::time::timeout(timeout, op).await;
@@ -772,8 +782,8 @@ fn wait<T: Send + 'static>(
     });
     match rx.recv_timeout(timeout + Duration::from_millis(500)) {
         Ok(Ok(Ok(value))) => Ok(value),
-        Ok(Ok(Err(e))) => Err(describe(&e)),
-        Ok(Err(_)) | Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Ok(Err(e))) => Err(NoAnswer::Failed(describe(&e))),
+        Ok(Err(_)) | Err(_) => Err(NoAnswer::Within(timeout)),
     }
 }
 

@@ -32,4 +32,6 @@ pub mod served_leaf;
 pub mod sites;
 pub mod stats;
 pub mod store;
+pub mod tasks;
 pub mod tls;
+pub mod worker;

@@ -29,10 +29,10 @@ pub(crate) fn validity(info: &crate::certs::CertInfo, now: SystemTime) -> serde_
 /// One inventory entry.
 pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
     let names: Vec<&str> = site.hosts().iter().map(|h| h.as_str()).collect();
-    let record = api.edge.certificates.status(site.hosts());
+    let record = api.certificates.status(site.hosts());
     let served = site.served_cert();
     let now = SystemTime::now();
-    let (state, source) = api.edge.certificates.state(site, record.as_deref(), now);
+    let (state, source) = api.certificates.state(site, record.as_deref(), now);
     let origins: Vec<String> = site
         .config()
         .origins
@@ -122,13 +122,13 @@ pub(crate) async fn upload(
         .info
         .names
         .iter()
-        .find_map(|n| api.edge.table.lookup(Some(n)))
+        .find_map(|n| api.table.lookup(Some(n)))
         .ok_or_else(|| {
             let pending = bundle
                 .info
                 .names
                 .iter()
-                .find_map(|n| api.edge.onboarding.find(n));
+                .find_map(|n| api.onboarding.find(n));
             match pending {
                 Some(site) => ApiError::new(
                     StatusCode::CONFLICT,
@@ -149,7 +149,6 @@ pub(crate) async fn upload(
         .check_serves(site.hosts(), SystemTime::now())
         .map_err(|e| invalid(&e))?;
     let installed = api
-        .edge
         .certificates
         .install_upload(&site, upload.cert.clone(), &key, bundle)
         .map_err(|e| ApiError::store(&e))?;
@@ -159,7 +158,7 @@ pub(crate) async fn upload(
             site.name()
         )));
     }
-    api.edge.events.record(
+    api.events.record(
         "certificate.uploaded",
         site.name(),
         "uploaded certificate in service",
@@ -176,10 +175,9 @@ pub(crate) async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = super::page::Page::of(query)?;
     let now = SystemTime::now();
-    let certificates = &api.edge.certificates;
+    let certificates = &api.certificates;
     let (sites, matching) =
-        api.edge
-            .table
+        api.table
             .first_after_matching(page.after.as_deref(), page.ask(), |site| {
                 page.configured
                     .is_none_or(|configured| configured != site.config().registered)
@@ -199,7 +197,7 @@ pub(crate) async fn list(
     let mut body = json!({
         "certificates": certs,
         "next": next,
-        "total": api.edge.table.len(),
+        "total": api.table.len(),
     });
     if page.filtered() {
         body["matching"] = json!(matching);
@@ -209,8 +207,7 @@ pub(crate) async fn list(
 
 fn site_for(api: &Api, host: &str) -> Result<std::sync::Arc<Site>, ApiError> {
     let host = api_host(host)?;
-    api.edge
-        .table
+    api.table
         .lookup(Some(host.as_str()))
         .ok_or_else(|| ApiError::not_found(format!("no site serves `{host}`")))
 }
@@ -228,7 +225,7 @@ pub(crate) async fn renew(
     Path(host): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let site = site_for(&api, &host)?;
-    api.edge.certificates.force_renewal(&site);
+    api.certificates.force_renewal(&site);
     Ok((
         StatusCode::ACCEPTED,
         Json(

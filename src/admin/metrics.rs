@@ -61,7 +61,7 @@ pub(crate) async fn render(State(api): State<Api>) -> impl IntoResponse {
     for (class, n) in summary::requests_by_class() {
         let _ = writeln!(out, "onehttps_requests_total{{code=\"{class}\"}} {n}");
     }
-    if let Some(acme) = api.edge.certificates.acme() {
+    if let Some(acme) = api.certificates.acme() {
         let (uses, renewals_waiting, _) = acme.ledger().usage().await;
         type Read = fn(&crate::issue::ledger::LimitUse) -> u32;
         let gauges: [(&str, &str, Read); 2] = [

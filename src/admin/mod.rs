@@ -29,7 +29,12 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::edge::Edge;
+use crate::config::ServerSettings;
+use crate::events::Events;
+use crate::fleet::nodes::ThisNode;
+use crate::managed::CertManager;
+use crate::onboarding::Onboarding;
+use crate::tls::SiteTable;
 pub use errors::ApiError;
 pub use listener::{ADMIN_HEADER_TIMEOUT, ADMIN_MAX_CONNECTIONS};
 
@@ -38,25 +43,53 @@ const MAX_BODY: usize = 64 * 1024;
 /// Where the generated token lives under `data_dir`.
 pub const TOKEN_FILE: &str = "admin.token";
 
+/// What the API asks of the edge when a registration changes (the edge implements it).
+pub trait Publish: Send + Sync {
+    /// Builds the registered site `id` (named `hosts`) from the registry and swaps it into
+    /// the table now, or takes it out when it is gone.
+    fn publish_registered(&self, id: &str, hosts: &[String]);
+}
+
+/// What the API reads and changes, handed in by the edge.
+pub struct Handles {
+    pub table: Arc<SiteTable>,
+    pub certificates: Arc<CertManager>,
+    pub onboarding: Arc<Onboarding>,
+    pub events: Arc<Events>,
+    pub node: ThisNode,
+    /// The `[server]` settings: the edge's own listeners are never an origin.
+    pub server: ServerSettings,
+    /// Whether tenants' origins may be private addresses (read at start).
+    pub allow_private_origins: bool,
+    pub publisher: Arc<dyn Publish>,
+}
+
 /// What handlers share.
 #[derive(Clone)]
 pub(crate) struct Api {
-    pub(crate) edge: Arc<Edge>,
+    pub(crate) table: Arc<SiteTable>,
+    pub(crate) certificates: Arc<CertManager>,
+    pub(crate) onboarding: Arc<Onboarding>,
+    pub(crate) events: Arc<Events>,
+    pub(crate) node: ThisNode,
+    pub(crate) server: Arc<ServerSettings>,
+    pub(crate) allow_private_origins: bool,
+    pub(crate) publisher: Arc<dyn Publish>,
     token: Arc<str>,
     /// The overview's last reading of the inventory (`overview.rs`).
     overview: Arc<overview::Cache>,
 }
 
 /// The admin token: from the config, else read from (or created in) `data_dir/admin.token`.
-pub fn token(edge: &Edge) -> Result<String, std::io::Error> {
-    if let Some(token) = &edge.server_settings().admin_token {
+pub fn token(server: &ServerSettings) -> Result<String, std::io::Error> {
+    if let Some(token) = &server.admin_token {
         return Ok(token.clone());
     }
-    let path = edge.server_settings().data_dir.join(TOKEN_FILE);
+    let path = server.data_dir.join(TOKEN_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
         Ok(_) | Err(_) => {
-            let _lock = crate::store::atomic::lock_dir(&edge.server_settings().data_dir)?;
+            let _lock = crate::store::atomic::lock_dir(&server.data_dir)?;
             if let Ok(text) = std::fs::read_to_string(&path)
                 && !text.trim().is_empty()
             {
@@ -111,13 +144,20 @@ fn router(api: Api) -> Router {
 
 /// Serves the admin API on `listener` until `cancel`.
 pub async fn serve(
-    edge: Arc<Edge>,
+    handles: Handles,
     listener: TcpListener,
     token: String,
     cancel: CancellationToken,
 ) {
     let api = Api {
-        edge,
+        table: handles.table,
+        certificates: handles.certificates,
+        onboarding: handles.onboarding,
+        events: handles.events,
+        node: handles.node,
+        server: Arc::new(handles.server),
+        allow_private_origins: handles.allow_private_origins,
+        publisher: handles.publisher,
         token: token.into(),
         overview: Arc::default(),
     };
@@ -145,7 +185,7 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
 
 /// The ACME CA's limits and their use (counted from the store's ledger of orders).
 async fn ca(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let Some(acme) = api.edge.certificates.acme() else {
+    let Some(acme) = api.certificates.acme() else {
         return Ok(axum::Json(
             serde_json::json!({ "directory": null, "limits": [] }),
         ));
@@ -163,8 +203,8 @@ async fn ca(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, Api
 
 /// The fleet's nodes (this one alone on the fs store).
 async fn nodes(State(api): State<Api>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let edge = api.edge.clone();
-    let nodes = tokio::task::spawn_blocking(move || crate::fleet::nodes::list(&edge))
+    let node = api.node.clone();
+    let nodes = tokio::task::spawn_blocking(move || crate::fleet::nodes::list(&node))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::store(&e))?;

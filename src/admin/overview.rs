@@ -79,6 +79,6 @@ pub(crate) async fn show(State(api): State<Api>) -> Result<Json<serde_json::Valu
         "events": summary.events,
         "counters": counters,
         "requests": requests,
-        "webhook": api.edge.events.webhook_state(),
+        "webhook": api.events.webhook_state(),
     })))
 }

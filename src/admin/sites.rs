@@ -61,7 +61,7 @@ pub(crate) fn api_host(raw: &str) -> Result<HostName, ApiError> {
 
 fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
     let mut value = serde_json::to_value(record).unwrap_or_default();
-    let acme_record = api.edge.onboarding.dns01_record(record);
+    let acme_record = api.onboarding.dns01_record(record);
     if let Some(object) = value.as_object_mut() {
         object.remove("next_check");
         if let Some(certificate) = served_certificate(api, record) {
@@ -87,7 +87,7 @@ fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
                         record.cname_target,
                         record.hosts[0],
                         record.txt_token,
-                        api.edge
+                        api
                             .onboarding
                             .delegation_target(record)
                             .map(|target| format!(
@@ -108,7 +108,7 @@ fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
 
 /// The certificate a registered site is served with: serial, validity, days left.
 fn served_certificate(api: &Api, record: &SiteRecord) -> Option<serde_json::Value> {
-    let site = api.edge.table.lookup(Some(record.hosts.first()?))?;
+    let site = api.table.lookup(Some(record.hosts.first()?))?;
     if site.hosts().first().map(|h| h.as_str()) != record.hosts.first().map(String::as_str) {
         return None;
     }
@@ -139,7 +139,7 @@ pub(crate) async fn create(
     let mut hosts: Vec<HostName> = Vec::new();
     for raw in &new.hosts {
         let host = api_host(raw)?;
-        if host.is_wildcard() && !api.edge.onboarding.answers_dns01() {
+        if host.is_wildcard() && !api.onboarding.answers_dns01() {
             return Err(ApiError::bad_request(
                 "bad_host",
                 format!(
@@ -155,9 +155,9 @@ pub(crate) async fn create(
         }
         hosts.push(host);
     }
-    let server = api.edge.server_settings();
+    let server = &api.server;
     let own = [server.https, server.http, server.admin];
-    let allow_private = api.edge.allow_private_origins();
+    let allow_private = api.allow_private_origins;
     let origins = new
         .origins
         .iter()
@@ -168,9 +168,8 @@ pub(crate) async fn create(
         })
         .collect::<Result<Vec<_>, crate::onboarding::policy::OriginRefused>>()
         .map_err(|e| ApiError::bad_request("bad_origin", e.to_string()))?;
-    let table = api.edge.table.clone();
+    let table = api.table.clone();
     let record = api
-        .edge
         .onboarding
         .add(&hosts, &origins, |h| {
             table
@@ -189,9 +188,9 @@ pub(crate) async fn create(
             AddError::Id(_) => ApiError::internal(e),
         })?;
     // Not served until its DNS is verified: only its DNS checks start.
-    let edge = api.edge.clone();
+    let publisher = api.publisher.clone();
     let (id, names) = (record.id.clone(), record.hosts.clone());
-    tokio::task::spawn_blocking(move || edge.publish_registered(&id, &names))
+    tokio::task::spawn_blocking(move || publisher.publish_registered(&id, &names))
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(site = %record.hosts[0], target = %record.cname_target, "site added");
@@ -210,7 +209,7 @@ pub(crate) async fn list(
             "kind applies to /api/v1/certificates; /api/v1/sites lists the registered sites only",
         ));
     }
-    let onboarding = &api.edge.onboarding;
+    let onboarding = &api.onboarding;
     let (records, total, matching) = if page.filtered() {
         let (records, matching) =
             onboarding.page_matching(page.after.as_deref(), page.ask(), |record| {
@@ -246,7 +245,7 @@ pub(crate) async fn list(
 /// The newest event of each subject in the log (a page of sites shows each one's).
 fn latest_events(api: &Api) -> std::collections::HashMap<String, crate::events::Event> {
     let mut latest = std::collections::HashMap::new();
-    for event in api.edge.events.since(0) {
+    for event in api.events.since(0) {
         latest.insert(event.subject.clone(), event);
     }
     latest
@@ -254,8 +253,7 @@ fn latest_events(api: &Api) -> std::collections::HashMap<String, crate::events::
 
 fn find(api: &Api, host: &str) -> Result<SiteRecord, ApiError> {
     let host = api_host(host)?;
-    api.edge
-        .onboarding
+    api.onboarding
         .find(host.as_str())
         .ok_or_else(|| ApiError::not_found(format!("no registered site has the name `{host}`")))
 }
@@ -272,11 +270,10 @@ pub(crate) async fn remove(
     Path(host): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let record = find(&api, &host)?;
-    api.edge
-        .onboarding
+    api.onboarding
         .remove(&record.id)
         .map_err(|e| ApiError::store(&e))?;
-    let edge = api.edge.clone();
+    let (publisher, certificates) = (api.publisher.clone(), api.certificates.clone());
     let hosts: Vec<HostName> = record
         .hosts
         .iter()
@@ -286,8 +283,8 @@ pub(crate) async fn remove(
     tokio::task::spawn_blocking(move || {
         // Publishing without it forgets a served site (record and key deleted); one never
         // verified was not served, but may have a record from an earlier life.
-        edge.publish_registered(&id, &names);
-        if let Err(e) = edge.certificates.records().remove(&hosts) {
+        publisher.publish_registered(&id, &names);
+        if let Err(e) = certificates.records().remove(&hosts) {
             tracing::error!(error = %e, "cannot delete the removed site's certificate");
         }
     })
@@ -327,13 +324,13 @@ pub(crate) async fn events(
         ));
     }
     let events = if since.wait == 0 {
-        api.edge.events.since(since.since)
+        api.events.since(since.since)
     } else {
         let wait = std::time::Duration::from_secs(since.wait);
-        api.edge.events.wait_since(since.since, wait).await
+        api.events.wait_since(since.since, wait).await
     };
     Ok(Json(json!({
         "events": events,
-        "webhook": api.edge.events.webhook_state(),
+        "webhook": api.events.webhook_state(),
     })))
 }

@@ -29,7 +29,7 @@ pub(crate) struct Summary {
 /// Walks the sites in service once (a `/metrics` scrape at a million sites is one pass).
 pub(crate) fn read(api: &Api) -> Summary {
     let mut summary = Summary {
-        sites: api.edge.onboarding.count_by_status(),
+        sites: api.onboarding.count_by_status(),
         certificates: BTreeMap::new(),
         earliest_expiry: None,
         expiring_per_day: [0; EXPIRY_DAYS],
@@ -38,8 +38,8 @@ pub(crate) fn read(api: &Api) -> Summary {
     };
     let now = SystemTime::now();
     let now_s = unix(now);
-    let certificates = &api.edge.certificates;
-    for site in api.edge.table.sites() {
+    let certificates = &api.certificates;
+    for site in api.table.sites() {
         let record = certificates.status(site.hosts());
         let (state, source) = certificates.state(&site, record.as_deref(), now);
         let source = source.map_or_else(|| "none".to_owned(), |s| s.to_string());
@@ -57,7 +57,7 @@ pub(crate) fn read(api: &Api) -> Summary {
             }
         }
     }
-    for event in api.edge.events.since(0) {
+    for event in api.events.since(0) {
         *summary.events.entry(event.kind).or_default() += 1;
     }
     summary

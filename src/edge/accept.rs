@@ -93,7 +93,7 @@ pub(super) fn start(edge: &Arc<Edge>, listener: TcpListener, kind: Kind) -> std:
         let listener = listener.try_clone()?;
         let accepting = accept_loop(edge.clone(), listener, shared.clone());
         edge.workers
-            .spawn_on(worker, edge.tracker.track_future(accepting));
+            .spawn_on(worker, edge.tasks.tracker().track_future(accepting));
     }
     Ok(())
 }
@@ -117,14 +117,14 @@ async fn accept_loop(edge: Arc<Edge>, listener: std::net::TcpListener, shared: A
     let mut backoff = ACCEPT_BACKOFF_START;
     loop {
         let waiting_permit = tokio::select! {
-            () = edge.cancel.cancelled() => return,
+            () = edge.tasks.token().cancelled() => return,
             permit = shared.waiting.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
         };
         let (tcp, client) = tokio::select! {
-            () = edge.cancel.cancelled() => return,
+            () = edge.tasks.token().cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -162,7 +162,7 @@ async fn accept_loop(edge: Arc<Edge>, listener: std::net::TcpListener, shared: A
         let _ = tcp.set_nodelay(true);
         let edge2 = edge.clone();
         let shared = shared.clone();
-        tokio::spawn(edge.tracker.track_future(async move {
+        tokio::spawn(edge.tasks.tracker().track_future(async move {
             // Stage one: no slot until the client sends something.
             let timeout = edge2.server.handshake_timeout;
             let first_bytes = async {
@@ -171,7 +171,7 @@ async fn accept_loop(edge: Arc<Edge>, listener: std::net::TcpListener, shared: A
                     .is_some_and(|ready| ready.is_ok())
             };
             let sent = tokio::select! {
-                () = edge2.cancel.cancelled() => false,
+                () = edge2.tasks.token().cancelled() => false,
                 sent = first_bytes => sent,
             };
             if !sent {

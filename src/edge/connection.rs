@@ -88,7 +88,7 @@ where
         if stream.get_ref().1.wants_read() {
             let first_bytes = stream.get_ref().0.readable();
             let sent = tokio::select! {
-                () = edge.cancel.cancelled() => None,
+                () = edge.tasks.token().cancelled() => None,
                 sent = in_time_unless_pressed(first_bytes, edge.server.header_timeout, || {
                     edge.https_pressed()
                 }) => sent,
@@ -109,7 +109,7 @@ where
                 .serve_connection_with_upgrades(TokioIo::new(stream), service),
         );
         let timers = Timers::of(&edge.server, &edge);
-        drive(http, Some((&conn, timers)), &edge.cancel).await;
+        drive(http, Some((&conn, timers)), edge.tasks.token()).await;
     }
     .instrument(span)
     .await;

@@ -20,8 +20,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServerSettings};
 use crate::events::Events;
@@ -31,7 +29,6 @@ use crate::onboarding::Onboarding;
 use crate::proxy::Proxy;
 use crate::tls::{self, KeyCache, SiteTable, TableResolver};
 pub use reload::ReloadSummary;
-pub(crate) use workers::current as current_worker;
 
 /// Largest number of concurrent HTTP/2 streams per client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -121,8 +118,7 @@ pub struct Edge {
     server: ServerSettings,
     /// The config in force, for the next reload's diff.
     config: Mutex<Config>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
+    tasks: crate::tasks::Tasks,
     /// The threads client connections are served on.
     workers: workers::Workers,
     /// How full the HTTPS listener is; set when its accept loop starts.
@@ -229,13 +225,13 @@ impl Edge {
         let resolver = TableResolver::new(table.clone(), keys);
         let tls = tls::server_config::build(&config.tls, Arc::new(resolver), tickets.clone())
             .map_err(EdgeError::Tls)?;
-        let tracker = TaskTracker::new();
+        let tasks = crate::tasks::Tasks::default();
         let workers = workers::Workers::start(config.server.workers).map_err(EdgeError::Workers)?;
         let proxy = Arc::new(Proxy::new(
             &config.proxy,
             config.onboarding.allow_private_origins,
             config.log.access,
-            tracker.clone(),
+            tasks.tracker().clone(),
             workers.len(),
             memory_origin,
         ));
@@ -252,8 +248,7 @@ impl Edge {
             http: http_builder(&server),
             server,
             config: Mutex::new(config.clone()),
-            cancel: CancellationToken::new(),
-            tracker,
+            tasks,
             workers,
             https_gauge: std::sync::OnceLock::new(),
             started: std::time::SystemTime::now(),
@@ -292,19 +287,19 @@ impl Edge {
         let interval = self.lock_config().tls.watch_interval;
         let table = self.table.clone();
         let certificates = self.certificates.clone();
-        self.tracker.spawn(crate::sites::watch::run(
+        self.tasks.tracker().spawn(crate::sites::watch::run(
             move || table.sites_with_files(),
             move |site| certificates.announce_swap(site),
             interval,
-            self.cancel.clone(),
+            self.tasks.token().clone(),
         ));
         self.start_acme_dns();
-        self.tracker.spawn(crate::managed::self_check::run(
+        self.tasks.tracker().spawn(crate::managed::self_check::run(
             self.table.clone(),
             self.server.self_check,
             self.certificates.installs(),
             self.events.clone(),
-            self.cancel.clone(),
+            self.tasks.token().clone(),
         ));
         for (listener, kind) in [
             (listeners.https, accept::Kind::Https),
@@ -315,10 +310,10 @@ impl Edge {
             }
         }
         let edge = self.clone();
-        self.tracker.spawn(async move {
+        self.tasks.tracker().spawn(async move {
             loop {
                 let changes = tokio::select! {
-                    () = edge.cancel.cancelled() => return,
+                    () = edge.tasks.token().cancelled() => return,
                     changes = edge.onboarding.served_changed() => changes,
                 };
                 let publishing = edge.clone();
@@ -340,36 +335,78 @@ impl Edge {
         if let Some(url) = webhook.webhook {
             let events = self.events.clone();
             let timeout = webhook.webhook_timeout;
-            let cancel = self.cancel.clone();
+            let cancel = self.tasks.token().clone();
             let allow_private = self.allow_private_origins();
-            self.tracker.spawn(async move {
+            self.tasks.tracker().spawn(async move {
                 events.deliver(url, timeout, allow_private, cancel).await;
             });
         }
-        match crate::admin::token(self) {
+        match crate::admin::token(&self.server) {
             Ok(token) => {
                 self.announce_console(&token);
-                self.tracker.spawn(crate::admin::serve(
-                    self.clone(),
+                self.tasks.tracker().spawn(crate::admin::serve(
+                    self.admin_handles(),
                     listeners.admin,
                     token,
-                    self.cancel.clone(),
+                    self.tasks.token().clone(),
                 ));
             }
             Err(e) => tracing::error!(error = %e, "admin API off: cannot read or create its token"),
         }
         if let Some(listener) = listeners.welcome {
-            self.tracker
-                .spawn(welcome::serve(listener, self.cancel.clone()));
+            self.tasks
+                .tracker()
+                .spawn(welcome::serve(listener, self.tasks.token().clone()));
         }
-        self.tracker
-            .spawn(self.certificates.clone().run_scheduler(self.cancel.clone()));
-        self.tracker.spawn(
+        self.tasks.tracker().spawn(
+            self.certificates
+                .clone()
+                .run_scheduler(self.tasks.token().clone()),
+        );
+        self.tasks.tracker().spawn(
             self.onboarding
                 .clone()
-                .run_scheduler(self.certificates.installs(), self.cancel.clone()),
+                .run_scheduler(self.certificates.installs(), self.tasks.token().clone()),
         );
-        crate::fleet::start(self);
+        crate::fleet::start(Arc::new(self.fleet_handles()));
+    }
+
+    /// What this node says of itself (heartbeat, `GET /api/v1/nodes`).
+    fn this_node(&self) -> crate::fleet::nodes::ThisNode {
+        crate::fleet::nodes::ThisNode {
+            store: self.certificates.store().clone(),
+            https: self.server.https,
+            started: self.started,
+            table: self.table.clone(),
+        }
+    }
+
+    /// The handles the admin API works with.
+    fn admin_handles(self: &Arc<Self>) -> crate::admin::Handles {
+        crate::admin::Handles {
+            table: self.table.clone(),
+            certificates: self.certificates.clone(),
+            onboarding: self.onboarding.clone(),
+            events: self.events.clone(),
+            node: self.this_node(),
+            server: self.server.clone(),
+            allow_private_origins: self.allow_private_origins(),
+            publisher: self.clone(),
+        }
+    }
+
+    /// The handles the fleet's watches and heartbeat work with.
+    fn fleet_handles(&self) -> crate::fleet::Fleet {
+        crate::fleet::Fleet {
+            certificates: self.certificates.clone(),
+            challenges: self.challenges.clone(),
+            table: self.table.clone(),
+            onboarding: self.onboarding.clone(),
+            events: self.events.clone(),
+            tickets: self.shared_tickets.clone(),
+            node: self.this_node(),
+            tasks: self.tasks.clone(),
+        }
     }
 
     /// Says where the console is. The built-in demo (no config file, a loopback admin
@@ -426,28 +463,24 @@ impl Edge {
             values: move |id: &str| onboarding.dns01_values(id, &challenges),
         });
         tracing::info!(%address, zone = %zone.name, "serving the ACME zone's DNS (DNS-01 answers)");
-        self.tracker.spawn(crate::onboarding::acme_dns::serve(
-            zone,
-            udp,
-            tcp,
-            self.cancel.clone(),
-        ));
+        self.tasks
+            .tracker()
+            .spawn(crate::onboarding::acme_dns::serve(
+                zone,
+                udp,
+                tcp,
+                self.tasks.token().clone(),
+            ));
     }
 
     /// Runs `task` among the edge's background tasks (waited for at shutdown).
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let cancel = self.cancel.clone();
-        self.tracker.spawn(async move {
-            tokio::select! {
-                () = cancel.cancelled() => {}
-                () = task => {}
-            }
-        });
+        self.tasks.spawn(task);
     }
 
     /// Resolves when the edge shuts down.
     pub async fn cancelled(&self) {
-        self.cancel.cancelled().await;
+        self.tasks.cancelled().await;
     }
 
     /// When this process started serving.
@@ -476,10 +509,10 @@ impl Edge {
 
     /// Stops accepting, lets in-flight requests finish for up to the grace period.
     pub async fn shutdown(&self) {
-        self.cancel.cancel();
-        self.tracker.close();
+        self.tasks.token().cancel();
+        self.tasks.tracker().close();
         let grace = self.server.shutdown_grace;
-        if tokio::time::timeout(grace, self.tracker.wait())
+        if tokio::time::timeout(grace, self.tasks.tracker().wait())
             .await
             .is_err()
         {

@@ -34,7 +34,7 @@ pub(super) async fn serve(edge: Arc<Edge>, tcp: TcpStream, client: SocketAddr, s
         .max_buf_size(edge.server.max_header_bytes)
         .serve_connection(TokioIo::new(tcp), service);
     tracing::trace!(client.addr = %client, "plain http connection");
-    drive(http, None, &edge.cancel).await;
+    drive(http, None, edge.tasks.token()).await;
 }
 
 async fn respond(

@@ -257,6 +257,12 @@ pub(super) fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static s
     .collect()
 }
 
+impl crate::admin::Publish for Edge {
+    fn publish_registered(&self, id: &str, hosts: &[String]) {
+        Self::publish_registered(self, id, hosts);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

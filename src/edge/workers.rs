@@ -18,16 +18,6 @@ pub(crate) struct Workers {
     stop: CancellationToken,
 }
 
-thread_local! {
-    /// Which worker this thread is (`None` off the workers).
-    static WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-/// The index of the connection worker running this code, if any.
-pub(crate) fn current() -> Option<usize> {
-    WORKER.with(std::cell::Cell::get)
-}
-
 impl Workers {
     /// Starts `n` worker threads (at least one).
     pub(crate) fn start(n: usize) -> std::io::Result<Self> {
@@ -42,7 +32,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("onehttps-worker-{index}"))
                 .spawn(move || {
-                    WORKER.with(|w| w.set(Some(index)));
+                    crate::worker::enter(index);
                     runtime.block_on(stop.cancelled());
                 })?;
         }
@@ -72,6 +62,7 @@ impl Drop for Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::current;
 
     #[test]
     fn tasks_run_on_the_worker_asked_for() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::edge::Edge;
+use super::Fleet;
 use crate::events::{CAPACITY, Event};
 use crate::store::etcd::Change;
 
@@ -16,8 +16,8 @@ use crate::store::etcd::Change;
 const QUEUE: usize = 1024;
 
 /// Shares this node's events with the fleet and follows the others' until the edge stops.
-pub async fn share(edge: Arc<Edge>) {
-    let Some(node) = edge
+pub async fn share(fleet: Arc<Fleet>) {
+    let Some(node) = fleet
         .certificates
         .store()
         .fleet()
@@ -26,7 +26,7 @@ pub async fn share(edge: Arc<Edge>) {
         return;
     };
     // What the fleet recorded before this node started: the newest events, oldest first.
-    let reader = edge.clone();
+    let reader = fleet.clone();
     let stored = tokio::task::spawn_blocking(move || {
         reader
             .certificates
@@ -55,9 +55,9 @@ pub async fn share(edge: Arc<Edge>) {
         }
     }
     for (_, event) in earlier.into_iter().rev().take(CAPACITY).rev() {
-        edge.events.record_from_fleet(event);
+        fleet.events.record_from_fleet(event);
     }
-    let Some(changes) = edge
+    let Some(changes) = fleet
         .certificates
         .store()
         .fleet()
@@ -66,24 +66,24 @@ pub async fn share(edge: Arc<Edge>) {
         return;
     };
     let (tx, queue) = mpsc::channel(QUEUE);
-    edge.events.join_fleet(node.clone(), tx);
+    fleet.events.join_fleet(node.clone(), tx);
     tokio::join!(
-        publish(edge.clone(), queue, own, node.clone()),
-        follow(edge.clone(), changes, node)
+        publish(fleet.clone(), queue, own, node.clone()),
+        follow(fleet.clone(), changes, node)
     );
 }
 
 /// Writes each event this node records to the store, then deletes its oldest beyond the
 /// capacity.
 async fn publish(
-    edge: Arc<Edge>,
+    fleet: Arc<Fleet>,
     mut queue: mpsc::Receiver<Event>,
     mut own: VecDeque<String>,
     node: String,
 ) {
     let mut failing = false;
     while let Some(event) = queue.recv().await {
-        let Some(etcd) = edge.certificates.store().fleet() else {
+        let Some(etcd) = fleet.certificates.store().fleet() else {
             return;
         };
         let nanos = std::time::SystemTime::now()
@@ -114,7 +114,7 @@ async fn publish(
 }
 
 /// Takes in the events other nodes write.
-async fn follow(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>, node: String) {
+async fn follow(fleet: Arc<Fleet>, mut changes: mpsc::Receiver<Change>, node: String) {
     while let Some(change) = changes.recv().await {
         // A snapshot (after etcd compacted the history a broken watch needed) is not
         // replayed: the log is a log, and those events are old.
@@ -122,7 +122,7 @@ async fn follow(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>, node: Stri
             && let Ok(event) = serde_json::from_slice::<Event>(&bytes)
             && event.node.as_deref() != Some(node.as_str())
         {
-            edge.events.record_from_fleet(event);
+            fleet.events.record_from_fleet(event);
         }
     }
 }

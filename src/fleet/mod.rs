@@ -11,36 +11,56 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::edge::Edge;
-use crate::onboarding::SiteRecord;
+use crate::events::Events;
+use crate::issue::Challenges;
+use crate::managed::CertManager;
+use crate::onboarding::{Onboarding, SiteRecord};
 use crate::store::etcd::Change;
+use crate::tasks::Tasks;
+use crate::tls::SiteTable;
+use crate::tls::tickets::SharedTicketer;
+
+/// What the fleet's watches and heartbeat work on, handed in by the edge.
+pub struct Fleet {
+    pub certificates: Arc<CertManager>,
+    pub challenges: Arc<Challenges>,
+    pub table: Arc<SiteTable>,
+    pub onboarding: Arc<Onboarding>,
+    pub events: Arc<Events>,
+    /// The fleet's session ticket keys, when tickets are on.
+    pub tickets: Option<Arc<SharedTicketer>>,
+    pub node: nodes::ThisNode,
+    pub tasks: Tasks,
+}
 
 /// Starts the watches and the heartbeat when the edge's store is shared.
-pub fn start(edge: &Arc<Edge>) {
-    let Some(etcd) = edge.certificates.store().fleet() else {
+pub fn start(fleet: Arc<Fleet>) {
+    let Some(etcd) = fleet.certificates.store().fleet() else {
         return;
     };
     let certs = etcd.watch("certs");
     let sites = etcd.watch("sites");
     let answers = etcd.watch("challenges");
-    edge.challenges.join_fleet();
-    edge.spawn(follow_certs(edge.clone(), certs));
-    edge.spawn(follow_sites(edge.clone(), sites));
-    edge.spawn(crate::issue::shared_answers::follow(
-        edge.challenges.clone(),
+    fleet.challenges.join_fleet();
+    fleet.tasks.spawn(follow_certs(fleet.clone(), certs));
+    fleet.tasks.spawn(follow_sites(fleet.clone(), sites));
+    fleet.tasks.spawn(crate::issue::shared_answers::follow(
+        fleet.challenges.clone(),
         answers,
     ));
-    edge.spawn(nodes::heartbeat(edge.clone()));
-    edge.spawn(events::share(edge.clone()));
-    if let Some(tickets) = edge.shared_tickets.clone() {
+    fleet.tasks.spawn(nodes::heartbeat(fleet.clone()));
+    fleet.tasks.spawn(events::share(fleet.clone()));
+    if let Some(tickets) = fleet.tickets.clone() {
         let changes = etcd.watch("tickets");
-        edge.spawn(follow_tickets(edge.clone(), tickets, changes));
+        fleet
+            .tasks
+            .spawn(follow_tickets(fleet.clone(), tickets, changes));
     }
 }
 
 /// Ticket keys: taken in when any node rotates them; rotated here when due.
 async fn follow_tickets(
-    edge: Arc<Edge>,
+    fleet: Arc<Fleet>,
     tickets: Arc<crate::tls::tickets::SharedTicketer>,
     mut changes: mpsc::Receiver<Change>,
 ) {
@@ -55,10 +75,11 @@ async fn follow_tickets(
             }
             _ = tick.tick() => true,
         };
-        let (edge, tickets) = (edge.clone(), tickets.clone());
-        let refreshed =
-            tokio::task::spawn_blocking(move || tickets.refresh(edge.certificates.store(), rotate))
-                .await;
+        let (fleet, tickets) = (fleet.clone(), tickets.clone());
+        let refreshed = tokio::task::spawn_blocking(move || {
+            tickets.refresh(fleet.certificates.store(), rotate)
+        })
+        .await;
         if let Ok(Err(e)) = refreshed {
             tracing::warn!(error = %e, "cannot refresh the session ticket keys; the current ones stay");
         }
@@ -69,7 +90,7 @@ async fn follow_tickets(
 const TICKET_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Certificates stored by any node: each new one is swapped into its site at once.
-async fn follow_certs(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {
+async fn follow_certs(fleet: Arc<Fleet>, mut changes: mpsc::Receiver<Change>) {
     while let Some(change) = changes.recv().await {
         let entries = match change {
             Change::Snapshot(entries) => entries,
@@ -80,16 +101,16 @@ async fn follow_certs(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {
                     .strip_prefix("certs/")
                     .and_then(|k| k.strip_suffix(".json"))
                 {
-                    edge.certificates.note_removed(id);
+                    fleet.certificates.note_removed(id);
                 }
                 continue;
             }
         };
-        let edge = edge.clone();
+        let adopting = fleet.clone();
         let adopt = move || {
             for (key, bytes) in entries {
                 if key.ends_with(".json") {
-                    adopt_cert(&edge, &key, &bytes);
+                    adopt_cert(&adopting, &key, &bytes);
                 }
             }
         };
@@ -100,19 +121,19 @@ async fn follow_certs(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {
 }
 
 /// Swaps the certificate of the record at `key` into the site with its names.
-fn adopt_cert(edge: &Edge, key: &str, bytes: &[u8]) {
-    let record = match edge.certificates.records().parse_at(key, bytes) {
+fn adopt_cert(fleet: &Fleet, key: &str, bytes: &[u8]) {
+    let record = match fleet.certificates.records().parse_at(key, bytes) {
         Ok(loaded) => loaded.record,
         Err(e) => {
             tracing::warn!(error = %e, "ignoring a certificate record from the store");
             return;
         }
     };
-    edge.certificates.note_stored(&record);
+    fleet.certificates.note_stored(&record);
     let Some(site) = record
         .names
         .first()
-        .and_then(|first| edge.table.lookup(Some(first)))
+        .and_then(|first| fleet.table.lookup(Some(first)))
     else {
         return;
     };
@@ -122,13 +143,13 @@ fn adopt_cert(edge: &Edge, key: &str, bytes: &[u8]) {
             .iter()
             .all(|h| record.names.contains(&h.to_string()));
     if same_names {
-        edge.certificates.adopt(&site, &record);
+        fleet.certificates.adopt(&site, &record);
     }
 }
 
 /// Sites registered, changed or removed by any node.
-async fn follow_sites(edge: Arc<Edge>, mut changes: mpsc::Receiver<Change>) {
-    let onboarding = &edge.onboarding;
+async fn follow_sites(fleet: Arc<Fleet>, mut changes: mpsc::Receiver<Change>) {
+    let onboarding = &fleet.onboarding;
     while let Some(change) = changes.recv().await {
         match change {
             Change::Snapshot(entries) => {

@@ -372,7 +372,7 @@ impl Proxy {
         *req.headers_mut() = headers;
         let started = Instant::now();
         let origin_name = || origin.to_string();
-        let worker = crate::edge::current_worker().unwrap_or(0);
+        let worker = crate::worker::current().unwrap_or(0);
         let response = match self
             .tenant_clients
             .get(worker % self.tenant_clients.len().max(1))

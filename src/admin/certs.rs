@@ -8,23 +8,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::sites::api_host;
+use super::errors::ErrorCode;
+use super::wire::{api_host, validity};
 use super::{Api, ApiError};
 use crate::certs::CertState;
-use crate::certs::record::unix;
 use crate::sites::Site;
-
-/// A served certificate's serial, notBefore, notAfter (RFC 3339) and days left at `now`
-/// (the inventory's entries and the sites list both show them).
-pub(crate) fn validity(info: &crate::certs::CertInfo, now: SystemTime) -> serde_json::Value {
-    let left = unix(info.not_after).saturating_sub(unix(now));
-    json!({
-        "serial": info.serial,
-        "not_before": humantime::format_rfc3339_seconds(info.not_before).to_string(),
-        "not_after": humantime::format_rfc3339_seconds(info.not_after).to_string(),
-        "days_left": left as f64 / 86_400.0,
-    })
-}
 
 /// One inventory entry.
 pub(crate) fn describe(api: &Api, site: &Site) -> serde_json::Value {
@@ -107,7 +95,7 @@ pub(crate) async fn upload(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let Json(upload) = body?;
     let invalid =
-        |e: &dyn std::fmt::Display| ApiError::bad_request("bad_certificate", e.to_string());
+        |e: &dyn std::fmt::Display| ApiError::bad_request(ErrorCode::BadCertificate, e.to_string());
     let key = crate::certs::PlainKey::from_pem(upload.key.as_bytes()).map_err(|e| invalid(&e))?;
     // Without a key, `from_pem` reports the chain's problem first, then the missing key.
     let bundle = match &key {
@@ -132,7 +120,7 @@ pub(crate) async fn upload(
             match pending {
                 Some(site) => ApiError::new(
                     StatusCode::CONFLICT,
-                    "site_unverified",
+                    ErrorCode::SiteUnverified,
                     format!(
                         "the site `{}` is not served until its DNS points here ({})",
                         site.hosts[0],

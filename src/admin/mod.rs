@@ -17,6 +17,7 @@ mod overview;
 mod page;
 mod sites;
 mod summary;
+mod wire;
 
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ use crate::fleet::nodes::ThisNode;
 use crate::managed::CertManager;
 use crate::onboarding::Onboarding;
 use crate::tls::SiteTable;
-pub use errors::ApiError;
+pub use errors::{ApiError, ErrorCode};
 pub use listener::{ADMIN_HEADER_TIMEOUT, ADMIN_MAX_CONNECTIONS};
 
 /// Largest request body the API reads.

@@ -9,6 +9,7 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 
 use super::ApiError;
+use super::errors::ErrorCode;
 
 /// Items in a page when `limit` is not given.
 pub(crate) const DEFAULT_LIMIT: usize = 1000;
@@ -50,7 +51,7 @@ pub(crate) struct Page {
 impl Page {
     /// The page a query asks for; a clear 400 for anything else.
     pub(crate) fn of(query: PageRequest) -> Result<Self, ApiError> {
-        let bad = |message: String| ApiError::bad_request("bad_page", message);
+        let bad = |message: String| ApiError::bad_request(ErrorCode::BadPage, message);
         let Query(query) = query.map_err(|e| {
             bad(format!(
                 "{}; a page is asked for with ?limit=1..{MAX_LIMIT}&after=<the previous page's next>",

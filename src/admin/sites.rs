@@ -9,6 +9,8 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::errors::ErrorCode;
+use super::wire::{api_host, validity};
 use super::{Api, ApiError};
 use crate::certs::HostName;
 use crate::config::OriginUrl;
@@ -41,22 +43,6 @@ pub(crate) fn check_body(data: &[u8]) {
             let _ = check_origin(&origin, false, &own);
         }
     }
-}
-
-/// Validates and normalises a host name given through the API.
-pub(crate) fn api_host(raw: &str) -> Result<HostName, ApiError> {
-    let bad = |message: String| ApiError::bad_request("bad_host", message);
-    // Internationalised names are stored and served in their punycode (xn--) form.
-    let ascii = idna::domain_to_ascii(raw).map_err(|_| {
-        bad(format!(
-            "`{raw}` is not a valid internationalised domain name"
-        ))
-    })?;
-    let host = HostName::parse(&ascii).map_err(|e| bad(format!("`{raw}`: {e}")))?;
-    if !host.as_str().trim_start_matches("*.").contains('.') {
-        return Err(bad(format!("`{raw}` is a bare top-level name, not a site")));
-    }
-    Ok(host)
 }
 
 fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
@@ -113,10 +99,7 @@ fn served_certificate(api: &Api, record: &SiteRecord) -> Option<serde_json::Valu
         return None;
     }
     let cert = site.served_cert()?;
-    Some(super::certs::validity(
-        &cert.bundle.info,
-        std::time::SystemTime::now(),
-    ))
+    Some(validity(&cert.bundle.info, std::time::SystemTime::now()))
 }
 
 pub(crate) async fn create(
@@ -126,13 +109,13 @@ pub(crate) async fn create(
     let Json(new) = body?;
     if new.hosts.is_empty() || new.hosts.len() > MAX_HOSTS {
         return Err(ApiError::bad_request(
-            "bad_host",
+            ErrorCode::BadHost,
             format!("give 1 to {MAX_HOSTS} host names"),
         ));
     }
     if new.origins.is_empty() || new.origins.len() > MAX_ORIGINS {
         return Err(ApiError::bad_request(
-            "bad_origin",
+            ErrorCode::BadOrigin,
             format!("give 1 to {MAX_ORIGINS} origins"),
         ));
     }
@@ -141,7 +124,7 @@ pub(crate) async fn create(
         let host = api_host(raw)?;
         if host.is_wildcard() && !api.onboarding.answers_dns01() {
             return Err(ApiError::bad_request(
-                "bad_host",
+                ErrorCode::BadHost,
                 format!(
                     "`{raw}`: wildcard names are validated over DNS-01, which this edge does not answer: the operator must set [onboarding] acme_zone (or upload a wildcard certificate)"
                 ),
@@ -149,7 +132,7 @@ pub(crate) async fn create(
         }
         if hosts.contains(&host) {
             return Err(ApiError::bad_request(
-                "bad_host",
+                ErrorCode::BadHost,
                 format!("`{host}` is listed twice"),
             ));
         }
@@ -167,7 +150,7 @@ pub(crate) async fn create(
             Ok(origin)
         })
         .collect::<Result<Vec<_>, crate::onboarding::policy::OriginRefused>>()
-        .map_err(|e| ApiError::bad_request("bad_origin", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::BadOrigin, e.to_string()))?;
     let table = api.table.clone();
     let record = api
         .onboarding
@@ -178,12 +161,14 @@ pub(crate) async fn create(
         })
         .map_err(|e| match e {
             AddError::Taken { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "host_taken", e.to_string())
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::HostTaken, e.to_string())
             }
-            AddError::OwnZone { .. } => ApiError::bad_request("bad_host", e.to_string()),
-            AddError::Disabled => {
-                ApiError::new(StatusCode::CONFLICT, "onboarding_off", e.to_string())
-            }
+            AddError::OwnZone { .. } => ApiError::bad_request(ErrorCode::BadHost, e.to_string()),
+            AddError::Disabled => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::OnboardingOff,
+                e.to_string(),
+            ),
             AddError::Store(store) => ApiError::store(&store),
             AddError::Id(_) => ApiError::internal(e),
         })?;
@@ -205,7 +190,7 @@ pub(crate) async fn list(
     let page = super::page::Page::of(query)?;
     if page.configured.is_some() {
         return Err(ApiError::bad_request(
-            "bad_page",
+            ErrorCode::BadPage,
             "kind applies to /api/v1/certificates; /api/v1/sites lists the registered sites only",
         ));
     }
@@ -313,10 +298,11 @@ pub(crate) async fn events(
     State(api): State<Api>,
     since: Result<Query<Since>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(since) = since.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let Query(since) =
+        since.map_err(|e| ApiError::bad_request(ErrorCode::BadQuery, e.body_text()))?;
     if since.wait > MAX_EVENT_WAIT_SECONDS {
         return Err(ApiError::bad_request(
-            "bad_query",
+            ErrorCode::BadQuery,
             format!(
                 "wait is at most {MAX_EVENT_WAIT_SECONDS} seconds, not {}",
                 since.wait

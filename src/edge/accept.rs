@@ -3,7 +3,6 @@
 //! listener has one accept loop per connection worker (`workers.rs`), and each connection
 //! runs in its own tracked task on the worker that accepted it.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,34 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::admission::{Admission, Refused};
-use super::{Edge, connection, log_limit, plain_http};
-
-/// How full a listener is. Under pressure — fewer than a tenth of its slots, or of its
-/// waiting room, free — connections that are not making progress (still silent or in their
-/// handshake after `PRESSURE_GRACE`, or idle between requests) give their place to the
-/// clients waiting in the backlog. Read from the semaphores themselves, so it is never
-/// stale.
-pub(super) struct Gauge {
-    slots: Arc<Semaphore>,
-    waiting: Arc<Semaphore>,
-    low: usize,
-}
-
-impl Gauge {
-    pub(super) fn pressed(&self) -> bool {
-        self.slots.available_permits() < self.low || self.waiting.available_permits() < self.low
-    }
-}
-
-/// Under pressure, how long a handshake may take before it gives way.
-pub(super) const PRESSURE_GRACE: Duration = Duration::from_millis(500);
-
-/// What a connection holds while it lives: its listener slot and its place in the
-/// per-address count.
-pub(super) type Slot = Arc<(
-    tokio::sync::OwnedSemaphorePermit,
-    super::admission::Admitted,
-)>;
+use super::slots::{Gauge, Slot, in_time_unless_pressed};
+use super::{Edge, https, log_limit, plain_http};
 
 /// Backoff after an accept error (EMFILE and friends), doubling up to the maximum.
 const ACCEPT_BACKOFF_START: Duration = Duration::from_millis(5);
@@ -68,11 +41,7 @@ pub(super) fn start(edge: &Arc<Edge>, listener: TcpListener, kind: Kind) -> std:
     let max = edge.server.max_connections;
     let slots = Arc::new(Semaphore::new(max));
     let waiting = Arc::new(Semaphore::new(max));
-    let gauge = Arc::new(Gauge {
-        slots: slots.clone(),
-        waiting: waiting.clone(),
-        low: max / 10,
-    });
+    let gauge = Arc::new(Gauge::new(slots.clone(), waiting.clone(), max / 10));
     if let Kind::Https = kind {
         // The HTTPS connections' timers read it (`Edge::https_pressed`).
         let _ = edge.https_gauge.set(gauge.clone());
@@ -184,34 +153,9 @@ async fn accept_loop(edge: Arc<Edge>, listener: std::net::TcpListener, shared: A
             // The slot lives as long as the connection, or a tunnel upgraded from it.
             let slot: Slot = Arc::new((permit, admitted));
             match kind {
-                Kind::Https => connection::serve_tls(edge2, tcp, client, Some(slot)).await,
+                Kind::Https => https::serve(edge2, tcp, client, Some(slot)).await,
                 Kind::Http => plain_http::serve(edge2, tcp, client, slot).await,
             }
         }));
-    }
-}
-
-/// `work` within `timeout`, or, while `pressed()`, within `PRESSURE_GRACE`: a client that
-/// has not got that far by then gives way. `None` when it did not finish in time.
-pub(super) async fn in_time_unless_pressed<F: Future>(
-    work: F,
-    timeout: Duration,
-    pressed: impl Fn() -> bool,
-) -> Option<F::Output> {
-    let started = Instant::now();
-    tokio::pin!(work);
-    loop {
-        let left = timeout.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            return None;
-        }
-        tokio::select! {
-            done = work.as_mut() => return Some(done),
-            () = tokio::time::sleep(left.min(PRESSURE_GRACE / 2)) => {
-                if pressed() && started.elapsed() >= PRESSURE_GRACE {
-                    return None;
-                }
-            }
-        }
     }
 }

@@ -3,11 +3,13 @@
 
 mod accept;
 mod admission;
-mod connection;
 mod descriptors;
+mod http;
+mod https;
 mod log_limit;
 mod plain_http;
 mod reload;
+mod slots;
 mod welcome;
 mod workers;
 
@@ -122,7 +124,7 @@ pub struct Edge {
     /// The threads client connections are served on.
     workers: workers::Workers,
     /// How full the HTTPS listener is; set when its accept loop starts.
-    https_gauge: std::sync::OnceLock<Arc<accept::Gauge>>,
+    https_gauge: std::sync::OnceLock<Arc<slots::Gauge>>,
     started: std::time::SystemTime,
     /// The fleet's session ticket keys (`None` on the fs store).
     pub shared_tickets: Option<Arc<tls::tickets::SharedTicketer>>,
@@ -159,7 +161,7 @@ impl Edge {
             + Sync
             + 'static,
     {
-        connection::serve_tls(self, io, client, None).await;
+        https::serve(self, io, client, None).await;
     }
 
     fn build(

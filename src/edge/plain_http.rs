@@ -14,8 +14,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::Edge;
-use super::accept::Slot;
-use super::connection::drive;
+use super::http::drive;
+use super::slots::Slot;
 use crate::certs::names::normalize_authority;
 use crate::issue::challenges::HTTP01_PREFIX;
 use crate::proxy::ProxyBody;

@@ -1,119 +1,19 @@
-//! One client connection on the HTTPS listener: the TLS handshake under its timeout, then
-//! HTTP/1.1 or HTTP/2 served until the client leaves, the connection idles out, or shutdown
-//! asks it to finish what is in flight.
+//! HTTP on an accepted connection: hyper's connection polled to completion under the
+//! listener's limits (idle, request head, transfer rate), and asked to finish what is in
+//! flight at shutdown. The same driver serves the HTTPS and the plain HTTP listener.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use rustls::{HandshakeKind, ProtocolVersion};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use super::accept::{Slot, in_time_unless_pressed};
 use super::{Edge, log_limit};
-use crate::net_io::WaitReadable;
 use crate::proxy::ClientConn;
-use crate::tls;
 
 /// Bytes a client may send after a request without starting another one (HTTP/2 SETTINGS
 /// acknowledgements, WINDOW_UPDATE and PING frames) before it counts as a started head.
 const CONTROL_FRAME_ALLOWANCE: u64 = 256;
-
-/// Most TLS records rustls queues for a client that is not reading.
-const TLS_SEND_BUFFER_BYTES: usize = 32 * 1024;
-
-/// Serves one client connection: `io` is its TCP connection (or, for benchmarks, any byte
-/// stream); `slot` is what it holds of the listener's limits.
-pub(super) async fn serve_tls<IO>(edge: Arc<Edge>, io: IO, client: SocketAddr, slot: Option<Slot>)
-where
-    IO: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + Sync + 'static,
-{
-    let span = tracing::debug_span!("conn", client.addr = %client, tls.sni = tracing::field::Empty);
-    async move {
-        // Boxed, as is the HTTP connection below: a connection's task then holds only what
-        // its current stage needs (an idle one after its handshake: its TLS state).
-        let handshake = Box::pin(tls::accept(
-            io,
-            &edge.table,
-            &edge.challenges,
-            edge.tls.clone(),
-        ));
-        let (mut stream, site) =
-            match in_time_unless_pressed(handshake, edge.server.handshake_timeout, || {
-                edge.https_pressed()
-            })
-            .await
-            {
-                Some(Ok(accepted)) => accepted,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %crate::config::error_chain(&e), "handshake refused");
-                    return;
-                }
-                None => {
-                    tracing::debug!("handshake timed out");
-                    return;
-                }
-            };
-        // Encrypted bytes waiting for a slow reader's socket: bounded.
-        stream
-            .get_mut()
-            .1
-            .set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
-        let tls_conn = stream.get_ref().1;
-        crate::stats::bump(&crate::stats::STATS.handshakes);
-        if tls_conn.handshake_kind() == Some(HandshakeKind::Resumed) {
-            crate::stats::bump(&crate::stats::STATS.resumed);
-        }
-        tracing::Span::current().record("tls.sni", tls_conn.server_name().unwrap_or("-"));
-        let conn = Arc::new(
-            ClientConn::new(
-                client,
-                site,
-                version_name(tls_conn.protocol_version()),
-                tls_conn.handshake_kind() == Some(HandshakeKind::Resumed),
-            )
-            .with_slot(slot.map(|s| s as Arc<dyn std::any::Any + Send + Sync>)),
-        );
-        // A client that is silent after its handshake holds no HTTP state (hyper allocates its
-        // read and write buffers, 16 KiB, as it starts) until it sends something; its first
-        // request must still come within header_timeout of the handshake, and under pressure
-        // it gives way. Only when rustls holds no decrypted bytes: a request sent with the
-        // handshake's last flight is already inside it, not in the socket.
-        if stream.get_ref().1.wants_read() {
-            let first_bytes = stream.get_ref().0.readable();
-            let sent = tokio::select! {
-                () = edge.tasks.token().cancelled() => None,
-                sent = in_time_unless_pressed(first_bytes, edge.server.header_timeout, || {
-                    edge.https_pressed()
-                }) => sent,
-            };
-            if !matches!(sent, Some(Ok(()))) {
-                tracing::debug!("no request after the handshake");
-                return;
-            }
-        }
-        let proxy = edge.proxy.clone();
-        let service_conn = conn.clone();
-        let service = service_fn(move |req| proxy.clone().handle(service_conn.clone(), req));
-        // Bytes received, for the request-head timer (an HTTP/2 HEADERS block never finished).
-        let counted = conn.clone();
-        let stream = crate::net_io::ReadHook::new(stream, move |n| counted.received_bytes(n));
-        let http = Box::pin(
-            edge.http
-                .serve_connection_with_upgrades(TokioIo::new(stream), service),
-        );
-        let timers = Timers::of(&edge.server, &edge);
-        drive(http, Some((&conn, timers)), edge.tasks.token()).await;
-    }
-    .instrument(span)
-    .await;
-}
 
 /// Something hyper can be asked to finish gracefully.
 pub(super) trait Graceful: Future {
@@ -211,7 +111,7 @@ pub(super) async fn drive<C, T, E>(
                     // h2 detected a protocol violation (rapid reset, floods): say so, once
                     // per client and interval.
                     if let Some((conn, _)) = watch
-                        && error.contains("connection error detected")
+                        && h2_abuse(&*e)
                     {
                         log_limit::warn(conn.client.ip(), "HTTP/2 protocol abuse (reset or frame flood): connections closed");
                     }
@@ -265,10 +165,15 @@ pub(super) async fn drive<C, T, E>(
     }
 }
 
-fn version_name(version: Option<ProtocolVersion>) -> &'static str {
-    match version {
-        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        _ => "TLS",
+/// Whether `e` (or a cause of it) is h2 closing the connection on a protocol violation it
+/// detected itself (a GOAWAY h2 sent: rapid resets, frame floods), not one the client sent.
+fn h2_abuse(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_library();
+        }
+        next = err.source();
     }
+    false
 }

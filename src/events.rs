@@ -19,6 +19,58 @@ const WEBHOOK_QUEUE: usize = 1000;
 /// Attempts per event.
 const WEBHOOK_ATTEMPTS: u32 = 3;
 
+/// What an event is about: a closed set, each spelled on the wire (the API, the webhook,
+/// the fleet's log) in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    SiteAdded,
+    SiteVerified,
+    SiteActive,
+    SiteFailed,
+    SiteQueued,
+    SiteDnsMoved,
+    SiteRemoved,
+    CertificateIssued,
+    CertificateRenewed,
+    CertificateExpiring,
+    CertificateFailed,
+    CertificateQueued,
+    CertificateReplaced,
+    CertificateUploaded,
+    CertificateRecordRejected,
+    CertificateSelfCheckFailed,
+}
+
+impl EventKind {
+    /// The kind as the API and the webhook spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SiteAdded => "site.added",
+            Self::SiteVerified => "site.verified",
+            Self::SiteActive => "site.active",
+            Self::SiteFailed => "site.failed",
+            Self::SiteQueued => "site.queued",
+            Self::SiteDnsMoved => "site.dns_moved",
+            Self::SiteRemoved => "site.removed",
+            Self::CertificateIssued => "certificate.issued",
+            Self::CertificateRenewed => "certificate.renewed",
+            Self::CertificateExpiring => "certificate.expiring",
+            Self::CertificateFailed => "certificate.failed",
+            Self::CertificateQueued => "certificate.queued",
+            Self::CertificateReplaced => "certificate.replaced",
+            Self::CertificateUploaded => "certificate.uploaded",
+            Self::CertificateRecordRejected => "certificate.record_rejected",
+            Self::CertificateSelfCheckFailed => "certificate.self_check_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
@@ -26,7 +78,8 @@ pub struct Event {
     pub seq: u64,
     /// RFC 3339.
     pub time: String,
-    /// e.g. `site.verified`, `certificate.issued`.
+    /// An [`EventKind`] as spelled on the wire (another node's may be one this version
+    /// does not know).
     pub kind: String,
     /// The site's first name (or the certificate's names).
     pub subject: String,
@@ -109,12 +162,12 @@ impl Events {
         }
     }
 
-    pub fn record(&self, kind: &str, subject: &str, message: impl Into<String>) {
+    pub fn record(&self, kind: EventKind, subject: &str, message: impl Into<String>) {
         let fleet = self.fleet.lock().ok().and_then(|f| f.clone());
         let event = Event {
             seq: 0,
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             subject: subject.to_owned(),
             message: message.into(),
             node: fleet.as_ref().map(|(node, _)| node.clone()),
@@ -271,7 +324,7 @@ mod tests {
     fn bounded_and_ordered() {
         let events = Events::default();
         for i in 0..CAPACITY + 5 {
-            events.record("site.verified", &format!("s{i}"), "ok");
+            events.record(EventKind::SiteVerified, &format!("s{i}"), "ok");
         }
         let all = events.since(0);
         assert_eq!(all.len(), CAPACITY);
@@ -282,7 +335,7 @@ mod tests {
     #[tokio::test]
     async fn a_long_poll_returns_at_the_first_new_event_or_empty_at_its_deadline() {
         let events = std::sync::Arc::new(Events::default());
-        events.record("site.verified", "a.example", "ok");
+        events.record(EventKind::SiteVerified, "a.example", "ok");
         // Something after `since` already: no wait.
         assert_eq!(
             events
@@ -294,7 +347,7 @@ mod tests {
         let recorder = events.clone();
         let later = tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            recorder.record("site.active", "a.example", "served");
+            recorder.record(EventKind::SiteActive, "a.example", "served");
         });
         let started = std::time::Instant::now();
         let got = events

@@ -500,12 +500,7 @@ async fn http2_floods_and_garbage_hellos_close_their_connections_only() {
     assert!(fd_count(pid) < 64, "descriptors: {}", fd_count(pid));
     // A flood is recognised (h2 closed the connection itself) and logs one line per client
     // and interval.
-    assert_eq!(
-        edge.count_log("HTTP/2 protocol abuse"),
-        1,
-        "{}",
-        edge.log()
-    );
+    assert_eq!(edge.count_log("HTTP/2 protocol abuse"), 1, "{}", edge.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -147,7 +147,7 @@ pub(crate) async fn upload(
         )));
     }
     api.events.record(
-        "certificate.uploaded",
+        crate::events::EventKind::CertificateUploaded,
         site.name(),
         "uploaded certificate in service",
     );

@@ -453,7 +453,7 @@ impl CertManager {
             let source = stored.as_ref().map_or(Source::Acme, |r| r.source);
             self.set_state(&site.hosts, source, |r| r.recovered = Some(reason.clone()));
             self.events.record(
-                "certificate.record_rejected",
+                crate::events::EventKind::CertificateRecordRejected,
                 &join(&site.hosts),
                 format!("{reason}; a new certificate will be obtained"),
             );
@@ -782,9 +782,9 @@ impl CertManager {
         let info = &issued.bundle.info;
         self.events.record(
             if renewal {
-                "certificate.renewed"
+                crate::events::EventKind::CertificateRenewed
             } else {
-                "certificate.issued"
+                crate::events::EventKind::CertificateIssued
             },
             &join(names),
             format!(

@@ -318,7 +318,7 @@ impl Outcome<'_> {
                         not_after: unix(upload.bundle.info.not_after),
                     });
                     manager.events.record(
-                        "certificate.replaced",
+                        crate::events::EventKind::CertificateReplaced,
                         site.name(),
                         format!(
                             "uploaded certificate {} replaced by a managed one",
@@ -369,7 +369,7 @@ impl Outcome<'_> {
                 let at = humantime::format_rfc3339_seconds(from_unix(held.until));
                 if first {
                     manager.events.record(
-                        "certificate.queued",
+                        crate::events::EventKind::CertificateQueued,
                         &join(&config.hosts),
                         format!("{}; next attempt at {at}", held.reason),
                     );
@@ -414,7 +414,7 @@ impl Outcome<'_> {
                     return ControlFlow::Break(());
                 }
                 manager.events.record(
-                    "certificate.failed",
+                    crate::events::EventKind::CertificateFailed,
                     &join(&config.hosts),
                     format!(
                         "attempt {attempts}: {}; next in {} s",
@@ -473,7 +473,7 @@ fn remind(
         .map(|c| humantime::format_rfc3339_seconds(c.bundle.info.not_after).to_string())
         .unwrap_or_default();
     manager.events.record(
-        "certificate.expiring",
+        crate::events::EventKind::CertificateExpiring,
         site.name(),
         format!("expires {not_after}; {why}"),
     );
@@ -523,7 +523,7 @@ fn note_due(
         if r.failure.is_none() && r.state != state {
             r.state = state;
             manager.events.record(
-                "certificate.expiring",
+                crate::events::EventKind::CertificateExpiring,
                 site.name(),
                 "in its renewal window, renewing",
             );

@@ -104,7 +104,11 @@ async fn check_swap(
                     let what =
                         format!("{address} serves serial {got} for {name}, the table holds {want}");
                     tracing::error!(%name, %address, served = %got, expected = %want, "self-check failed: clients do not get the certificate just swapped in");
-                    events.record("certificate.self_check_failed", name.as_str(), what);
+                    events.record(
+                        crate::events::EventKind::CertificateSelfCheckFailed,
+                        name.as_str(),
+                        what,
+                    );
                     let Some(wait) = tries.next() else { break };
                     if let Some(site) = table.lookup(Some(name.as_str())) {
                         site.reinstall_cert();

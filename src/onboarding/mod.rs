@@ -297,7 +297,7 @@ impl Onboarding {
         sites.insert(record.clone());
         drop(sites);
         self.events.record(
-            "site.added",
+            crate::events::EventKind::SiteAdded,
             &record.hosts[0],
             format!("point the name at {}", record.cname_target),
         );
@@ -430,8 +430,11 @@ impl Onboarding {
         if let Ok(mut gates) = self.gates.lock() {
             gates.remove(id);
         }
-        self.events
-            .record("site.removed", &record.hosts[0], "site removed");
+        self.events.record(
+            crate::events::EventKind::SiteRemoved,
+            &record.hosts[0],
+            "site removed",
+        );
         Ok(Some(record))
     }
 
@@ -764,8 +767,11 @@ impl Onboarding {
                     r.reason = None;
                 });
                 self.set_gate(&record.id, true);
-                self.events
-                    .record("site.active", &subject, "DNS points here again");
+                self.events.record(
+                    crate::events::EventKind::SiteActive,
+                    &subject,
+                    "DNS points here again",
+                );
                 Some(s.active_recheck)
             }
             (_, Verdict::Verified) => {
@@ -775,7 +781,7 @@ impl Onboarding {
                     r.checks = 0;
                 });
                 self.events.record(
-                    "site.verified",
+                    crate::events::EventKind::SiteVerified,
                     &subject,
                     format!("CNAME reaches {}", record.cname_target),
                 );
@@ -840,8 +846,11 @@ impl Onboarding {
             r.moved_since = Some(unix(SystemTime::now()));
             r.reason = Some(reason.to_owned());
         });
-        self.events
-            .record("site.dns_moved", &record.hosts[0], reason);
+        self.events.record(
+            crate::events::EventKind::SiteDnsMoved,
+            &record.hosts[0],
+            reason,
+        );
         tracing::warn!(site = %record.hosts[0], reason, "site DNS moved away; renewals stop after the grace period");
         Some(self.settings.active_recheck)
     }
@@ -860,8 +869,11 @@ impl Onboarding {
                 r.checks = 0;
                 r.next_check = unix(SystemTime::now() + self.settings.active_recheck);
             });
-            self.events
-                .record("site.active", &record.hosts[0], "served over HTTPS");
+            self.events.record(
+                crate::events::EventKind::SiteActive,
+                &record.hosts[0],
+                "served over HTTPS",
+            );
             tracing::info!(site = %record.hosts[0], "site active");
             return Duration::ZERO;
         }
@@ -905,7 +917,7 @@ impl Onboarding {
                 r.next_attempt_at = Some(queued.next_attempt_at);
             });
             self.events.record(
-                "site.queued",
+                crate::events::EventKind::SiteQueued,
                 &record.hosts[0],
                 format!("{reason}; next attempt at {at}"),
             );
@@ -932,7 +944,7 @@ impl Onboarding {
                 r.failures = failure.attempts;
             });
             self.events.record(
-                "site.failed",
+                crate::events::EventKind::SiteFailed,
                 &record.hosts[0],
                 format!(
                     "{reason}; retrying at {}",

@@ -27,7 +27,7 @@ pub fn onboarded_site(
 ) -> Result<[(String, Vec<u8>); 2], Error> {
     use onehttps::onboarding::{SiteRecord, SiteStatus};
     let mut site = SiteRecord::new(
-        vec![host.to_owned()],
+        onehttps::onboarding::Hosts::try_from(vec![host.to_owned()])?,
         vec!["http://127.0.0.1:9".to_owned()],
         "edge.bench.example",
     )?;

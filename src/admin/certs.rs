@@ -123,7 +123,7 @@ pub(crate) async fn upload(
                     ErrorCode::SiteUnverified,
                     format!(
                         "the site `{}` is not served until its DNS points here ({})",
-                        site.hosts[0],
+                        site.hosts.primary(),
                         site.reason.unwrap_or_default()
                     ),
                 ),

@@ -65,20 +65,20 @@ fn describe(api: &Api, record: &SiteRecord) -> serde_json::Value {
                 crate::onboarding::SiteStatus::PendingDns => match acme_record {
                     Some((name, target)) => format!(
                         "create the DNS records `{} CNAME {}` (traffic) and `{name} CNAME {target}` (certificates, over DNS-01)",
-                        record.hosts[0], record.cname_target
+                        record.hosts.primary(), record.cname_target
                     ),
                     None => format!(
                         "create the DNS record `{} CNAME {}` (apex names: A/AAAA to the edge and TXT `_onehttps.{}` = `{}`{})",
-                        record.hosts[0],
+                        record.hosts.primary(),
                         record.cname_target,
-                        record.hosts[0],
+                        record.hosts.primary(),
                         record.txt_token,
                         api
                             .onboarding
                             .delegation_target(record)
                             .map(|target| format!(
                                 ", or instead of the TXT `_acme-challenge.{} CNAME {target}`",
-                                record.hosts[0]
+                                record.hosts.primary()
                             ))
                             .unwrap_or_default()
                     ),
@@ -170,7 +170,7 @@ pub(crate) async fn create(
                 e.to_string(),
             ),
             AddError::Store(store) => ApiError::store(&store),
-            AddError::Id(_) => ApiError::internal(e),
+            AddError::Id(_) | AddError::NoHosts => ApiError::internal(e),
         })?;
     // Not served until its DNS is verified: only its DNS checks start.
     let publisher = api.publisher.clone();
@@ -178,7 +178,7 @@ pub(crate) async fn create(
     tokio::task::spawn_blocking(move || publisher.publish_registered(&id, &names))
         .await
         .map_err(ApiError::internal)?;
-    tracing::info!(site = %record.hosts[0], target = %record.cname_target, "site added");
+    tracing::info!(site = %record.hosts.primary(), target = %record.cname_target, "site added");
     Ok((StatusCode::CREATED, Json(describe(&api, &record))))
 }
 
@@ -214,7 +214,7 @@ pub(crate) async fn list(
         .iter()
         .map(|r| {
             let mut site = describe(&api, r);
-            if let Some(event) = latest.get(r.hosts[0].as_str()) {
+            if let Some(event) = latest.get(r.hosts.primary()) {
                 site["last_event"] = json!(event);
             }
             site
@@ -275,7 +275,7 @@ pub(crate) async fn remove(
     })
     .await
     .map_err(ApiError::internal)?;
-    tracing::info!(site = %record.hosts[0], "site removed");
+    tracing::info!(site = %record.hosts.primary(), "site removed");
     Ok(StatusCode::NO_CONTENT)
 }
 

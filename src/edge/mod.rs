@@ -182,7 +182,7 @@ impl Edge {
         // That thread also builds the served sites' definitions, which need nothing else.
         let (certificates, (registry, definitions)) = std::thread::scope(|scope| {
             let registry = scope.spawn(|| {
-                let registry = Onboarding::read_registry(&store);
+                let registry = Onboarding::read_registry(&store, &events);
                 let definitions = crate::onboarding::Definitions::of(
                     &registry,
                     &config.onboarding,

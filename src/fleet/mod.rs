@@ -156,14 +156,14 @@ async fn follow_sites(fleet: Arc<Fleet>, mut changes: mpsc::Receiver<Change>) {
                 let records = entries
                     .iter()
                     .filter(|(key, _)| key.ends_with(".json"))
-                    .filter_map(|(key, bytes)| parse_site(key, bytes))
+                    .filter_map(|(key, bytes)| parse_site(&fleet.events, key, bytes))
                     .collect();
                 if onboarding.sync_all(records) {
                     onboarding.notify_all_served_changed();
                 }
             }
             Change::Put(key, bytes) => {
-                if let Some(record) = parse_site(&key, &bytes) {
+                if let Some(record) = parse_site(&fleet.events, &key, &bytes) {
                     let (id, hosts) = (record.id.clone(), record.hosts.clone());
                     if onboarding.sync(record) {
                         onboarding.notify_served_changed(&id, &hosts);
@@ -185,12 +185,18 @@ fn site_id(key: &str) -> Option<&str> {
     key.strip_prefix("sites/")?.strip_suffix(".json")
 }
 
-fn parse_site(key: &str, bytes: &[u8]) -> Option<SiteRecord> {
+fn parse_site(events: &crate::events::Events, key: &str, bytes: &[u8]) -> Option<SiteRecord> {
     site_id(key)?;
     match serde_json::from_slice::<SiteRecord>(bytes) {
         Ok(record) => Some(record),
         Err(e) => {
-            tracing::warn!(key, error = %e, "ignoring an unreadable site record from the store");
+            // Another node wrote it: left where it is (that node reads it too), said here.
+            tracing::error!(key, error = %e, "ignoring an unreadable site record from the store");
+            events.record(
+                crate::events::EventKind::SiteRecordRejected,
+                key,
+                format!("unreadable site record from the fleet's store ({e})"),
+            );
             None
         }
     }

@@ -26,7 +26,7 @@ use crate::store::Claim;
 use crate::store::Store;
 use crate::tls::SiteTable;
 use dns::{DnsChecker, Verdict};
-pub use registry::{Registry, SiteRecord, SiteStatus};
+pub use registry::{Hosts, HostsError, Registry, SiteRecord, SiteStatus};
 
 /// Why a site cannot be added.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub enum AddError {
     Taken { host: String, owner: String },
     #[error("`{host}` is inside the edge's own zone `{zone}`")]
     OwnZone { host: String, zone: String },
+    #[error("a site needs at least one name")]
+    NoHosts,
     #[error("cannot make the site's id: {0}")]
     Id(crate::seal::SealError),
     #[error("cannot store the site")]
@@ -120,28 +122,42 @@ pub struct ServedChanges {
 /// (changes through this node and the fleet's store wake it at once).
 const UNTOLD_CHANGE_WAIT: Duration = Duration::from_secs(3600);
 
+/// Moves a site record that does not parse out of the way (kept for inspection, never read
+/// again), with an ERROR and a `site.record_rejected` event naming where it is now.
+fn set_aside_record(store: &Store, events: &Events, key: &str, error: &serde_json::Error) {
+    let path = store.path_of(key);
+    let kept = store.set_aside(&path);
+    let kept_at = kept.as_deref().unwrap_or(&path).display().to_string();
+    tracing::error!(path = %path.display(), kept = %kept_at, error = %error, "set aside an unreadable site record");
+    events.record(
+        crate::events::EventKind::SiteRecordRejected,
+        key,
+        format!("unreadable site record ({error}); kept at {kept_at}"),
+    );
+}
+
 /// DNS check steps running at once.
 const MAX_CHECK_STEPS: usize = 64;
 
 impl Onboarding {
-    /// Loads the registry from the store (corrupt entries are reported and skipped).
+    /// Loads the registry from the store (corrupt entries are reported and set aside).
     pub fn new(
         settings: OnboardingSettings,
         local_names: crate::issue::LocalNames,
         certificates: Arc<crate::managed::CertManager>,
         events: Arc<Events>,
     ) -> Arc<Self> {
-        let registry = Self::read_registry(certificates.store());
+        let registry = Self::read_registry(certificates.store(), &events);
         Self::with_registry(settings, local_names, certificates, events, registry)
     }
 
     /// Every registered site in `store` (corrupt records are reported and skipped). A start
     /// reads it beside the certificate records (`edge::Edge::build`).
-    pub fn read_registry(store: &Store) -> Registry {
+    pub fn read_registry(store: &Store, events: &Events) -> Registry {
         let started = std::time::Instant::now();
         let (records, failure) = store.scan_map("sites", ".json", |key, bytes| {
             serde_json::from_slice::<SiteRecord>(bytes)
-                .map_err(|e| tracing::error!(path = %store.path_of(key).display(), error = %e, "skipping an unreadable site record"))
+                .map_err(|e| set_aside_record(store, events, key, &e))
                 .ok()
         });
         if let Some(e) = failure {
@@ -277,7 +293,9 @@ impl Onboarding {
                     zone: zone.to_string(),
                 });
             }
-            let registered = sites.by_name(host.as_str()).map(|s| s.hosts[0].clone());
+            let registered = sites
+                .by_name(host.as_str())
+                .map(|s| s.hosts.primary().to_owned());
             if let Some(owner) = registered.or_else(|| owner(host)) {
                 return Err(AddError::Taken {
                     host: host.to_string(),
@@ -286,7 +304,7 @@ impl Onboarding {
             }
         }
         let record = SiteRecord::new(
-            hosts.iter().map(ToString::to_string).collect(),
+            Hosts::of(hosts).ok_or(AddError::NoHosts)?,
             origins.iter().map(ToString::to_string).collect(),
             zone.as_str(),
         )
@@ -298,7 +316,7 @@ impl Onboarding {
         drop(sites);
         self.events.record(
             crate::events::EventKind::SiteAdded,
-            &record.hosts[0],
+            record.hosts.primary(),
             format!("point the name at {}", record.cname_target),
         );
         Ok(record)
@@ -395,9 +413,12 @@ impl Onboarding {
         let mut by_parent: HashMap<&str, Vec<&str>> = HashMap::new();
         for record in sites.values() {
             for name in &record.hosts {
-                exact.insert(name, &record.hosts[0]);
+                exact.insert(name, record.hosts.primary());
                 if let Some(parent) = crate::certs::names::parent_of(name) {
-                    by_parent.entry(parent).or_default().push(&record.hosts[0]);
+                    by_parent
+                        .entry(parent)
+                        .or_default()
+                        .push(record.hosts.primary());
                 }
             }
         }
@@ -432,7 +453,7 @@ impl Onboarding {
         }
         self.events.record(
             crate::events::EventKind::SiteRemoved,
-            &record.hosts[0],
+            record.hosts.primary(),
             "site removed",
         );
         Ok(Some(record))
@@ -500,7 +521,7 @@ impl Onboarding {
             sites.mark_unsaved(id);
         } else {
             if let Err(e) = self.store.save_json(&SiteRecord::path(id), &record) {
-                tracing::error!(site = %record.hosts[0], error = %e, "cannot store the site status");
+                tracing::error!(site = %record.hosts.primary(), error = %e, "cannot store the site status");
             }
             sites.mark_saved(id);
         }
@@ -521,7 +542,7 @@ impl Onboarding {
                 let record = sites.get(id)?;
                 self.store
                     .encode_json(&SiteRecord::path(id), record)
-                    .map_err(|e| tracing::error!(site = %record.hosts[0], error = %e, "cannot encode the site status"))
+                    .map_err(|e| tracing::error!(site = %record.hosts.primary(), error = %e, "cannot encode the site status"))
                     .ok()
             })
             .collect();
@@ -717,7 +738,7 @@ impl Onboarding {
                 Ok(Some(held)) => *claim = Some(held),
                 Ok(None) => return Wake::At(now + FOLLOWER_WAIT),
                 Err(e) => {
-                    tracing::warn!(site = %record.hosts[0], error = %e, "cannot claim the site's onboarding; will retry");
+                    tracing::warn!(site = %record.hosts.primary(), error = %e, "cannot claim the site's onboarding; will retry");
                     return Wake::At(now + FOLLOWER_WAIT);
                 }
             }
@@ -756,7 +777,7 @@ impl Onboarding {
 
     /// Applies a DNS verdict to a site; returns when to look again.
     fn after_check(&self, record: &SiteRecord, verdict: Verdict) -> Option<Duration> {
-        let subject = record.hosts[0].clone();
+        let subject = record.hosts.primary().to_owned();
         let s = &self.settings;
         match (record.status, verdict) {
             (SiteStatus::Active, Verdict::Verified) => Some(s.active_recheck),
@@ -848,10 +869,10 @@ impl Onboarding {
         });
         self.events.record(
             crate::events::EventKind::SiteDnsMoved,
-            &record.hosts[0],
+            record.hosts.primary(),
             reason,
         );
-        tracing::warn!(site = %record.hosts[0], reason, "site DNS moved away; renewals stop after the grace period");
+        tracing::warn!(site = %record.hosts.primary(), reason, "site DNS moved away; renewals stop after the grace period");
         Some(self.settings.active_recheck)
     }
 
@@ -859,7 +880,7 @@ impl Onboarding {
     /// Returns how long to wait before looking again.
     fn await_certificate(&self, record: &SiteRecord, table: &SiteTable) -> Duration {
         let served = table
-            .lookup(Some(&record.hosts[0]))
+            .lookup(Some(record.hosts.primary()))
             .is_some_and(|site| site.served_cert().is_some());
         if served {
             self.update(&record.id, |r| {
@@ -871,10 +892,10 @@ impl Onboarding {
             });
             self.events.record(
                 crate::events::EventKind::SiteActive,
-                &record.hosts[0],
+                record.hosts.primary(),
                 "served over HTTPS",
             );
-            tracing::info!(site = %record.hosts[0], "site active");
+            tracing::info!(site = %record.hosts.primary(), "site active");
             return Duration::ZERO;
         }
         if let Some(next_attempt) = self.note_queued(record) {
@@ -918,7 +939,7 @@ impl Onboarding {
             });
             self.events.record(
                 crate::events::EventKind::SiteQueued,
-                &record.hosts[0],
+                record.hosts.primary(),
                 format!("{reason}; next attempt at {at}"),
             );
         }
@@ -945,7 +966,7 @@ impl Onboarding {
             });
             self.events.record(
                 crate::events::EventKind::SiteFailed,
-                &record.hosts[0],
+                record.hosts.primary(),
                 format!(
                     "{reason}; retrying at {}",
                     humantime::format_rfc3339_seconds(next_retry)
@@ -1120,10 +1141,55 @@ mod tests {
         (dir, onboarding, events)
     }
 
+    #[test]
+    fn a_stored_site_record_whose_names_do_not_parse_is_set_aside_with_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(&crate::config::StorageSettings::Fs, dir.path()).unwrap();
+        let good = SiteRecord::new(
+            Hosts::try_from(vec!["shop.example.com".to_owned()]).unwrap(),
+            vec!["http://192.0.2.1".into()],
+            "edge.test",
+        )
+        .unwrap();
+        store.save_json(&SiteRecord::path(&good.id), &good).unwrap();
+        let mut json = serde_json::to_value(&good).unwrap();
+        for (id, hosts) in [
+            ("nohosts", serde_json::json!([])),
+            ("badhost", serde_json::json!(["not a host!"])),
+        ] {
+            json["id"] = serde_json::json!(id);
+            json["hosts"] = hosts;
+            store.save_json(&SiteRecord::path(id), &json).unwrap();
+        }
+        let events = Events::default();
+        let registry = Onboarding::read_registry(&store, &events);
+        assert_eq!(registry.len(), 1);
+        assert!(registry.by_name("shop.example.com").is_some());
+        let rejected: Vec<crate::events::Event> = events
+            .since(0)
+            .into_iter()
+            .filter(|e| e.kind == "site.record_rejected")
+            .collect();
+        assert_eq!(rejected.len(), 2, "{rejected:?}");
+        let kept: Vec<String> = std::fs::read_dir(dir.path().join("sites"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            kept.iter().filter(|n| n.contains(".json.corrupt-")).count(),
+            2,
+            "{kept:?}"
+        );
+        // Read again: the set-aside records are not read, nothing more is rejected.
+        let again = Events::default();
+        assert_eq!(Onboarding::read_registry(&store, &again).len(), 1);
+        assert!(again.since(0).is_empty());
+    }
+
     /// A registered site for `host` in `status`.
     fn site(onboarding: &Onboarding, host: &str, status: SiteStatus) -> SiteRecord {
         let mut record = SiteRecord::new(
-            vec![host.into()],
+            Hosts::try_from(vec![host.to_owned()]).unwrap(),
             vec!["http://192.0.2.1".into()],
             "edge.test",
         )

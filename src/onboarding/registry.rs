@@ -6,6 +6,82 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::certs::record::unix;
+use crate::certs::{HostName, HostNameError};
+
+/// A site's names as stored: at least one, each a host name, checked when a record is read
+/// (a record whose names do not parse is refused as a whole, never served half-read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+pub struct Hosts(Vec<String>);
+
+/// Why a stored list of names is not a site's names.
+#[derive(Debug, thiserror::Error)]
+pub enum HostsError {
+    #[error("a site has at least one name")]
+    Empty,
+    #[error("`{name}`: {cause}")]
+    NotAHost { name: String, cause: HostNameError },
+}
+
+impl TryFrom<Vec<String>> for Hosts {
+    type Error = HostsError;
+
+    fn try_from(names: Vec<String>) -> Result<Self, HostsError> {
+        if names.is_empty() {
+            return Err(HostsError::Empty);
+        }
+        for name in &names {
+            HostName::parse(name).map_err(|cause| HostsError::NotAHost {
+                name: name.clone(),
+                cause,
+            })?;
+        }
+        Ok(Self(names))
+    }
+}
+
+impl Serialize for Hosts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl Hosts {
+    /// The names of `hosts`, already checked; `None` when there are none.
+    pub fn of(hosts: &[HostName]) -> Option<Self> {
+        (!hosts.is_empty()).then(|| Self(hosts.iter().map(|h| h.as_str().to_owned()).collect()))
+    }
+
+    /// The site's first name: what it is known by in logs, events and the API.
+    pub fn primary(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+
+    /// The names, parsed (they were checked when the record was read or made).
+    pub fn names(&self) -> Vec<HostName> {
+        self.0
+            .iter()
+            .filter_map(|h| HostName::parse(h).ok())
+            .collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Hosts {
+    type Item = &'a String;
+    type IntoIter = std::slice::Iter<'a, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl std::ops::Deref for Hosts {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
 
 /// Where a site is in onboarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +118,7 @@ impl std::fmt::Display for SiteStatus {
 #[serde(deny_unknown_fields)]
 pub struct SiteRecord {
     pub id: String,
-    pub hosts: Vec<String>,
+    pub hosts: Hosts,
     pub origins: Vec<String>,
     pub status: SiteStatus,
     /// What the owner must point their name at: `<id>.<cname_zone>`.
@@ -68,7 +144,7 @@ pub struct SiteRecord {
 
 impl SiteRecord {
     pub fn new(
-        hosts: Vec<String>,
+        hosts: Hosts,
         origins: Vec<String>,
         zone: &str,
     ) -> Result<Self, crate::seal::SealError> {
@@ -214,10 +290,14 @@ impl std::ops::Deref for Registry {
 mod tests {
     use super::*;
 
+    fn hosts(names: &[&str]) -> Hosts {
+        Hosts::try_from(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap()
+    }
+
     #[test]
     fn targets_are_unguessable_dns_labels() {
-        let a = SiteRecord::new(vec!["a.example".into()], vec![], "edge.test").unwrap();
-        let b = SiteRecord::new(vec!["a.example".into()], vec![], "edge.test").unwrap();
+        let a = SiteRecord::new(hosts(&["a.example"]), vec![], "edge.test").unwrap();
+        let b = SiteRecord::new(hosts(&["a.example"]), vec![], "edge.test").unwrap();
         assert_ne!(a.cname_target, b.cname_target);
         assert_eq!(a.id.len(), 26);
         assert!(
@@ -231,19 +311,14 @@ mod tests {
     #[test]
     fn the_name_index_follows_inserts_replacements_and_removals() {
         let mut registry = Registry::default();
-        let mut a = SiteRecord::new(
-            vec!["a.example".into(), "www.a.example".into()],
-            vec![],
-            "z",
-        )
-        .unwrap();
+        let mut a = SiteRecord::new(hosts(&["a.example", "www.a.example"]), vec![], "z").unwrap();
         registry.insert(a.clone());
         assert_eq!(
             registry.by_name("www.a.example").map(|r| &r.id),
             Some(&a.id)
         );
         // A record replaced with other names (through the fleet's store) moves the index.
-        a.hosts = vec!["a.example".into()];
+        a.hosts = hosts(&["a.example"]);
         assert!(registry.insert(a.clone()).is_some());
         assert!(registry.by_name("www.a.example").is_none());
         assert!(registry.by_name("a.example").is_some());
@@ -254,12 +329,8 @@ mod tests {
 
     #[test]
     fn a_registry_built_from_records_indexes_every_name() {
-        let a = SiteRecord::new(
-            vec!["a.example".into(), "www.a.example".into()],
-            vec![],
-            "z",
-        );
-        let b = SiteRecord::new(vec!["b.example".into()], vec![], "z");
+        let a = SiteRecord::new(hosts(&["a.example", "www.a.example"]), vec![], "z");
+        let b = SiteRecord::new(hosts(&["b.example"]), vec![], "z");
         let (a, b) = (a.unwrap(), b.unwrap());
         let registry = Registry::from_records([b.clone(), a.clone()].into_iter());
         assert_eq!(registry.len(), 2);

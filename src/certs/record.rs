@@ -151,10 +151,63 @@ impl CertRecord {
         self.serial = Some(info.serial.clone());
         self.not_before = Some(unix(info.not_before));
         self.not_after = Some(unix(info.not_after));
-        self.state = CertState::Issued;
+        self.enter(CertState::Issued);
         self.failure = None;
         self.queued = None;
         self.updated = unix(SystemTime::now());
+    }
+
+    /// An attempt failed: why, how many in a row, when the next one is. What is in service
+    /// stays in the record (and in service).
+    pub fn set_failed(&mut self, failure: Failure) {
+        self.enter(CertState::Failed);
+        self.queued = None;
+        self.failure = Some(failure);
+    }
+
+    /// The CA's limits (as counted here) hold the next order until `queued.next_attempt_at`.
+    pub fn set_queued(&mut self, queued: Queued) {
+        self.enter(CertState::Queued);
+        self.queued = Some(queued);
+    }
+
+    /// An order is about to be placed for names nothing is served for (a failure on
+    /// record keeps its state: it says when the next attempt is).
+    pub fn set_ordering(&mut self) {
+        if self.failure.is_none() {
+            self.enter(CertState::Pending);
+        }
+    }
+
+    /// The certificate in service entered its renewal window (`expiring`) or ran out
+    /// (`expired`), as its dates say.
+    pub fn set_window_state(&mut self, state: CertState) {
+        if matches!(state, CertState::Expiring | CertState::Expired) {
+            self.enter(state);
+        }
+    }
+
+    /// The one place a record's state changes (`replaced` is the inventory's word for an
+    /// upload a managed certificate took over: never a record's state).
+    fn enter(&mut self, to: CertState) {
+        if may_enter(self.state, to) {
+            self.state = to;
+        } else {
+            tracing::warn!(names = ?self.names, from = %self.state, %to, "refused a certificate state change the lifecycle does not allow");
+        }
+    }
+}
+
+/// Whether a stored record may go from `from` to `to`: an order may start, succeed, fail or
+/// be held from any stored state (a renewal fails while the old certificate serves, a held
+/// order is retried); a failed record stays failed until an attempt succeeds or is held,
+/// whatever its dates say; `replaced` is never entered nor left.
+pub fn may_enter(from: CertState, to: CertState) -> bool {
+    use CertState::{Expired, Expiring, Failed, Issued, Pending, Queued, Replaced};
+    match (from, to) {
+        (Replaced, _) | (_, Replaced) => false,
+        (Failed, Expiring | Expired) => false,
+        (_, Pending | Issued | Failed | Queued | Expiring | Expired) => true,
     }
 }
 
@@ -195,6 +248,62 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<HostName> {
         list.iter().map(|n| HostName::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_lifecycle_allows_what_the_renewal_loop_does_and_nothing_else() {
+        use CertState::*;
+        let all = [Pending, Issued, Expiring, Expired, Failed, Queued, Replaced];
+        for from in all {
+            for to in all {
+                let refused = from == Replaced
+                    || to == Replaced
+                    || (from == Failed && matches!(to, Expiring | Expired));
+                assert_eq!(may_enter(from, to), !refused, "{from} -> {to}");
+            }
+        }
+        // The table the renewal loop relies on, spelled out.
+        for (from, to, allowed) in [
+            (Pending, Issued, true),
+            (Pending, Failed, true),
+            (Pending, Queued, true),
+            (Issued, Issued, true),
+            (Issued, Failed, true),
+            (Failed, Issued, true),
+            (Failed, Failed, true),
+            (Queued, Pending, true),
+            (Queued, Issued, true),
+            (Issued, Expiring, true),
+            (Expiring, Expired, true),
+            (Expiring, Issued, true),
+            (Failed, Expiring, false),
+            (Issued, Replaced, false),
+            (Replaced, Failed, false),
+        ] {
+            assert_eq!(may_enter(from, to), allowed, "{from} -> {to}");
+        }
+    }
+
+    #[test]
+    fn a_failure_keeps_the_chain_and_an_issue_clears_the_failure() {
+        let names = [HostName::parse("a.test").unwrap()];
+        let mut record = CertRecord::pending(&names, Source::Acme);
+        record.chain_pem = Some("chain".into());
+        record.set_queued(Queued {
+            limit: "new_orders_per_3h".into(),
+            reason: "held".into(),
+            next_attempt_at: 9,
+        });
+        assert_eq!(record.state, CertState::Queued);
+        record.set_failed(Failure {
+            reason: "refused".into(),
+            attempts: 1,
+            next_retry: 10,
+        });
+        assert_eq!(record.state, CertState::Failed);
+        assert!(record.queued.is_none() && record.chain_pem.is_some());
+        record.set_ordering();
+        assert_eq!(record.state, CertState::Failed, "a failure on record stays");
     }
 
     #[test]

@@ -100,7 +100,11 @@ mod tests {
             inventory.get("a").flatten().map(|s| s.state),
             Some(CertState::Pending)
         );
-        record.state = CertState::Failed;
+        record.set_failed(crate::certs::record::Failure {
+            reason: "refused".into(),
+            attempts: 1,
+            next_retry: 0,
+        });
         inventory.note("a".into(), &record);
         assert_eq!(
             inventory.get("a").flatten().map(|s| s.state),

@@ -16,7 +16,7 @@ use super::{CertManager, state_at};
 use crate::certs::ServedCert;
 use crate::certs::names::join;
 use crate::certs::record::{Failure, Replaced, from_unix, unix};
-use crate::certs::{CertRecord, CertState, Source, window};
+use crate::certs::{CertRecord, Source, window};
 use crate::issue::Issuer;
 use crate::schedule::{Job, JobFuture, Wake};
 use crate::sites::Site;
@@ -355,8 +355,7 @@ impl Outcome<'_> {
                 let first = record.as_ref().is_none_or(|r| r.queued.is_none());
                 let queued = manager.while_current(site, || {
                     manager.set_state_claimed(claim, &config.hosts, issuer.source(), |r| {
-                        r.state = CertState::Queued;
-                        r.queued = Some(crate::certs::record::Queued {
+                        r.set_queued(crate::certs::record::Queued {
                             limit: held.limit.clone(),
                             reason: held.reason.clone(),
                             next_attempt_at: held.until,
@@ -401,9 +400,7 @@ impl Outcome<'_> {
                 let next_retry = unix(SystemTime::now() + delay).max(unix(now) + 1);
                 let failed = manager.while_current(site, || {
                     manager.set_state_claimed(claim, &config.hosts, issuer.source(), |r| {
-                        r.state = CertState::Failed;
-                        r.queued = None;
-                        r.failure = Some(Failure {
+                        r.set_failed(Failure {
                             reason: error.to_string(),
                             attempts,
                             next_retry,
@@ -507,11 +504,7 @@ fn note_due(
 ) {
     let names = &site.config().hosts;
     let Some(cert) = served else {
-        manager.set_state(names, issuer.source(), |r| {
-            if r.failure.is_none() {
-                r.state = CertState::Pending;
-            }
-        });
+        manager.set_state(names, issuer.source(), CertRecord::set_ordering);
         return;
     };
     if forced && !in_window(manager, cert, now) {
@@ -521,7 +514,7 @@ fn note_due(
     let state = state_at(info.not_after, now, now);
     manager.set_state(names, issuer.source(), |r| {
         if r.failure.is_none() && r.state != state {
-            r.state = state;
+            r.set_window_state(state);
             manager.events.record(
                 crate::events::EventKind::CertificateExpiring,
                 site.name(),

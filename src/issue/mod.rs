@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod acme_http;
+mod acme_problem;
 pub mod caa;
 pub mod challenges;
 mod error;

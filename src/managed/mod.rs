@@ -8,6 +8,7 @@
 //! across all sites are bounded by `acme.max_concurrent_orders`.
 
 pub mod inventory;
+mod outcome;
 mod record_digest;
 pub mod records;
 mod renewal;

@@ -8,11 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use super::CertManager;
 use super::renewal::*;
+use crate::certs::HostName;
 use crate::certs::ServedCert;
 use crate::certs::names::join;
 use crate::certs::record::{Failure, Replaced, from_unix, unix};
 use crate::certs::{CertRecord, Source, window};
-use crate::issue::Issuer;
+use crate::issue::{Issued, Issuer};
 use crate::sites::Site;
 
 /// What one order of a site ended with, and what it is applied to.
@@ -236,6 +237,49 @@ impl Outcome<'_> {
         }
         ControlFlow::Continue(())
     }
+}
+
+impl CertManager {
+    pub(super) fn log_issued(
+        &self,
+        names: &[HostName],
+        source: Source,
+        issued: &Issued,
+        renewal: bool,
+    ) {
+        let info = &issued.bundle.info;
+        self.events.record(
+            if renewal {
+                crate::events::EventKind::CertificateRenewed
+            } else {
+                crate::events::EventKind::CertificateIssued
+            },
+            &join(names),
+            format!(
+                "{source} certificate, serial {}, valid until {}",
+                info.serial,
+                humantime::format_rfc3339_seconds(info.not_after)
+            ),
+        );
+        log_issued(names, source, info, renewal);
+    }
+}
+
+pub(super) fn log_issued(
+    names: &[HostName],
+    source: Source,
+    info: &crate::certs::CertInfo,
+    renewal: bool,
+) {
+    tracing::info!(
+        names = %join(names),
+        %source,
+        serial = %info.serial,
+        not_after = %humantime::format_rfc3339_seconds(info.not_after),
+        event = if renewal { "renewed" } else { "issued" },
+        "{}",
+        if renewal { "certificate renewed" } else { "certificate issued" }
+    );
 }
 
 #[cfg(test)]

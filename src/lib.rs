@@ -1,11 +1,19 @@
 //! onehttps: a TLS-terminating edge reverse proxy that gives websites HTTPS in one step.
 //!
-//! Where things live: `config` (the file, checked), `certs` (certificate model), `tls`
-//! (certificate table, resolver, rustls config), `sites` (what is served per host name),
-//! `proxy` (request forwarding), `edge` (listeners, connections, reload, shutdown), `store`
-//! (persistence: embedded, fs or etcd), `seal` (AEAD under the master key), `fleet` (what nodes sharing etcd learn from each other),
-//! `issue` (ACME and the internal CA), `managed` (issuance and renewal
-//! per site), `schedule` (the one time-ordered queue of recurring work), `parallel` (start-up passes on every core), `net` (address policy: CIDRs, which addresses tenants may reach), `cli`.
+//! Where things live, top to bottom (a module uses only those below it; docs/architecture.md
+//! has the table): `cli` and `admin_client` (commands); `edge` (assembles everything:
+//! listeners, the connection pipeline, reload, shutdown); `admin` (the API and console) and
+//! `fleet` (what nodes sharing etcd learn from each other), each built with the handles it
+//! uses; `onboarding` (registered sites and their DNS steps); `managed` (the owner of
+//! certificates: records, issuance, renewal, swaps); `tls` (certificate table, resolver,
+//! rustls config) and `proxy` (request forwarding); `issue` (ACME and the internal CA);
+//! `sites` (what is served per host name); `events`; `config` (the file, checked); `store`
+//! (bytes under keys: embedded, fs or etcd) and `certs` (the certificate model); and the
+//! leaves: `seal` (AEAD under the master key), `served_leaf` (what certificate an address
+//! serves), `resolver` (DNS), `schedule` (the one time-ordered queue of recurring work),
+//! `tasks` (background tasks), `worker` (which connection worker runs the code),
+//! `parallel` (start-up passes on every core), `net` (address policy), `net_io`, `stats`,
+//! `logging`.
 
 pub mod admin;
 pub mod admin_client;

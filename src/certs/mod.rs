@@ -5,6 +5,8 @@
 
 pub mod bundle;
 pub mod chain;
+pub mod key_type;
+pub mod local_names;
 pub mod names;
 pub mod record;
 pub mod sealed_key;
@@ -15,6 +17,7 @@ pub mod window;
 
 pub use bundle::{CertBundle, CertError, CertInfo};
 pub use chain::Chain;
+pub use key_type::KeyType;
 pub use names::{HostName, HostNameError};
 pub use record::{CertRecord, CertState, Source};
 pub use sealed_key::{PlainKey, SealedKey};

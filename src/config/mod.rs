@@ -18,7 +18,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::certs::HostName;
-pub use acme::{AcmeSettings, ChallengeKind, IssuerKind};
+pub use acme::{AcmeSettings, CaLimits, ChallengeKind, IssuerKind};
 use error::Issues;
 pub use error::{ConfigError, ConfigIssue};
 use file::FileConfig;
@@ -62,7 +62,7 @@ pub struct Config {
     pub events: EventSettings,
     /// `[internal_ca] names`: what the internal CA may issue for, besides the built-in local
     /// suffixes (its root is name-constrained to them).
-    pub internal_names: crate::issue::LocalNames,
+    pub internal_names: crate::certs::local_names::LocalNames,
     pub storage: StorageSettings,
     pub sites: Vec<SiteConfig>,
 }
@@ -361,9 +361,9 @@ fn convert(file: FileConfig, base: &Path, issues: &mut Issues<'_>) -> Config {
 fn internal_names(
     value: Option<Spanned<Vec<String>>>,
     issues: &mut Issues<'_>,
-) -> crate::issue::LocalNames {
+) -> crate::certs::local_names::LocalNames {
     let Some(value) = value else {
-        return crate::issue::LocalNames::default();
+        return crate::certs::local_names::LocalNames::default();
     };
     let span = value.span();
     let mut names = Vec::new();
@@ -377,7 +377,7 @@ fn internal_names(
             ),
         }
     }
-    crate::issue::LocalNames::new(names)
+    crate::certs::local_names::LocalNames::new(names)
 }
 
 /// `error: cause: cause` on one line.

@@ -42,7 +42,11 @@ pub(super) fn convert_site(
     index: usize,
     site: FileSite,
     base: &Path,
-    (global_hsts, acme, local): (Option<&String>, &AcmeSettings, &crate::issue::LocalNames),
+    (global_hsts, acme, local): (
+        Option<&String>,
+        &AcmeSettings,
+        &crate::certs::local_names::LocalNames,
+    ),
     issues: &mut Issues<'_>,
 ) -> Option<SiteConfig> {
     let before = issues.list.len();
@@ -127,7 +131,7 @@ pub(super) fn convert_site(
 pub(super) fn site_issuer(
     value: Option<Spanned<String>>,
     hosts: &[HostName],
-    local: &crate::issue::LocalNames,
+    local: &crate::certs::local_names::LocalNames,
     key: &str,
     issues: &mut Issues<'_>,
 ) -> IssuerKind {

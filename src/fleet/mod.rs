@@ -1,8 +1,10 @@
 //! A fleet of edges on one etcd: what each node learns from the store's watches — sites
 //! registered through any node (`sites/`), certificates issued or renewed by any node
-//! (`certs/`), challenge answers of any node's orders in flight (`challenges/`), events
+//! (`certs/`, adopted through the certificate owner), challenge answers of any node's orders
+//! in flight (`challenges/`, served by `issue::shared_answers`), session ticket keys, events
 //! recorded by any node (`events/`, `events.rs`) — and its own heartbeat in `nodes/`
-//! (`nodes.rs`). Nothing here runs on the `fs` store.
+//! (`nodes.rs`). Built with the handles it uses (`Fleet`), never the edge itself. Nothing
+//! here runs on the embedded or `fs` store.
 
 pub mod events;
 pub mod nodes;

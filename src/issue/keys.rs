@@ -7,27 +7,8 @@ use rcgen::{
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
-use super::{IssueError, Issued};
+use super::{IssueError, Issued, KeyType};
 use crate::certs::{CertBundle, HostName};
-
-/// Kind of key a certificate is issued for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KeyType {
-    #[default]
-    EcdsaP256,
-    Rsa2048,
-}
-
-impl std::str::FromStr for KeyType {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "ecdsa-p256" => Ok(Self::EcdsaP256),
-            "rsa2048" => Ok(Self::Rsa2048),
-            _ => Err(()),
-        }
-    }
-}
 
 /// A fresh key of `key_type`.
 pub fn generate(key_type: KeyType) -> Result<KeyPair, IssueError> {

@@ -7,54 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::config::CaLimits;
+
 use super::registered_domain::registered_domain;
 
 const HOUR: u64 = 3600;
 const WEEK: u64 = 7 * 24 * HOUR;
 
-/// The limits of one ACME directory; `None` = not limited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CaLimits {
-    /// New orders per account per 3 hours.
-    pub new_orders_per_3h: Option<u32>,
-    /// Certificates per registered domain per 7 days.
-    pub certificates_per_domain_per_week: Option<u32>,
-    /// Certificates for the exact same set of names per 7 days.
-    pub duplicates_per_week: Option<u32>,
-    /// Failed validations per name (per account) per hour.
-    pub failed_validations_per_hour: Option<u32>,
-    /// Requests to the CA per second (every request, nonces and polls included).
-    pub requests_per_second: Option<u32>,
-    /// Names in one certificate.
-    pub names_per_certificate: Option<u32>,
-}
-
 impl CaLimits {
-    /// Let's Encrypt's published limits (letsencrypt.org/docs/rate-limits, 2025).
-    pub const LETS_ENCRYPT: Self = Self {
-        new_orders_per_3h: Some(300),
-        certificates_per_domain_per_week: Some(50),
-        duplicates_per_week: Some(5),
-        failed_validations_per_hour: Some(5),
-        requests_per_second: Some(20),
-        names_per_certificate: Some(100),
-    };
-
-    /// The default for `directory`: Let's Encrypt's limits for its directories (production
-    /// and staging), none for any other CA.
-    pub fn default_for(directory: &str) -> Self {
-        let host = directory
-            .parse::<http::Uri>()
-            .ok()
-            .and_then(|u| u.host().map(str::to_ascii_lowercase))
-            .unwrap_or_default();
-        if host == "api.letsencrypt.org" || host.ends_with(".api.letsencrypt.org") {
-            Self::LETS_ENCRYPT
-        } else {
-            Self::default()
-        }
-    }
-
     /// The limits that count past attempts, with their windows: what `GET /api/v1/ca` and
     /// `/metrics` show.
     pub fn windows(&self) -> [(Limit, Option<u32>); 4] {

@@ -1,11 +1,13 @@
-//! Managed certificates, and the one writer of certificate records and of what sites serve
-//! (renewal outcomes, uploads, certificates adopted from the fleet's store all go through
-//! `CertManager`; only configured sites' certificate files are swapped by their watcher):
-//! what a site serves at start (the stored certificate, loaded before
-//! any CA is contacted; an internal one issued on the spot; or nothing yet while its first
-//! ACME order runs), and the per-site renewal task (`renewal.rs`) that obtains, renews and
-//! takes over expiring uploads. At most one order per set of names is in flight, and orders
-//! across all sites are bounded by `acme.max_concurrent_orders`.
+//! The owner of managed certificates: `CertManager` is the one writer of certificate
+//! records (`records.rs`: their format, tags and sealed keys) and of what sites serve —
+//! renewal outcomes (`outcome.rs`), uploads, certificates adopted from the fleet's store all
+//! go through it; only configured sites' certificate files are swapped by their watcher.
+//! What a site serves when it is built (`first_cert.rs`: the stored certificate, read once at
+//! start by `preload.rs` before any CA is contacted; an internal one issued on the spot; or
+//! nothing yet while its first ACME order runs), the per-site renewal steps (`renewal.rs`),
+//! every record's status in memory (`inventory.rs`) and the self-check of every swap
+//! (`self_check.rs`). At most one order per set of names is in flight, and orders across
+//! all sites are bounded by `acme.max_concurrent_orders`.
 
 mod first_cert;
 pub mod inventory;

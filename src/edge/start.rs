@@ -15,7 +15,7 @@ impl Edge {
         let certificates = self.certificates.clone();
         self.tasks.tracker().spawn(crate::sites::watch::run(
             move || table.sites_with_files(),
-            move |site| certificates.announce_swap(site),
+            move |site, served| certificates.install(site, served),
             interval,
             self.tasks.token().clone(),
         ));

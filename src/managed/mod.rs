@@ -1,7 +1,8 @@
 //! The owner of managed certificates: `CertManager` is the one writer of certificate
 //! records (`records.rs`: their format, tags and sealed keys) and of what sites serve —
-//! renewal outcomes (`outcome.rs`), uploads, certificates adopted from the fleet's store all
-//! go through it; only configured sites' certificate files are swapped by their watcher.
+//! renewal outcomes (`outcome.rs`), uploads, changed certificate files (handed in by their
+//! watcher, `sites/watch.rs`) and certificates adopted from the fleet's store all go
+//! through it.
 //! What a site serves when it is built (`first_cert.rs`: the stored certificate, read once at
 //! start by `preload.rs` before any CA is contacted; an internal one issued on the spot; or
 //! nothing yet while its first ACME order runs), the per-site renewal steps (`renewal.rs`),
@@ -126,8 +127,8 @@ impl CertManager {
     }
 
     /// Tells the subscribers (onboarding, the self-check) that `site` serves a new
-    /// certificate: [`install`](Self::install) does, and so does the file watcher.
-    pub fn announce_swap(&self, site: &crate::sites::Site) {
+    /// certificate: what [`install`](Self::install) does after the swap.
+    fn announce_swap(&self, site: &crate::sites::Site) {
         let _ = self.installed.send(site.hosts().to_vec());
     }
 

@@ -1,6 +1,6 @@
-//! Watches uploaded certificate files and swaps a new pair in when they change. A pair that
-//! fails its checks twice in a row (so not merely caught half-written) is refused with an
-//! ERROR naming the file and why; the certificate in service stays.
+//! Watches uploaded certificate files and hands a new pair to the certificate owner when they
+//! change. A pair that fails its checks twice in a row (so not merely caught half-written) is
+//! refused with an ERROR naming the file and why; the certificate in service stays.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +32,11 @@ impl WatchState {
 }
 
 /// Polls the certificate files of the sites `with_files` names (asked again at each pass)
-/// each `interval` until `cancel`.
+/// each `interval` until `cancel`; a changed pair that checks out goes to `install` (the
+/// certificate owner swaps it in and tells its subscribers).
 pub async fn run(
     with_files: impl Fn() -> Arc<[Arc<Site>]>,
-    swapped: impl Fn(&Site) + Clone + Send + 'static,
+    install: impl Fn(&Site, ServedCert) + Clone + Send + 'static,
     interval: Duration,
     cancel: CancellationToken,
 ) {
@@ -49,10 +50,12 @@ pub async fn run(
             continue;
         }
         // File reads and PEM parsing are blocking work: keep them off the reactor.
-        let swapped = swapped.clone();
+        let install = install.clone();
         let pass = move || {
-            for site in sites.iter().filter(|s| check_site(s)) {
-                swapped(site);
+            for site in sites.iter() {
+                if let Some(served) = check_site(site) {
+                    install(site, served);
+                }
             }
         };
         if let Err(e) = tokio::task::spawn_blocking(pass).await {
@@ -61,16 +64,15 @@ pub async fn run(
     }
 }
 
-fn check_site(site: &Site) -> bool {
-    let Some(files) = site.cert_files() else {
-        return false;
-    };
+/// The new pair of `site`'s files, when they changed and it checks out.
+fn check_site(site: &Site) -> Option<ServedCert> {
+    let files = site.cert_files()?;
     let Some(Ok(mut state)) = site.watch.as_ref().map(|w| w.lock()) else {
-        return false;
+        return None;
     };
     let current = cert_files::stamps(files);
     if current == state.settled {
-        return false;
+        return None;
     }
     match cert_files::load(files, site.hosts()) {
         Ok(bundle) => {
@@ -81,9 +83,8 @@ fn check_site(site: &Site) -> bool {
                 not_after = %humantime::format_rfc3339_seconds(bundle.info.not_after),
                 "certificate files changed: new certificate in service"
             );
-            site.replace_cert(ServedCert::new(bundle, Source::Uploaded));
             *state = WatchState::new(current);
-            return true;
+            return Some(ServedCert::new(bundle, Source::Uploaded));
         }
         Err(e) if state.failed_once == Some(current) => {
             tracing::error!(
@@ -96,5 +97,5 @@ fn check_site(site: &Site) -> bool {
         }
         Err(_) => state.failed_once = Some(current),
     }
-    false
+    None
 }

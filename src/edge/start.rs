@@ -23,7 +23,7 @@ impl Edge {
         self.tasks.tracker().spawn(crate::managed::self_check::run(
             self.table.clone(),
             self.server.self_check,
-            self.certificates.installs(),
+            self.certificates.changes(),
             self.events.clone(),
             self.tasks.token().clone(),
         ));
@@ -92,7 +92,7 @@ impl Edge {
         self.tasks.tracker().spawn(
             self.onboarding
                 .clone()
-                .run_scheduler(self.certificates.installs(), self.tasks.token().clone()),
+                .run_scheduler(self.certificates.changes(), self.tasks.token().clone()),
         );
         crate::fleet::start(Arc::new(self.fleet_handles()));
     }

@@ -60,11 +60,23 @@ pub struct CertManager {
     /// them (one read of each record at restart, see [`CertManager::new`]).
     preloaded: Preloaded,
     /// The names of each site whose certificate [`install`](Self::install) swapped in.
-    installed: tokio::sync::broadcast::Sender<Vec<HostName>>,
+    changes: tokio::sync::broadcast::Sender<CertChange>,
 }
 
-/// Installs not yet taken by a slow subscriber (a lagging one is told it missed some).
-const INSTALLED_BACKLOG: usize = 1024;
+/// Changes not yet taken by a slow subscriber (a lagging one is told it missed some).
+const CHANGES_BACKLOG: usize = 1024;
+
+/// One change to a certificate, as its subscribers (onboarding, the self-check) see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertChange {
+    pub names: Vec<HostName>,
+    pub source: Source,
+    /// The record's state after the change (`issued` for an install).
+    pub state: CertState,
+    pub serial: Option<String>,
+    /// A certificate was swapped into the site (not only a state written).
+    pub installed: bool,
+}
 
 /// Renewal steps running at once (orders are bounded by `acme.max_concurrent_orders`).
 const MAX_RENEWAL_STEPS: usize = 256;
@@ -111,30 +123,42 @@ impl CertManager {
             me: me.clone(),
             inventory: inventory::Inventory::default(),
             preloaded: Preloaded::default(),
-            installed: tokio::sync::broadcast::channel(INSTALLED_BACKLOG).0,
+            changes: tokio::sync::broadcast::channel(CHANGES_BACKLOG).0,
         });
         manager.preload();
         Ok(manager)
     }
 
     /// Puts `served` in service for `site` and tells the subscribers
-    /// ([`installs`](Self::installs)): every certificate the edge issues, renews, adopts from
-    /// the store or takes by upload goes in through here. (Certificate files of configured
-    /// sites are swapped by their watcher, `sites/watch.rs`: no registered site has files.)
+    /// ([`changes`](Self::changes)): every certificate the edge issues, renews, adopts from
+    /// the store, takes by upload or finds in changed certificate files goes in through here.
     pub fn install(&self, site: &crate::sites::Site, served: ServedCert) {
+        let change = CertChange {
+            names: site.hosts().to_vec(),
+            source: served.source,
+            state: CertState::Issued,
+            serial: Some(served.bundle.info.serial.clone()),
+            installed: true,
+        };
         site.replace_cert(served);
-        self.announce_swap(site);
+        let _ = self.changes.send(change);
     }
 
-    /// Tells the subscribers (onboarding, the self-check) that `site` serves a new
-    /// certificate: what [`install`](Self::install) does after the swap.
-    fn announce_swap(&self, site: &crate::sites::Site) {
-        let _ = self.installed.send(site.hosts().to_vec());
+    /// Every change to a certificate from now on: what was swapped in, and every state a
+    /// record enters (stored here, or by another node of the fleet).
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<CertChange> {
+        self.changes.subscribe()
     }
 
-    /// The names of each site whose certificate is installed from now on.
-    pub fn installs(&self) -> tokio::sync::broadcast::Receiver<Vec<HostName>> {
-        self.installed.subscribe()
+    /// Tells the subscribers that the record for `names` is now `record`.
+    fn announce_state(&self, names: Vec<HostName>, record: &CertRecord) {
+        let _ = self.changes.send(CertChange {
+            names,
+            source: record.source,
+            state: record.state,
+            serial: record.serial.clone(),
+            installed: false,
+        });
     }
 
     /// Drops the preloaded certificates no site took (records of names no longer served).
@@ -313,6 +337,9 @@ impl CertManager {
         if let Some(id) = record_id(record) {
             self.inventory.note(id, record);
         }
+        if let Some(names) = first_cert::record_names(record) {
+            self.announce_state(names, record);
+        }
     }
 
     /// Takes in that the record `id` is gone from the store.
@@ -410,7 +437,10 @@ impl CertManager {
         update(&mut record);
         record.updated = crate::certs::record::unix(SystemTime::now());
         match self.records().save_claimed(claim, names, &record) {
-            Ok(()) => self.inventory.note(cert_id(names), &record),
+            Ok(()) => {
+                self.inventory.note(cert_id(names), &record);
+                self.announce_state(names.to_vec(), &record);
+            }
             Err(e) => {
                 tracing::error!(names = %join(names), error = %e, "cannot store the certificate state")
             }

@@ -40,11 +40,12 @@ enum Found {
     Unreachable(String),
 }
 
-/// Checks each swap announced on `installs` until `cancel`.
+/// Checks each swap announced on `changes` (the certificate owner's stream; a state
+/// written without a swap is not checked) until `cancel`.
 pub async fn run(
     table: Arc<SiteTable>,
     address: SocketAddr,
-    mut installs: broadcast::Receiver<Vec<HostName>>,
+    mut changes: broadcast::Receiver<super::CertChange>,
     events: Arc<Events>,
     cancel: CancellationToken,
 ) {
@@ -52,8 +53,9 @@ pub async fn run(
     loop {
         let names = tokio::select! {
             () = cancel.cancelled() => return,
-            received = installs.recv() => match received {
-                Ok(names) => names,
+            received = changes.recv() => match received {
+                Ok(change) if change.installed => change.names,
+                Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "self-check skipped swaps (too many at once)");
                     continue;

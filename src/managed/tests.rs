@@ -120,12 +120,33 @@ fn a_first_step_is_queued_for_when_it_has_something_to_do() {
 #[test]
 fn an_install_serves_the_certificate_and_tells_the_subscribers_whose_it_is() {
     let (_dir, manager, site) = manager_and_site();
-    let mut installs = manager.installs();
+    let mut changes = manager.changes();
     let bundle = site.served_cert().unwrap().bundle.clone();
+    let serial = bundle.info.serial.clone();
     manager.install(&site, ServedCert::new(bundle, Source::Uploaded));
     assert_eq!(site.served_cert().unwrap().source, Source::Uploaded);
-    assert_eq!(installs.try_recv().unwrap(), site.hosts().to_vec());
-    assert!(installs.try_recv().is_err(), "one notice per install");
+    assert_eq!(
+        changes.try_recv().unwrap(),
+        CertChange {
+            names: site.hosts().to_vec(),
+            source: Source::Uploaded,
+            state: CertState::Issued,
+            serial: Some(serial),
+            installed: true,
+        }
+    );
+    assert!(changes.try_recv().is_err(), "one notice per install");
+    // A state written to the record is a change too.
+    manager.set_state(site.hosts(), Source::Acme, |r| {
+        r.set_failed(crate::certs::record::Failure {
+            reason: "refused".into(),
+            attempts: 1,
+            next_retry: 0,
+        });
+    });
+    let change = changes.try_recv().unwrap();
+    assert_eq!((change.state, change.installed), (CertState::Failed, false));
+    assert_eq!(change.names, site.hosts().to_vec());
 }
 
 #[test]

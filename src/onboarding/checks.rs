@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use super::definitions::site_names;
 use super::dns::Verdict;
 use super::*;
+use crate::certs::CertState;
 use crate::certs::record::unix;
 use crate::certs::window::backoff;
-use crate::certs::{CertState, HostName};
 use crate::schedule::{Job, JobFuture, Wake};
 use crate::store::Claim;
 use crate::tls::SiteTable;
@@ -28,8 +28,10 @@ pub struct SiteCheck {
     claim: tokio::sync::Mutex<Option<Claim>>,
 }
 
-/// How often an issuing site looks whether its order failed (an installed certificate
-/// wakes it at once: `run_scheduler`).
+/// The shortest wait of an issuing site between two looks at its certificate's state. It
+/// waits for the certificate owner's change stream (`run_scheduler`: an install, a failure
+/// or a hold wakes it at once); it looks on its own only every [`FAILED_POLL_MAX`], should
+/// a change have been missed.
 pub(super) const ISSUING_POLL: Duration = Duration::from_secs(2);
 
 /// How often a node that does not drive a site (another node of the fleet does) looks
@@ -109,18 +111,20 @@ impl Onboarding {
     }
 
     /// Runs the queue of DNS checks until `cancel`; a site waiting for its certificate is
-    /// looked at again as soon as one is installed for it (`installs`, from the certificate
-    /// manager), not at its next poll.
+    /// looked at again as soon as its certificate changes (`changes`, the certificate
+    /// owner's stream: installed, failed, held), not at a poll.
     pub async fn run_scheduler(
         self: Arc<Self>,
-        mut installs: tokio::sync::broadcast::Receiver<Vec<HostName>>,
+        mut changes: tokio::sync::broadcast::Receiver<crate::managed::CertChange>,
         cancel: CancellationToken,
     ) {
         let wake_installed = async {
             loop {
-                match installs.recv().await {
-                    Ok(hosts) => {
-                        if let Some(record) = hosts.first().and_then(|h| self.find(h.as_str())) {
+                match changes.recv().await {
+                    Ok(change) => {
+                        if let Some(record) =
+                            change.names.first().and_then(|h| self.find(h.as_str()))
+                        {
                             self.checks.wake(&Arc::from(record.id.as_str()));
                         }
                     }
@@ -354,7 +358,8 @@ impl Onboarding {
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
                 .clamp(ISSUING_POLL, FAILED_POLL_MAX),
-            None => ISSUING_POLL,
+            // The order's outcome wakes the site (`run_scheduler`).
+            None => FAILED_POLL_MAX,
         }
     }
 

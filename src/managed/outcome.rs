@@ -7,7 +7,6 @@ use std::ops::ControlFlow;
 use std::time::{Duration, SystemTime};
 
 use super::CertManager;
-use super::renewal::*;
 use crate::certs::HostName;
 use crate::certs::ServedCert;
 use crate::certs::names::join;
@@ -280,6 +279,16 @@ pub(super) fn log_issued(
         "{}",
         if renewal { "certificate renewed" } else { "certificate issued" }
     );
+}
+
+/// Whether `cert` is inside its renewal window at `now`.
+pub(super) fn in_window(manager: &CertManager, cert: &ServedCert, now: SystemTime) -> bool {
+    let info = &cert.bundle.info;
+    now >= window::window_start(
+        info.not_before,
+        info.not_after,
+        manager.settings.renew_before,
+    )
 }
 
 #[cfg(test)]

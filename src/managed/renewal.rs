@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use aws_lc_rs::digest::{SHA256, digest};
 use tokio_util::sync::CancellationToken;
 
-use super::outcome::{Outcome, remind};
+use super::outcome::{Outcome, in_window, remind};
 use super::{CertManager, state_at};
 use crate::certs::ServedCert;
 use crate::certs::record::from_unix;
@@ -264,16 +264,6 @@ pub(super) async fn step(
 /// The fleet lock of the order for `names`.
 fn claim_name(names: &[crate::certs::HostName]) -> String {
     format!("cert/{}", crate::certs::record::id(names))
-}
-
-/// Whether `cert` is inside its renewal window at `now`.
-pub(super) fn in_window(manager: &CertManager, cert: &ServedCert, now: SystemTime) -> bool {
-    let info = &cert.bundle.info;
-    now >= window::window_start(
-        info.not_before,
-        info.not_after,
-        manager.settings.renew_before,
-    )
 }
 
 /// Records that an attempt is due: `pending` for a first order, `expiring` (with a WARN the

@@ -60,10 +60,15 @@ impl Inventory {
         self.lock().get(id).cloned()
     }
 
-    /// `record` was stored (or read) for `id`.
-    pub fn note(&self, id: String, record: &CertRecord) {
-        self.lock()
+    /// `record` was stored (or read) for `id`; whether its state differs from the one held
+    /// before (or none was).
+    pub fn note(&self, id: String, record: &CertRecord) -> bool {
+        let before = self
+            .lock()
             .insert(id, Some(Arc::new(RecordStatus::from(record))));
+        before
+            .flatten()
+            .is_none_or(|status| status.state != record.state)
     }
 
     /// The records read at start, in one go (the map sized once, its lock taken once).

@@ -334,10 +334,10 @@ impl CertManager {
 
     /// Takes in a record stored by someone else (another node, the upload handler).
     pub fn note_stored(&self, record: &CertRecord) {
-        if let Some(id) = record_id(record) {
-            self.inventory.note(id, record);
-        }
-        if let Some(names) = first_cert::record_names(record) {
+        // Only a state that changed is announced: a fleet's watch replays every record when
+        // it (re)starts, and most say what this node already holds.
+        let changed = record_id(record).is_some_and(|id| self.inventory.note(id, record));
+        if changed && let Some(names) = first_cert::record_names(record) {
             self.announce_state(names, record);
         }
     }

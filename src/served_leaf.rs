@@ -92,10 +92,22 @@ pub fn any_certificate_client(check_signature: bool) -> rustls::ClientConfig {
     config
 }
 
+/// A verifier that takes any certificate; with `check_signature`, the handshake's
+/// signature is still checked against it (the server holds the key of what it showed).
 #[derive(Debug)]
-struct AnyCertificate {
+pub struct AnyCertificate {
     provider: Arc<rustls::crypto::CryptoProvider>,
     check_signature: bool,
+}
+
+impl AnyCertificate {
+    /// With `provider`'s signature algorithms.
+    pub fn new(provider: Arc<rustls::crypto::CryptoProvider>, check_signature: bool) -> Self {
+        Self {
+            provider,
+            check_signature,
+        }
+    }
 }
 
 /// rustls' signature check of one TLS version.

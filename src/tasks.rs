@@ -26,11 +26,6 @@ impl Tasks {
         });
     }
 
-    /// Runs `task`, which watches [`token`](Self::token) itself, to its end.
-    pub fn spawn_watching(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tracker.spawn(task);
-    }
-
     /// Resolves when the edge shuts down.
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await;

@@ -154,21 +154,6 @@ impl Edge {
         https::serve(self, io, client, None).await;
     }
 
-    /// Runs `task` among the edge's background tasks (waited for at shutdown).
-    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn(task);
-    }
-
-    /// Resolves when the edge shuts down.
-    pub async fn cancelled(&self) {
-        self.tasks.cancelled().await;
-    }
-
-    /// When this process started serving.
-    pub fn started(&self) -> std::time::SystemTime {
-        self.started
-    }
-
     /// Re-reads the config file in force and applies it; on any error nothing changes.
     pub async fn reload_from_file(self: &Arc<Self>) -> Result<ReloadSummary, EdgeError> {
         let Some(path) = self.lock_config().path.clone() else {

@@ -44,10 +44,6 @@ pub enum AcmeClientError {
     Platform { cause: String },
 }
 
-fn path_of(path: Option<&Path>) -> std::path::PathBuf {
-    path.map(Path::to_owned).unwrap_or_default()
-}
-
 impl PacedClient {
     /// A client trusting the platform's roots, or only the PEM roots at `ca_roots`, sending
     /// at most `per_second` requests a second (`None`: no ceiling).
@@ -55,12 +51,12 @@ impl PacedClient {
         ca_roots: Option<&Path>,
         per_second: Option<u32>,
     ) -> Result<Self, AcmeClientError> {
-        let bad_roots = |e: &dyn std::fmt::Display| AcmeClientError::CaRoots {
-            path: path_of(ca_roots),
-            cause: e.to_string(),
-        };
         let builder = match ca_roots {
             Some(path) => {
+                let bad_roots = |e: &dyn std::fmt::Display| AcmeClientError::CaRoots {
+                    path: path.to_owned(),
+                    cause: e.to_string(),
+                };
                 let mut roots = rustls::RootCertStore::empty();
                 let certs = CertificateDer::pem_file_iter(path)
                     .and_then(Iterator::collect::<Result<Vec<_>, _>>)

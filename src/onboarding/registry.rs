@@ -56,14 +56,6 @@ impl Hosts {
     pub fn primary(&self) -> &str {
         self.0.first().map_or("", String::as_str)
     }
-
-    /// The names, parsed (they were checked when the record was read or made).
-    pub fn names(&self) -> Vec<HostName> {
-        self.0
-            .iter()
-            .filter_map(|h| HostName::parse(h).ok())
-            .collect()
-    }
 }
 
 impl<'a> IntoIterator for &'a Hosts {

@@ -65,20 +65,21 @@ pub struct Handles {
     pub publisher: Arc<dyn Publish>,
 }
 
-/// What handlers share.
+/// What handlers share: the handles (read through `Deref`), the token and the overview.
 #[derive(Clone)]
 pub(crate) struct Api {
-    pub(crate) table: Arc<SiteTable>,
-    pub(crate) certificates: Arc<CertManager>,
-    pub(crate) onboarding: Arc<Onboarding>,
-    pub(crate) events: Arc<Events>,
-    pub(crate) node: ThisNode,
-    pub(crate) server: Arc<ServerSettings>,
-    pub(crate) allow_private_origins: bool,
-    pub(crate) publisher: Arc<dyn Publish>,
+    handles: Arc<Handles>,
     token: Arc<str>,
     /// The overview's last reading of the inventory (`overview.rs`).
     overview: Arc<overview::Cache>,
+}
+
+impl std::ops::Deref for Api {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.handles
+    }
 }
 
 /// The admin token: from the config, else read from (or created in) `data_dir/admin.token`.
@@ -151,14 +152,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let api = Api {
-        table: handles.table,
-        certificates: handles.certificates,
-        onboarding: handles.onboarding,
-        events: handles.events,
-        node: handles.node,
-        server: Arc::new(handles.server),
-        allow_private_origins: handles.allow_private_origins,
-        publisher: handles.publisher,
+        handles: Arc::new(handles),
         token: token.into(),
         overview: Arc::default(),
     };
